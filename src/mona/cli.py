@@ -1,0 +1,160 @@
+"""The `mona` command line: a thin Typer app over the library."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from mona.errors import MonaError
+
+app = typer.Typer(help="Select task-specific instruction-tuning data from a language model's monosemantic "
+                       "(sparse-autoencoder) features, or with any of the baselines.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+sae_app = typer.Typer(help="Train and inspect sparse autoencoders.", no_args_is_help=True)
+data_app = typer.Typer(help="Prepare offline data sets (BIG-bench, ...).", no_args_is_help=True)
+app.add_typer(sae_app, name="sae")
+app.add_typer(data_app, name="data")
+
+err = Console(stderr=True)
+stdout = Console()
+
+
+def _fail(exc: MonaError) -> None:
+    err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+
+
+@app.command()
+def select(
+    pool: Annotated[Path, typer.Option(help="Pool file: .jsonl(.gz/.zst), .json, .parquet or a save_to_disk dir.")],
+    target: Annotated[Path, typer.Option(help="Examples of the target task, same formats as the pool.")],
+    out: Annotated[Path, typer.Option(help="Where to write the selected rows (JSONL, best first).")],
+    ratio: Annotated[float | None, typer.Option(help="Fraction of the pool to select, in (0, 1].")] = None,
+    budget: Annotated[int | None, typer.Option(help="Number of rows to select.")] = None,
+    method: Annotated[str, typer.Option(help="Representation: mona, random (more: see `mona methods`).")] = "mona",
+    scores: Annotated[Path | None, typer.Option(help="Also write {id, score, rank, selected} per pool row.")] = None,
+    model: Annotated[str | None, typer.Option(help="Selection model: hub id, local dir or .gguf "
+                                                   "(default: embedded SmolLM2-135M-Instruct).")] = None,
+    sae: Annotated[str | None, typer.Option(help="SAE directory (sparsify or SAELens layout); default: the "
+                                                 "shipped SmolLM2 SAE.")] = None,
+    layer: Annotated[int | None, typer.Option(help="Decoder layer to read (0-based; default: penultimate).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: $MONA_CACHE or "
+                                                        "~/.cache/mona).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the feature cache.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for random choices (the random method).")] = 0,
+    text_field: Annotated[str | None, typer.Option(help="Read text from this field as plain text.")] = None,
+    render: Annotated[str, typer.Option(help="LM input rendering: chat (model's template) or plain.")] = "chat",
+    similarity: Annotated[str | None, typer.Option(help="jaccard, cosine or euclidean (default: the "
+                                                        "method's).")] = None,
+    pooling: Annotated[str, typer.Option(help="Token pooling: mean, sum or max.")] = "mean",
+    k: Annotated[int | None, typer.Option(help="Keep only the k largest SAE codes per token (<= SAE's k).")] = None,
+    max_length: Annotated[int, typer.Option(help="Tokens per sample; longer ones are truncated and "
+                                                 "counted.")] = 512,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    show: Annotated[int, typer.Option(help="Print this many top picks.")] = 0,
+) -> None:
+    """Select the pool rows most useful for the target task (writes OUT, and SCORES if asked)."""
+    _quiet_libraries()
+    from mona.features.lm import LMConfig
+    from mona.features.registry import MethodOptions
+    from mona.progress import RichProgress
+    from mona.selection.pipeline import SelectConfig
+    from mona.selection.pipeline import select as run_select
+
+    try:
+        options = MethodOptions(method=method, lm=LMConfig(model=model, layer=layer, render=render,
+                                                           max_length=max_length),
+                                sae=sae, k=k, pooling=pooling, similarity=similarity, seed=seed)
+        config = SelectConfig(pool=pool, target=target, out=out, scores=scores, ratio=ratio, budget=budget,
+                              options=options, cache_dir=cache_dir, no_cache=no_cache, text_field=text_field)
+        result = run_select(config, RichProgress(err, enabled=not quiet))
+    except MonaError as exc:
+        _fail(exc)
+        return
+    if not quiet:
+        ps = result.pool_stats
+        hits = ps.cache_hits + result.target_stats.cache_hits
+        total = ps.samples + result.target_stats.samples
+        rate = f", {ps.tokens_per_second:.0f} tok/s" if ps.tokens else ""
+        trunc = f", {result.truncated} truncated to {max_length} tokens" if result.truncated else ""
+        err.print(f"selected {result.n_selected} of {len(result.pool)} rows with {method} in "
+                  f"{result.seconds:.1f} s (cache hits {hits}/{total}{rate}{trunc}) -> {out}",
+                  highlight=False)
+    for rank_i, sample in enumerate(result.selected[:show], start=1):
+        text = " ".join(sample.plain_text().split())
+        score = result.scores[int(result.order[rank_i - 1])]
+        stdout.print(f"{rank_i:>3}. [{score:.4f}] {sample.id}: {text[:110]}", highlight=False, soft_wrap=True)
+
+
+@data_app.command("bigbench")
+def data_bigbench(
+    archive: Annotated[Path | None, typer.Option(help="Use this bigbench-1.0.0.tar.gz instead of "
+                                                      "downloading it.")] = None,
+) -> None:
+    """Fetch BIG-bench's source archive via pip, verify it and normalise its tasks into the cache."""
+    from mona.data.bigbench import prepare_bigbench, task_index
+
+    try:
+        with err.status("preparing BIG-bench (download, verify, extract)..."):
+            path = prepare_bigbench(archive)
+    except MonaError as exc:
+        _fail(exc)
+        return
+    index = task_index(path)
+    stdout.print(f"{len(index)} task files, {sum(index.values())} rows in {path / 'rows'}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+
+
+@sae_app.command("train")
+def sae_train(
+    out: Annotated[Path, typer.Option(help="Directory to write the SAE to (sparsify layout + model card).")],
+    texts: Annotated[str, typer.Option(help="Text file (any pool format) or 'bigbench-mix' (BIG-bench rows "
+                                            "from every task file).")] = "bigbench-mix",
+    samples: Annotated[int, typer.Option(help="Number of texts to read.")] = 16000,
+    model: Annotated[str | None, typer.Option(help="Model (default: embedded SmolLM2-135M-Instruct).")] = None,
+    layer: Annotated[int | None, typer.Option(help="Decoder layer (0-based; default: penultimate).")] = None,
+    expansion_factor: Annotated[int, typer.Option(help="Latents = this x the model's hidden size.")] = 16,
+    k: Annotated[int, typer.Option(help="Active latents per token.")] = 32,
+    epochs: Annotated[int, typer.Option(help="Passes over the collected activations.")] = 4,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 8e-4,
+    max_length: Annotated[int, typer.Option(help="Tokens per text.")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed for the text sample, split and initialisation.")] = 0,
+) -> None:
+    """Train a TopK SAE on a layer's activations (collected once into the cache; a killed run resumes)."""
+    _quiet_libraries()
+    from mona.sae.build import build_sae
+    from mona.sae.train import SaeTrainConfig
+
+    command = "mona " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("mona") else ""
+    try:
+        meta = build_sae(out, texts=texts, n_samples=samples, model=model, layer=layer, max_length=max_length,
+                         config=SaeTrainConfig(expansion_factor=expansion_factor, k=k, epochs=epochs, lr=lr,
+                                               seed=seed),
+                         command=command, log=lambda m: err.print(m, highlight=False))
+    except MonaError as exc:
+        _fail(exc)
+        return
+    err.print(f"SAE written to {out}: FVU {meta['fvu']}, L0 {meta['l0']}, dead {meta['dead_fraction']:.2%}")

@@ -1,0 +1,6 @@
+"""Data layer: read pools and targets, detect row formats, render LM inputs."""
+
+from mona.data.formats import Sample, detect_format, to_sample
+from mona.data.readers import Record, read_records, read_samples
+
+__all__ = ["Record", "Sample", "detect_format", "read_records", "read_samples", "to_sample"]

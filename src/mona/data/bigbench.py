@@ -1,0 +1,121 @@
+"""BIG-bench (Apache-2.0) as offline data: the source archive comes from PyPI via `pip download`, is checked
+against its sha256, and its task.json files are normalised once into rows {id, instruction, output, task,
+subtask} in the cache. The `bigbench` package itself is never installed (it pulls tensorflow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from mona.errors import DependencyError, InputError
+from mona.models.assets import pip_download, sha256_file
+from mona.paths import cache_root
+
+BIGBENCH_VERSION = "1.0.0"
+BIGBENCH_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
+_TASK_RE = re.compile(r"bigbench/benchmark_tasks/([^/]+)/(?:([^/]+)/)?task\.json$")
+
+
+def bigbench_dir() -> Path:
+    """Cache directory of the normalised rows: one JSONL per task or subtask."""
+    return cache_root() / "bigbench" / BIGBENCH_VERSION
+
+
+def _target(example: dict[str, Any]) -> str | None:
+    scores = example.get("target_scores")
+    if isinstance(scores, dict) and scores:
+        # The correct answer of a multiple-choice example is its output.
+        best = max(scores.values())
+        return next(k for k, v in scores.items() if v == best)
+    target = example.get("target")
+    if isinstance(target, list):
+        target = next((t for t in target if isinstance(t, str) and t.strip()), None)
+    return target if isinstance(target, str) else None
+
+
+def normalise_task(task_json: dict[str, Any], task: str, subtask: str) -> Iterator[dict[str, str]]:
+    """Rows {id, instruction, output, task, subtask} of one BIG-bench task file."""
+    prefix = str(task_json.get("task_prefix") or "").strip()
+    out_prefix = str(task_json.get("example_output_prefix") or "").strip()
+    # A long output prefix carries the question ("Does the preceding sentence ...?"); short ones are "A:".
+    question = out_prefix if len(out_prefix) > 3 else ""
+    append_choices = task_json.get("append_choices_to_input", True)
+    name = f"{task}/{subtask}" if subtask else task
+    for i, example in enumerate(task_json.get("examples") or []):
+        text = example.get("input")
+        output = _target(example)
+        if not isinstance(text, str) or not text.strip() or output is None or not output.strip():
+            continue
+        parts = [p for p in (prefix, text.strip()) if p]
+        scores = example.get("target_scores")
+        if append_choices and isinstance(scores, dict) and len(scores) > 1:
+            parts.append("Options:\n" + "\n".join(f"- {choice}" for choice in scores))
+        if question:
+            parts.append(question)
+        yield {"id": f"{name}/{i}", "instruction": "\n".join(parts), "output": output.strip(),
+               "task": task, "subtask": subtask}
+
+
+def prepare_bigbench(archive: Path | None = None, *, progress: Callable[[str], None] | None = None) -> Path:
+    """Fetch (if needed), verify and normalise BIG-bench once; return the directory of task JSONL files."""
+    out = bigbench_dir()
+    done = out / "DONE"
+    if done.exists():
+        return out
+    if archive is None:
+        downloads = cache_root() / "downloads"
+        candidates = list(downloads.glob(f"bigbench-{BIGBENCH_VERSION}.tar.gz")) if downloads.exists() else []
+        archive = candidates[0] if candidates else pip_download(f"bigbench=={BIGBENCH_VERSION}", downloads)
+    if sha256_file(archive) != BIGBENCH_SHA256:
+        raise DependencyError(f"checksum mismatch for {archive} (expected bigbench {BIGBENCH_VERSION}); "
+                              "delete it and retry")
+    rows_dir = out / "rows"
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    index: dict[str, int] = {}
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar:
+            match = _TASK_RE.search(member.name)
+            if not match or not member.isfile():
+                continue
+            task, subtask = match.group(1), match.group(2) or ""
+            handle = tar.extractfile(member)
+            if handle is None:
+                continue
+            try:
+                data = json.load(handle)
+            except json.JSONDecodeError:
+                continue  # a handful of BIG-bench task files are not JSON; they have no examples we can use
+            rows = list(normalise_task(data, task, subtask))
+            if not rows:
+                continue
+            name = f"{task}__{subtask}" if subtask else task
+            tmp = rows_dir / f"{name}.jsonl.partial"
+            with tmp.open("w", encoding="utf-8") as fh:
+                for row in rows:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            os.replace(tmp, rows_dir / f"{name}.jsonl")
+            index[name] = len(rows)
+            if progress:
+                progress(name)
+    (out / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True))
+    done.write_text("ok\n")
+    return out
+
+
+def load_task(name: str, root: Path | None = None) -> list[dict[str, str]]:
+    """Rows of one normalised task ('arithmetic__1_digit_addition' style names, see index.json)."""
+    path = (root or bigbench_dir()) / "rows" / f"{name}.jsonl"
+    if not path.exists():
+        raise InputError(f"no BIG-bench task {name!r}; run `mona data bigbench` first", path=str(path))
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def task_index(root: Path | None = None) -> dict[str, int]:
+    """Task name -> number of rows."""
+    return json.loads(((root or bigbench_dir()) / "index.json").read_text())

@@ -1,0 +1,55 @@
+"""What every representation produces: one pooled vector per sample, sparse (CSR) or dense, in input order."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from mona.data.formats import Sample
+
+Matrix = sp.csr_matrix | np.ndarray
+# progress(samples_done, tokens_done) after each unit of work
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class FeatureBlock:
+    """Vectors for the samples at `positions` (indices into the featurizer's input list)."""
+
+    positions: list[int]
+    matrix: Matrix
+    tokens: int = 0
+
+
+def stack(blocks: Sequence[Matrix]) -> Matrix:
+    """Stack row blocks of the same kind."""
+    if not blocks:
+        raise ValueError("nothing to stack")
+    if sp.issparse(blocks[0]):
+        return sp.vstack(blocks, format="csr")
+    return np.vstack(blocks)
+
+
+class Featurizer(ABC):
+    """One representation. `key_config` names everything its output depends on (the cache key);
+    `text_key` gives the per-sample text whose hash completes the key."""
+
+    name: ClassVar[str]
+    uses_model: ClassVar[bool] = False
+
+    @abstractmethod
+    def key_config(self) -> dict[str, Any]:
+        """Everything the vectors depend on, besides the sample's text (JSON-able)."""
+
+    @abstractmethod
+    def text_key(self, sample: Sample) -> str:
+        """The string whose hash identifies a sample's vector (its rendered LM input, say)."""
+
+    @abstractmethod
+    def featurize(self, samples: Sequence[Sample]) -> Iterator[FeatureBlock]:
+        """Compute vectors, in blocks small enough to cache as they arrive."""

@@ -1,0 +1,72 @@
+"""Featurize through the per-sample cache: look every sample up, compute only the misses (writing each
+block to the cache as it arrives), and return the vectors in input order."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from mona.data.formats import Sample
+from mona.features.base import Featurizer, Matrix, ProgressFn, stack
+from mona.features.cache import FeatureCache, text_hash
+
+
+@dataclass
+class FeaturizeStats:
+    """What one featurization cost."""
+
+    samples: int = 0
+    cache_hits: int = 0
+    computed: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def featurize_cached(featurizer: Featurizer, samples: Sequence[Sample], cache_dir: Path | None,
+                     progress: ProgressFn | None = None, stats: FeaturizeStats | None = None) -> Matrix:
+    """Vectors of `samples` in order. With `cache_dir=None` nothing is cached."""
+    stats = stats if stats is not None else FeaturizeStats()
+    t0 = time.perf_counter()
+    hashes = [text_hash(featurizer.text_key(s)) for s in samples]
+    cache = FeatureCache(cache_dir, featurizer.name, featurizer.key_config()) if cache_dir else None
+    found = cache.lookup(hashes) if cache else {}
+    # identical inputs inside one call are computed once
+    first_of: dict[str, int] = {}
+    for i, h in enumerate(hashes):
+        first_of.setdefault(h, i)
+    missing = [i for i in range(len(samples)) if i not in found and first_of[hashes[i]] == i]
+    stats.samples += len(samples)
+    stats.cache_hits += len(found)
+    done = len(found)
+    if progress:
+        progress(done, 0)
+    computed: dict[int, object] = {}
+    if missing:
+        for block in featurizer.featurize([samples[i] for i in missing]):
+            positions = [missing[p] for p in block.positions]
+            if cache:
+                cache.write([hashes[i] for i in positions], block.matrix)
+            for row, i in enumerate(positions):
+                computed[i] = block.matrix[row]
+            stats.computed += len(positions)
+            stats.tokens += block.tokens
+            done += len(positions)
+            if progress:
+                progress(done, stats.tokens)
+    rows = []
+    for i, h in enumerate(hashes):
+        j = i if i in found or i in computed else first_of[h]
+        rows.append(found[j] if j in found else computed[j])
+    stats.seconds += time.perf_counter() - t0
+    if rows and sp.issparse(rows[0]):
+        return sp.vstack(rows, format="csr")
+    return stack([np.atleast_2d(r) for r in rows])

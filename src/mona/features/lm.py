@@ -1,0 +1,123 @@
+"""Representations read from the selection model's activations (mona, neurons, hidden). They share one
+lazily loaded model and, when several are asked for at the same layer(s), one forward pass."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mona.data.formats import Sample
+from mona.data.render import Rendered, render
+from mona.errors import ConfigError
+from mona.features.base import FeatureBlock, Featurizer, Matrix
+from mona.models import TokenBatch, TruncatedLM, load_lm, model_fingerprint
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """How samples go through the selection model."""
+
+    model: str | None = None
+    layer: int | None = None  # None: the penultimate decoder layer
+    render: str = "chat"
+    max_length: int = 512
+    dtype: str = "fp32"  # measured here: bf16 is ~7x slower on this CPU (no AVX-512 BF16)
+    batch_tokens: int = 8192
+
+
+class LMRunner:
+    """Loads the tokenizer at once and the model only when some sample is not cached."""
+
+    def __init__(self, config: LMConfig) -> None:
+        self.config = config
+        self._tokenizer = None
+        self._lm: TruncatedLM | None = None
+        self._capture_gate = False
+        self.n_layers: int | None = None
+        self.d_model: int | None = None
+        self.truncated = 0
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from mona.models.loader import load_tokenizer
+
+            self._tokenizer, model_config = load_tokenizer(self.config.model)
+            self.n_layers = int(model_config.num_hidden_layers)
+            self.d_model = int(model_config.hidden_size)
+        return self._tokenizer
+
+    def resolved_layer(self) -> int:
+        _ = self.tokenizer
+        assert self.n_layers is not None
+        layer = self.config.layer if self.config.layer is not None else -2  # the paper's penultimate layer
+        resolved = layer if layer >= 0 else self.n_layers + layer
+        if not 0 <= resolved < self.n_layers:
+            raise ConfigError(f"layer {layer} out of range: the model has {self.n_layers} decoder layers "
+                              f"(0..{self.n_layers - 1})")
+        return resolved
+
+    def lm(self, capture_gate: bool = False) -> TruncatedLM:
+        if self._lm is None or (capture_gate and not self._capture_gate):
+            model, tokenizer = load_lm(self.config.model, self.config.dtype)
+            self._tokenizer = tokenizer
+            self._lm = TruncatedLM(model, tokenizer, self.resolved_layer(), max_length=self.config.max_length,
+                                   batch_tokens=self.config.batch_tokens, capture_gate=capture_gate)
+            self._capture_gate = capture_gate
+        return self._lm
+
+    def render(self, sample: Sample) -> Rendered:
+        return render(sample, self.tokenizer, self.config.render)
+
+    def base_key(self) -> dict[str, Any]:
+        c = self.config
+        return {"model": model_fingerprint(c.model), "layer": self.resolved_layer(), "render": c.render,
+                "max_length": c.max_length, "dtype": c.dtype}
+
+
+def text_key_of(rendered: Rendered) -> str:
+    """Rendered text plus content spans: both decide what gets pooled."""
+    return rendered.text + "\x00" + ",".join(f"{a}-{b}" for a, b in rendered.spans)
+
+
+class LMFeaturizer(Featurizer):
+    """Base of representations pooled from one TokenBatch."""
+
+    uses_model = True
+    needs_gate = False
+
+    def __init__(self, runner: LMRunner) -> None:
+        self.runner = runner
+
+    def text_key(self, sample: Sample) -> str:
+        return text_key_of(self.runner.render(sample))
+
+    @abstractmethod
+    def pool(self, batch: TokenBatch) -> Matrix:
+        """Pooled vectors of the batch's rows, in batch order."""
+
+    def featurize(self, samples: Sequence[Sample]) -> Iterator[FeatureBlock]:
+        yield from run_lm_featurizers([self], samples)
+
+
+def run_lm_featurizers(featurizers: Sequence[LMFeaturizer], samples: Sequence[Sample]
+                       ) -> Iterator[FeatureBlock]:
+    """One forward pass per batch feeding every featurizer (they must share a runner). Yields blocks whose
+    matrix is the first featurizer's; use `run_lm_featurizers_multi` for all of them."""
+    for blocks in run_lm_featurizers_multi(featurizers, samples):
+        yield blocks[0]
+
+
+def run_lm_featurizers_multi(featurizers: Sequence[LMFeaturizer], samples: Sequence[Sample]
+                             ) -> Iterator[list[FeatureBlock]]:
+    """Like run_lm_featurizers, yielding one block per featurizer for each batch."""
+    runner = featurizers[0].runner
+    if any(f.runner is not runner for f in featurizers):
+        raise ValueError("featurizers sharing a forward pass must share one LMRunner")
+    lm = runner.lm(capture_gate=any(f.needs_gate for f in featurizers))
+    items = [runner.render(s) for s in samples]
+    for batch in lm.run(items):
+        yield [FeatureBlock(batch.positions, f.pool(batch), batch.n_tokens) for f in featurizers]
+    runner.truncated += getattr(lm, "last_truncated", 0)

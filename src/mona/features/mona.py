@@ -1,0 +1,60 @@
+"""MoNA: mean of per-token TopK SAE codes of the residual stream at the selection layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import scipy.sparse as sp
+import torch
+
+from mona.features.lm import LMFeaturizer, LMRunner
+from mona.features.pooling import pool_sparse_codes
+from mona.models import TokenBatch
+from mona.sae.topk import check_width, encode, load_sae, resolve_sae_path, sae_fingerprint, sae_metadata
+
+
+class MonaFeaturizer(LMFeaturizer):
+    """Sparse, non-negative sample vectors over the SAE's latents."""
+
+    name = "mona"
+
+    def __init__(self, runner: LMRunner, sae: str | None = None, *, k: int | None = None,
+                 pooling: str = "mean") -> None:
+        super().__init__(runner)
+        self.sae_path = resolve_sae_path(sae)
+        meta = sae_metadata(self.sae_path)
+        self.sae_layer = meta.get("layer")
+        self.sae_k = int(meta.get("k") or (meta.get("activation_fn_kwargs") or {}).get("k", 0)) or None
+        if k is not None and self.sae_k is not None and k > self.sae_k:
+            from mona.errors import ConfigError
+
+            raise ConfigError(f"--k {k} exceeds the SAE's k ({self.sae_k})")
+        self.k = k
+        self.pooling = pooling
+        self._sae = None
+        self.check()
+
+    @property
+    def sae(self):
+        if self._sae is None:
+            self._sae = load_sae(self.sae_path)
+        return self._sae
+
+    def check(self) -> None:
+        """Refuse an SAE that does not fit the model's width or the layer read (before any model is loaded)."""
+        _ = self.runner.tokenizer
+        assert self.runner.d_model is not None
+        check_width(self.sae, self.runner.d_model, sae_path=self.sae_path, layer=self.runner.resolved_layer(),
+                    sae_layer=self.sae_layer)
+
+    def key_config(self) -> dict[str, Any]:
+        return {"method": self.name, **self.runner.base_key(), "sae": sae_fingerprint(self.sae_path),
+                "k": self.k, "pooling": self.pooling}
+
+    def pool(self, batch: TokenBatch) -> sp.csr_matrix:
+        layer = self.runner.resolved_layer()
+        x = batch.resid[layer]
+        rows = torch.nonzero(batch.pool_mask, as_tuple=True)[0]
+        values, indices = encode(self.sae, x[batch.pool_mask], self.k)
+        return pool_sparse_codes(rows, values, indices, len(batch.positions), int(self.sae.num_latents),
+                                 self.pooling)

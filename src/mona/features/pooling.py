@@ -1,0 +1,51 @@
+"""Pool per-token sparse codes into one sparse vector per sample, without ever forming a dense
+tokens x latents matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+POOLINGS = ("mean", "sum", "max")
+
+
+def pool_sparse_codes(rows: torch.Tensor, values: torch.Tensor, indices: torch.Tensor, n_rows: int,
+                      n_latents: int, pooling: str = "mean") -> sp.csr_matrix:
+    """rows [N] (sample of each token), values/indices [N, k] (its TopK codes) -> CSR [n_rows, n_latents].
+    mean divides by the sample's number of pooled tokens (the paper's choice: sum has a length bias)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
+    keys = (rows.long().unsqueeze(1) * n_latents + indices.long()).flatten()
+    vals = values.float().flatten()
+    keep = vals > 0
+    keys, vals = keys[keep], vals[keep]
+    uniq, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+    if pooling == "max":
+        pooled = torch.zeros(len(uniq)).scatter_reduce_(0, inverse, vals, reduce="amax", include_self=False)
+    else:
+        pooled = torch.zeros(len(uniq)).index_add_(0, inverse, vals)
+        if pooling == "mean":
+            counts = torch.bincount(rows.long(), minlength=n_rows).clamp(min=1).float()
+            pooled /= counts[uniq // n_latents]
+    row_ids = (uniq // n_latents).numpy()
+    cols = (uniq % n_latents).numpy().astype(np.int32)
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.add.at(indptr, row_ids + 1, 1)
+    return sp.csr_matrix((pooled.numpy().astype(np.float32), cols, np.cumsum(indptr)),
+                         shape=(n_rows, n_latents))
+
+
+def pool_dense(rows: torch.Tensor, x: torch.Tensor, n_rows: int, pooling: str = "mean") -> np.ndarray:
+    """rows [N], x [N, d] -> [n_rows, d] pooled dense vectors (for raw hidden states)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
+    out = torch.zeros(n_rows, x.shape[1])
+    if pooling == "max":
+        out = out.fill_(float("-inf")).index_reduce_(0, rows.long(), x.float(), "amax")
+        out[torch.isinf(out)] = 0.0
+        return out.numpy()
+    out.index_add_(0, rows.long(), x.float())
+    if pooling == "mean":
+        out /= torch.bincount(rows.long(), minlength=n_rows).clamp(min=1).float().unsqueeze(1)
+    return out.numpy()

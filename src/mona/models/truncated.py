@@ -1,0 +1,169 @@
+"""Run a causal LM truncated at decoder layer(s) L: the layers after the deepest L, the final norm and the
+LM head never run. Batches are grouped by length; a pooling mask keeps padding, special tokens, the fixed
+first token and template text out of anything pooled downstream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from mona.data.render import Rendered
+from mona.errors import ConfigError
+
+
+@dataclass
+class TokenBatch:
+    """Activations of one length-bucketed batch. `positions[i]` is the input index of row i."""
+
+    positions: list[int]
+    input_ids: torch.Tensor  # [B, T]
+    pool_mask: torch.Tensor  # [B, T] bool: tokens that may enter a pooled vector
+    resid: dict[int, torch.Tensor]  # layer -> [B, T, d_model] residual stream after that layer
+    gate: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [B, T, d_mlp] SiLU(W_gate x)
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.pool_mask.sum())
+
+
+@dataclass
+class Tokenized:
+    ids: list[int]
+    pool: list[bool]
+    truncated: bool
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder block list of a causal LM (LLaMA-style `model.model.layers`, GPT-2-style `h`, ...)."""
+    base = getattr(model, "base_model", model)
+    for name in ("layers", "h", "blocks"):
+        layers = getattr(base, name, None)
+        if isinstance(layers, nn.ModuleList):
+            return layers
+    raise ConfigError(f"cannot find the decoder layers of {type(model).__name__}")
+
+
+class TruncatedLM:
+    """A causal LM cut after the deepest requested layer. The model object is modified in place."""
+
+    def __init__(self, model: nn.Module, tokenizer, layers: Sequence[int] | int | None = None, *,
+                 max_length: int = 512, batch_tokens: int = 8192, max_batch_size: int = 64,
+                 capture_gate: bool = False) -> None:
+        all_layers = decoder_layers(model)
+        n_layers = len(all_layers)
+        if layers is None:
+            layers = [n_layers - 2]  # the paper reads the penultimate layer
+        if isinstance(layers, int):
+            layers = [layers]
+        self.layers = sorted({int(lyr) if lyr >= 0 else n_layers + int(lyr) for lyr in layers})
+        for lyr in self.layers:
+            if not 0 <= lyr < n_layers:
+                raise ConfigError(f"layer {lyr} out of range: the model has {n_layers} decoder layers "
+                                  f"(0..{n_layers - 1})")
+        self.n_model_layers = n_layers
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_tokens = batch_tokens
+        self.max_batch_size = max_batch_size
+        self.capture_gate = capture_gate
+        self.d_model = int(model.config.hidden_size)
+        self.base = getattr(model, "base_model", model)
+        deepest = self.layers[-1]
+        # Drop the layers after the deepest one and the final norm: they never run.
+        self._kept = nn.ModuleList(list(all_layers)[: deepest + 1])
+        for name in ("layers", "h", "blocks"):
+            if isinstance(getattr(self.base, name, None), nn.ModuleList):
+                setattr(self.base, name, self._kept)
+        for name in ("norm", "ln_f", "final_layernorm"):
+            if isinstance(getattr(self.base, name, None), nn.Module):
+                setattr(self.base, name, nn.Identity())
+        self._captured: dict[tuple[str, int], torch.Tensor] = {}
+        for lyr in self.layers:
+            self._kept[lyr].register_forward_hook(self._resid_hook(lyr))
+            if capture_gate:
+                mlp = getattr(self._kept[lyr], "mlp", None)
+                if mlp is None or not hasattr(mlp, "gate_proj"):
+                    raise ConfigError("neuron features need a gated MLP (gate_proj), as in LLaMA-style models")
+                mlp.gate_proj.register_forward_hook(self._gate_hook(lyr, mlp.act_fn))
+        bos = tokenizer.bos_token_id
+        self.first_token = bos if bos is not None else tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.first_token
+        self.special_ids = set(tokenizer.all_special_ids)
+        self.dtype = next(model.parameters()).dtype
+
+    def _resid_hook(self, layer: int) -> Callable:
+        def hook(_module, _inputs, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            self._captured[("resid", layer)] = hidden
+        return hook
+
+    def _gate_hook(self, layer: int, act_fn: Callable) -> Callable:
+        def hook(_module, _inputs, output):
+            self._captured[("gate", layer)] = act_fn(output)
+        return hook
+
+    def tokenize(self, items: Sequence[Rendered]) -> list[Tokenized]:
+        """Token ids with a fixed first token, and the mask of tokens that may be pooled: inside the
+        sample's content spans, not special, not the first token."""
+        texts = [item.text for item in items]
+        enc = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True,
+                             truncation=False)
+        out = []
+        for item, ids, offsets in zip(items, enc["input_ids"], enc["offset_mapping"], strict=True):
+            pool = [tid not in self.special_ids and a < b
+                    and any(a < end and b > start for start, end in item.spans)
+                    for tid, (a, b) in zip(ids, offsets, strict=True)]
+            if not ids or ids[0] != self.first_token:
+                ids = [self.first_token, *ids]
+                pool = [False, *pool]
+            else:
+                pool[0] = False
+            truncated = len(ids) > self.max_length
+            out.append(Tokenized(ids[: self.max_length], pool[: self.max_length], truncated))
+        return out
+
+    def plan(self, tokenized: Sequence[Tokenized]) -> list[list[int]]:
+        """Group inputs of similar length into batches under the token budget (longest first)."""
+        order = sorted(range(len(tokenized)), key=lambda i: (-len(tokenized[i].ids), i))
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for i in order:
+            width = len(tokenized[current[0]].ids) if current else len(tokenized[i].ids)
+            if current and ((len(current) + 1) * width > self.batch_tokens
+                            or len(current) >= self.max_batch_size):
+                batches.append(current)
+                current = []
+            current.append(i)
+        if current:
+            batches.append(current)
+        return batches
+
+    @torch.inference_mode()
+    def forward(self, tokenized: Sequence[Tokenized], positions: list[int]) -> TokenBatch:
+        """Run one batch (right-padded) and return the captured activations."""
+        width = max(len(tokenized[i].ids) for i in positions)
+        ids = torch.full((len(positions), width), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((len(positions), width), dtype=torch.long)
+        pool = torch.zeros((len(positions), width), dtype=torch.bool)
+        for row, i in enumerate(positions):
+            n = len(tokenized[i].ids)
+            ids[row, :n] = torch.tensor(tokenized[i].ids)
+            attn[row, :n] = 1
+            pool[row, :n] = torch.tensor(tokenized[i].pool)
+        self._captured.clear()
+        self.base(input_ids=ids, attention_mask=attn, use_cache=False)
+        resid = {lyr: self._captured[("resid", lyr)].float() for lyr in self.layers}
+        gate = {lyr: self._captured[("gate", lyr)].float() for lyr in self.layers} if self.capture_gate else {}
+        self._captured.clear()
+        return TokenBatch(list(positions), ids, pool, resid, gate)
+
+    def run(self, items: Sequence[Rendered]) -> Iterator[TokenBatch]:
+        """Tokenize, bucket by length and yield one TokenBatch per forward pass."""
+        tokenized = self.tokenize(items)
+        self.last_truncated = sum(t.truncated for t in tokenized)
+        for positions in self.plan(tokenized):
+            yield self.forward(tokenized, positions)

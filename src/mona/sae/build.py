@@ -1,0 +1,90 @@
+"""`mona sae train` as a library call: pick texts, collect activations at a layer (cached, resumable), train
+a TopK SAE, save it in the sparsify layout with a model card."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from mona.data.readers import read_samples
+from mona.data.render import render
+from mona.models import TruncatedLM, load_lm, model_fingerprint
+from mona.paths import cache_root
+from mona.sae.collect import collect_activations, load_activations
+from mona.sae.textmix import default_text_mix
+from mona.sae.train import SaeTrainConfig, save_sae, train_sae
+
+DEFAULT_MIX = "bigbench-mix"
+
+
+def build_sae(out: Path, *, texts: str = DEFAULT_MIX, n_samples: int = 16000, model: str | None = None,
+              layer: int | None = None, max_length: int = 256, config: SaeTrainConfig | None = None,
+              command: str = "", log: Callable[[str], None] = print) -> dict:
+    """Train an SAE on `texts` (a file, or the default BIG-bench mix) and write it to `out`."""
+    config = config or SaeTrainConfig()
+    model_obj, tokenizer = load_lm(model)
+    lm = TruncatedLM(model_obj, tokenizer, layer, max_length=max_length, batch_tokens=4096)
+    layer_idx = lm.layers[0]
+    if texts == DEFAULT_MIX:
+        samples, modes = default_text_mix(n_samples, seed=config.seed)
+        texts_id = f"{DEFAULT_MIX}:n={n_samples}:seed={config.seed}"
+    else:
+        samples = read_samples(texts)[:n_samples]
+        rng = np.random.default_rng(config.seed)
+        modes = ["chat" if rng.random() < 1 / 3 else "plain" for _ in samples]
+        texts_id = f"{Path(texts).resolve()}:{hashlib.sha256(Path(texts).read_bytes()).hexdigest()[:12]}"
+    key = hashlib.sha256(json.dumps([model_fingerprint(model), layer_idx, texts_id, max_length]).encode())
+    acts_dir = cache_root() / "sae-acts" / key.hexdigest()[:16]
+    items = [render(s, tokenizer, m) for s, m in zip(samples, modes, strict=True)]
+    t0 = time.time()
+
+    def progress(done: int, tokens: int) -> None:
+        if done % 512 == 0 or done == len(items):
+            log(f"activations: {done}/{len(items)} samples, {tokens} tokens, {time.time() - t0:.0f} s")
+
+    paths = collect_activations(lm, items, acts_dir, layer=layer_idx, progress=progress)
+    acts = load_activations(paths)
+    log(f"training on {len(acts)} tokens of layer {layer_idx} ({acts_dir})")
+    sae, report = train_sae(acts, config, log=log)
+    meta = {"model": model or "smollm2-135m-instruct", "layer": layer_idx, "texts": texts_id,
+            "train_tokens": report.train_tokens, "heldout_tokens": report.heldout_tokens,
+            "fvu": round(report.fvu, 4), "l0": round(report.l0, 2),
+            "dead_fraction": round(report.dead_fraction, 4), "train_config": asdict(config),
+            "command": command}
+    save_sae(sae, out, meta=meta)
+    (out / "README.md").write_text(model_card(meta, n_samples=len(items), max_length=max_length))
+    return meta
+
+
+def model_card(meta: dict, *, n_samples: int, max_length: int) -> str:
+    """A short model card for a trained SAE."""
+    cfg = meta["train_config"]
+    d_latents = f"{cfg['expansion_factor']}x"
+    return f"""# TopK SAE for {meta['model']}, layer {meta['layer']}
+
+Content tokens only: no padding, special tokens, first token or template text.
+A TopK sparse autoencoder (z = TopK(ReLU(W_enc (x - b_dec) + b_enc)), k = {cfg['k']}, width {d_latents} the
+model's hidden size) on the residual stream after decoder layer {meta['layer']} (0-based), in the
+[sparsify](https://github.com/EleutherAI/sparsify) layout (`cfg.json` + `sae.safetensors`, float16).
+
+| | |
+|---|---|
+| training texts | `{meta['texts']}`: {n_samples} samples, at most {max_length} tokens each |
+| rendering | a third with the chat template, the rest plain |
+| training tokens | {meta['train_tokens']:,} content tokens |
+| held-out tokens | {meta['heldout_tokens']:,} |
+| fraction of variance unexplained (held-out) | {meta['fvu']} |
+| L0 (held-out) | {meta['l0']} |
+| dead latents (never fire on held-out tokens) | {meta['dead_fraction']:.2%} |
+| epochs / batch tokens / lr | {cfg['epochs']} / {cfg['batch_tokens']} / {cfg['lr']} |
+
+BIG-bench texts are Apache-2.0. Reproduce with:
+
+    {meta['command']}
+"""

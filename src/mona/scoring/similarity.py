@@ -1,0 +1,67 @@
+"""Similarities between pool vectors and a target prototype, computed row-wise on sparse matrices: only
+each row's own nonzeros are touched, never a dense pool x latents matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+SIMILARITIES = ("jaccard", "cosine", "euclidean")
+
+
+def prototype(targets: sp.csr_matrix | np.ndarray) -> np.ndarray:
+    """Mean of the target vectors, as a dense 1-D array (one entry per latent or dimension)."""
+    return np.asarray(targets.mean(axis=0), dtype=np.float64).ravel()
+
+
+def generalized_jaccard(pool: sp.csr_matrix | np.ndarray, proto: np.ndarray) -> np.ndarray:
+    """J(z, p) = sum_k min(z_k, p_k) / sum_k max(z_k, p_k) for non-negative vectors, computed as
+    S / (|z|_1 + |p|_1 - S) with S = sum_k min(z_k, p_k): only the shared nonzeros matter."""
+    proto = np.asarray(proto, dtype=np.float64)
+    p_l1 = float(proto.sum())
+    if sp.issparse(pool):
+        csr = sp.csr_matrix(pool)
+        data = csr.data.astype(np.float64)
+        mins = np.minimum(data, proto[csr.indices])
+        # per-row sums over each row's own nonzeros (empty rows, even trailing ones, sum to 0)
+        row_of = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+        shared = np.bincount(row_of, weights=mins, minlength=csr.shape[0])
+        z_l1 = np.bincount(row_of, weights=data, minlength=csr.shape[0])
+    else:
+        dense = np.asarray(pool, dtype=np.float64)
+        shared = np.minimum(dense, proto).sum(axis=1)
+        z_l1 = dense.sum(axis=1)
+    denom = z_l1 + p_l1 - shared
+    return np.divide(shared, denom, out=np.zeros_like(shared), where=denom > 0)
+
+
+def _row_norms(pool: sp.csr_matrix | np.ndarray) -> np.ndarray:
+    if sp.issparse(pool):
+        return np.sqrt(np.asarray(pool.multiply(pool).sum(axis=1), dtype=np.float64).ravel())
+    return np.linalg.norm(np.asarray(pool, dtype=np.float64), axis=1)
+
+
+def cosine(pool: sp.csr_matrix | np.ndarray, proto: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row to the prototype (0 for an all-zero row)."""
+    proto = np.asarray(proto, dtype=np.float64)
+    dots = np.asarray(pool @ proto, dtype=np.float64).ravel()
+    denom = _row_norms(pool) * np.linalg.norm(proto)
+    return np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+
+
+def euclidean(pool: sp.csr_matrix | np.ndarray, proto: np.ndarray) -> np.ndarray:
+    """Negative Euclidean distance to the prototype (higher is closer), via |z|^2 - 2 z.p + |p|^2."""
+    proto = np.asarray(proto, dtype=np.float64)
+    sq = _row_norms(pool) ** 2 - 2 * np.asarray(pool @ proto, dtype=np.float64).ravel() + proto @ proto
+    return -np.sqrt(np.maximum(sq, 0.0))
+
+
+def score(pool: sp.csr_matrix | np.ndarray, proto: np.ndarray, similarity: str = "jaccard") -> np.ndarray:
+    """Score every pool row against the prototype."""
+    if similarity == "jaccard":
+        return generalized_jaccard(pool, proto)
+    if similarity == "cosine":
+        return cosine(pool, proto)
+    if similarity == "euclidean":
+        return euclidean(pool, proto)
+    raise ValueError(f"unknown similarity {similarity!r}; expected one of {SIMILARITIES}")

@@ -1,0 +1,37 @@
+"""Budgets and ranking: how many rows to select, and in what order (score descending, ties by id)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from mona.errors import ConfigError
+
+
+def resolve_budget(n_pool: int, *, ratio: float | None = None, budget: int | None = None) -> int:
+    """Number of rows to select: exactly one of `ratio` in (0, 1] (rounded, at least 1) or `budget`."""
+    if (ratio is None) == (budget is None):
+        raise ConfigError("give exactly one of --ratio or --budget")
+    if ratio is not None:
+        if not (0.0 < ratio <= 1.0) or math.isnan(ratio):
+            raise ConfigError(f"--ratio must be in (0, 1], got {ratio}")
+        return max(1, min(n_pool, round(ratio * n_pool)))
+    assert budget is not None
+    if budget < 1:
+        raise ConfigError(f"--budget must be at least 1, got {budget}")
+    if budget > n_pool:
+        raise ConfigError(f"--budget {budget} is larger than the pool ({n_pool} rows)")
+    return budget
+
+
+def rank(ids: Sequence[str], scores: np.ndarray) -> np.ndarray:
+    """Pool positions ordered best first: score descending, ties broken by id (ascending)."""
+    if len(ids) != len(scores):
+        raise ValueError("ids and scores differ in length")
+    id_order = np.argsort(np.asarray(ids, dtype=object), kind="stable")
+    id_rank = np.empty(len(ids), dtype=np.int64)
+    id_rank[id_order] = np.arange(len(ids))
+    # lexsort sorts by the last key first
+    return np.lexsort((id_rank, -np.asarray(scores, dtype=np.float64)))

@@ -1,0 +1,60 @@
+"""Write OUT (selected rows, unchanged, best first) and SCORES atomically: a failed or killed run never
+leaves a file that looks complete."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from mona.data.formats import Sample
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[IO[str]]:
+    """Open a temp file beside `path`; rename it over `path` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def row_line(sample: Sample) -> str:
+    """The row as it came in (the original JSONL line when there is one)."""
+    rec = sample.record
+    if rec.raw is not None:
+        return rec.raw
+    return json.dumps(rec.row, ensure_ascii=False, default=str)
+
+
+def write_selection(path: str | Path, pool: Sequence[Sample], order: np.ndarray, n: int) -> None:
+    """The n best rows, best first, as JSONL."""
+    with atomic_write(path) as fh:
+        for pos in order[:n]:
+            fh.write(row_line(pool[int(pos)]) + "\n")
+
+
+def write_scores(path: str | Path, pool: Sequence[Sample], scores: np.ndarray, order: np.ndarray,
+                 n: int) -> None:
+    """One line per pool row, in pool order: {id, score, rank, selected}; rank 1 is best."""
+    ranks = np.empty(len(pool), dtype=np.int64)
+    ranks[order] = np.arange(1, len(pool) + 1)
+    with atomic_write(path) as fh:
+        for i, sample in enumerate(pool):
+            fh.write(json.dumps({"id": sample.id, "score": round(float(scores[i]), 8),
+                                 "rank": int(ranks[i]), "selected": bool(ranks[i] <= n)}) + "\n")

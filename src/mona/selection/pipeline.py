@@ -1,0 +1,110 @@
+"""`mona select` as a library call: read, featurize (through the cache), score, rank, write."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from mona.data.formats import Sample
+from mona.data.readers import read_samples
+from mona.errors import ConfigError
+from mona.features.cached import FeaturizeStats, featurize_cached
+from mona.features.lm import LMRunner
+from mona.features.registry import MethodOptions, get_method
+from mona.paths import cache_root
+from mona.scoring.similarity import SIMILARITIES, prototype, score
+from mona.selection.budget import rank, resolve_budget
+from mona.selection.output import write_scores, write_selection
+
+
+class Progress(Protocol):
+    """Receives progress of long steps (the CLI draws a bar)."""
+
+    def start(self, label: str, total: int) -> None: ...
+    def update(self, done: int, tokens: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+@dataclass
+class SelectConfig:
+    """Inputs of one selection."""
+
+    pool: Path
+    target: Path
+    out: Path | None = None
+    scores: Path | None = None
+    ratio: float | None = None
+    budget: int | None = None
+    options: MethodOptions = field(default_factory=MethodOptions)
+    cache_dir: Path | None = None  # None: the user cache; use `no_cache` to disable
+    no_cache: bool = False
+    text_field: str | None = None
+
+
+@dataclass
+class SelectResult:
+    """What a selection produced and cost."""
+
+    pool: list[Sample]
+    scores: np.ndarray
+    order: np.ndarray
+    n_selected: int
+    pool_stats: FeaturizeStats
+    target_stats: FeaturizeStats
+    seconds: float
+    truncated: int = 0
+
+    @property
+    def selected(self) -> list[Sample]:
+        return [self.pool[int(i)] for i in self.order[: self.n_selected]]
+
+
+def compute_scores(pool: list[Sample], targets: list[Sample], options: MethodOptions,
+                   cache_dir: Path | None, progress: Progress | None = None,
+                   ) -> tuple[np.ndarray, FeaturizeStats, FeaturizeStats, int]:
+    """Scores of every pool sample against the targets' prototype under one method."""
+    spec = get_method(options.method)
+    pool_stats, target_stats = FeaturizeStats(), FeaturizeStats()
+    if spec.build is None:  # random: a seeded uniform score per row
+        return np.random.default_rng(options.seed).random(len(pool)), pool_stats, target_stats, 0
+    similarity = options.similarity or spec.similarity
+    if similarity not in SIMILARITIES:
+        raise ConfigError(f"unknown similarity {similarity!r}; choose one of {', '.join(SIMILARITIES)}")
+    runner = LMRunner(options.lm)
+    featurizer = spec.build(options, runner)
+
+    def run(samples: list[Sample], label: str, stats: FeaturizeStats):
+        if progress:
+            progress.start(label, len(samples))
+        try:
+            return featurize_cached(featurizer, samples, cache_dir,
+                                    progress.update if progress else None, stats)
+        finally:
+            if progress:
+                progress.finish()
+
+    target_matrix = run(targets, "target", target_stats)
+    pool_matrix = run(pool, "pool", pool_stats)
+    scores = score(pool_matrix, prototype(target_matrix), similarity)
+    return scores, pool_stats, target_stats, runner.truncated
+
+
+def select(config: SelectConfig, progress: Progress | None = None) -> SelectResult:
+    """Run one selection end to end; OUT and SCORES are written only if everything succeeded."""
+    t0 = time.perf_counter()
+    pool = read_samples(config.pool, text_field=config.text_field)
+    targets = read_samples(config.target, text_field=config.text_field)
+    n = resolve_budget(len(pool), ratio=config.ratio, budget=config.budget)
+    cache_dir = None if config.no_cache else (config.cache_dir or cache_root())
+    scores, pool_stats, target_stats, truncated = compute_scores(pool, targets, config.options, cache_dir,
+                                                                 progress)
+    order = rank([s.id for s in pool], scores)
+    if config.out is not None:
+        write_selection(config.out, pool, order, n)
+    if config.scores is not None:
+        write_scores(config.scores, pool, scores, order, n)
+    return SelectResult(pool, scores, order, n, pool_stats, target_stats, time.perf_counter() - t0, truncated)
