@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -19,7 +20,9 @@ app = typer.Typer(help="Select task-specific instruction-tuning data from a lang
 sae_app = typer.Typer(help="Train and inspect sparse autoencoders.", no_args_is_help=True)
 data_app = typer.Typer(help="Prepare offline data sets (BIG-bench, ...).", no_args_is_help=True)
 app.add_typer(sae_app, name="sae")
+bench_app = typer.Typer(help="Benchmarks (results go to docs/benchmarks).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(bench_app, name="bench")
 
 err = Console(stderr=True)
 stdout = Console()
@@ -45,7 +48,7 @@ def select(
     out: Annotated[Path, typer.Option(help="Where to write the selected rows (JSONL, best first).")],
     ratio: Annotated[float | None, typer.Option(help="Fraction of the pool to select, in (0, 1].")] = None,
     budget: Annotated[int | None, typer.Option(help="Number of rows to select.")] = None,
-    method: Annotated[str, typer.Option(help="Representation: mona, random (more: see `mona methods`).")] = "mona",
+    method: Annotated[str, typer.Option(help="Selection method (see `mona methods`).")] = "mona",
     scores: Annotated[Path | None, typer.Option(help="Also write {id, score, rank, selected} per pool row.")] = None,
     model: Annotated[str | None, typer.Option(help="Selection model: hub id, local dir or .gguf "
                                                    "(default: embedded SmolLM2-135M-Instruct).")] = None,
@@ -98,6 +101,16 @@ def select(
         text = " ".join(sample.plain_text().split())
         score = result.scores[int(result.order[rank_i - 1])]
         stdout.print(f"{rank_i:>3}. [{score:.4f}] {sample.id}: {text[:110]}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def methods() -> None:
+    """List the selection methods and what each does."""
+    from mona.features.registry import METHODS
+
+    for name, spec in METHODS.items():
+        sim = f"({spec.similarity})" if spec.similarity else ""
+        stdout.print(f"{name:<8} {sim:<11} {spec.help}", highlight=False, markup=False)
 
 
 @data_app.command("bigbench")
@@ -158,3 +171,33 @@ def sae_train(
         _fail(exc)
         return
     err.print(f"SAE written to {out}: FVU {meta['fvu']}, L0 {meta['l0']}, dead {meta['dead_fraction']:.2%}")
+
+
+@bench_app.command("speed")
+def bench_speed(
+    pool: Annotated[Path, typer.Option(help="Rows to featurize.")] = Path("examples/pool.jsonl"),
+    rows: Annotated[int, typer.Option(help="Use the first N rows.")] = 256,
+    repeats: Annotated[int, typer.Option(help="Repeat and keep the best time.")] = 1,
+    render: Annotated[str, typer.Option(help="chat or plain.")] = "chat",
+    out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+) -> None:
+    """Tokens/s of the bare truncated forward vs. MoNA featurization (forward + SAE + pooling), same rows."""
+    _quiet_libraries()
+    from mona.bench.speed import measure_speed
+    from mona.data.readers import read_samples
+    from mona.features.lm import LMConfig
+
+    try:
+        samples = read_samples(pool)[:rows]
+        result = measure_speed(samples, LMConfig(render=render), repeats=repeats)
+    except MonaError as exc:
+        _fail(exc)
+        return
+    figures = result.as_dict()
+    stdout.print(f"{result.rows} rows, {result.tokens} tokens ({result.pooled_tokens} pooled), {result.machine}")
+    stdout.print(f"bare truncated forward: {figures['forward_tok_s']} tok/s")
+    share = f"{figures['mona_vs_forward']:.1%}"
+    stdout.print(f"mona featurization:     {figures['mona_tok_s']} tok/s  ({share} of the forward's rate)")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(figures, indent=1) + "\n")

@@ -65,7 +65,8 @@ class FeatureCache:
         found: dict[int, Any] = {}
         for shard, pairs in by_shard.items():
             matrix = self._load_matrix(self.dir / shard)
-            if matrix is None:
+            if matrix is None:  # dropped: forget its rows, or a new shard of the same name would serve them
+                self._index = {h: loc for h, loc in index.items() if loc[0] != shard}
                 continue
             rows = matrix[[r for _, r in pairs]]
             for i, (pos, _) in enumerate(pairs):

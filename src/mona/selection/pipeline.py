@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -11,12 +11,14 @@ import numpy as np
 
 from mona.data.formats import Sample
 from mona.data.readers import read_samples
+from mona.data.render import RENDER_MODES
 from mona.errors import ConfigError
 from mona.features.cached import FeaturizeStats, featurize_cached
 from mona.features.lm import LMRunner
+from mona.features.pooling import POOLINGS
 from mona.features.registry import MethodOptions, get_method
 from mona.paths import cache_root
-from mona.scoring.similarity import SIMILARITIES, prototype, score
+from mona.scoring.similarity import SIMILARITIES
 from mona.selection.budget import rank, resolve_budget
 from mona.selection.output import write_scores, write_selection
 
@@ -63,17 +65,32 @@ class SelectResult:
         return [self.pool[int(i)] for i in self.order[: self.n_selected]]
 
 
+def validate_options(options: MethodOptions) -> None:
+    """Reject option values no method accepts, before any work is done."""
+    if options.pooling not in POOLINGS:
+        raise ConfigError(f"unknown pooling {options.pooling!r}; choose one of {', '.join(POOLINGS)}")
+    if options.lm.render not in RENDER_MODES:
+        raise ConfigError(f"unknown rendering {options.lm.render!r}; choose one of {', '.join(RENDER_MODES)}")
+    if options.similarity is not None and options.similarity not in SIMILARITIES:
+        raise ConfigError(f"unknown similarity {options.similarity!r}; choose one of {', '.join(SIMILARITIES)}")
+    if options.k is not None and options.k < 1:
+        raise ConfigError(f"--k must be at least 1, got {options.k}")
+    if options.lm.max_length < 2:
+        raise ConfigError(f"--max-length must be at least 2, got {options.lm.max_length}")
+
+
 def compute_scores(pool: list[Sample], targets: list[Sample], options: MethodOptions,
                    cache_dir: Path | None, progress: Progress | None = None,
                    ) -> tuple[np.ndarray, FeaturizeStats, FeaturizeStats, int]:
-    """Scores of every pool sample against the targets' prototype under one method."""
+    """Scores of every pool sample against the targets under one method."""
     spec = get_method(options.method)
+    validate_options(options)
     pool_stats, target_stats = FeaturizeStats(), FeaturizeStats()
-    if spec.build is None:  # random: a seeded uniform score per row
-        return np.random.default_rng(options.seed).random(len(pool)), pool_stats, target_stats, 0
-    similarity = options.similarity or spec.similarity
-    if similarity not in SIMILARITIES:
-        raise ConfigError(f"unknown similarity {similarity!r}; choose one of {', '.join(SIMILARITIES)}")
+    if spec.text_scorer is not None:
+        return spec.text_scorer(pool, targets, options, cache_dir), pool_stats, target_stats, 0
+    assert spec.build is not None
+    if options.similarity is None:
+        options = replace(options, similarity=spec.similarity)
     runner = LMRunner(options.lm)
     featurizer = spec.build(options, runner)
 
@@ -89,8 +106,8 @@ def compute_scores(pool: list[Sample], targets: list[Sample], options: MethodOpt
 
     target_matrix = run(targets, "target", target_stats)
     pool_matrix = run(pool, "pool", pool_stats)
-    scores = score(pool_matrix, prototype(target_matrix), similarity)
-    return scores, pool_stats, target_stats, runner.truncated
+    scores = spec.matrix_scorer(pool_matrix, target_matrix, options)
+    return np.asarray(scores, dtype=np.float64), pool_stats, target_stats, runner.truncated
 
 
 def select(config: SelectConfig, progress: Progress | None = None) -> SelectResult:

@@ -1,0 +1,1 @@
+"""Benchmarks: speed now; relevance and downstream build on the same pieces."""
