@@ -6,6 +6,7 @@ to a temporary cache so every session measures a cold run and then a warm one.""
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import os
 import subprocess
@@ -63,7 +64,7 @@ def test_scores_file_follows_the_contract(first_run):
     assert sum(s["selected"] for s in scores) == 50
     assert all(0.0 <= s["score"] <= 1.0 for s in scores)  # generalized Jaccard
     by_rank = sorted(scores, key=lambda s: s["rank"])
-    assert all(a["score"] >= b["score"] for a, b in zip(by_rank, by_rank[1:], strict=False))
+    assert all(a["score"] >= b["score"] for a, b in itertools.pairwise(by_rank))
     out_ids = [json.loads(line)["id"] for line in (tmp / "out.jsonl").read_text().splitlines()]
     assert out_ids == [s["id"] for s in by_rank[:50]]
 

@@ -25,8 +25,8 @@ def generalized_jaccard(pool: sp.csr_matrix | np.ndarray, proto: np.ndarray) -> 
         mins = np.minimum(data, proto[csr.indices])
         # per-row sums over each row's own nonzeros (empty rows, even trailing ones, sum to 0)
         row_of = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
-        shared = np.bincount(row_of, weights=mins, minlength=csr.shape[0])
-        z_l1 = np.bincount(row_of, weights=data, minlength=csr.shape[0])
+        shared = np.bincount(row_of, weights=mins, minlength=csr.shape[0]).astype(np.float64)
+        z_l1 = np.bincount(row_of, weights=data, minlength=csr.shape[0]).astype(np.float64)
     else:
         dense = np.asarray(pool, dtype=np.float64)
         shared = np.minimum(dense, proto).sum(axis=1)
