@@ -48,7 +48,8 @@ def select(
     out: Annotated[Path, typer.Option(help="Where to write the selected rows (JSONL, best first).")],
     ratio: Annotated[float | None, typer.Option(help="Fraction of the pool to select, in (0, 1].")] = None,
     budget: Annotated[int | None, typer.Option(help="Number of rows to select.")] = None,
-    method: Annotated[str, typer.Option(help="Selection method (see `mona methods`).")] = "mona",
+    method: Annotated[str, typer.Option(help="Selection method: mona, neurons, hidden, bm25, dsir, dense, "
+                                             "less, llm2vec or random (see `mona methods`).")] = "mona",
     scores: Annotated[Path | None, typer.Option(help="Also write {id, score, rank, selected} per pool row.")] = None,
     model: Annotated[str | None, typer.Option(help="Selection model: hub id, local dir or .gguf "
                                                    "(default: embedded SmolLM2-135M-Instruct).")] = None,
@@ -69,6 +70,26 @@ def select(
                                                  "counted.")] = 512,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     show: Annotated[int, typer.Option(help="Print this many top picks.")] = 0,
+    bm25_combine: Annotated[str, typer.Option(help="bm25: combine per-target-example scores by mean or "
+                                                   "max.")] = "mean",
+    dsir_gumbel: Annotated[bool, typer.Option("--dsir-gumbel", help="dsir: Gumbel-top-k resampling by the "
+                                                                    "importance weights (seeded by --seed) "
+                                                                    "instead of plain top-k.")] = False,
+    dsir_buckets: Annotated[int | None, typer.Option(help="dsir: hash buckets (default 10000, as "
+                                                          "data-selection).")] = None,
+    dsir_hash: Annotated[str | None, typer.Option(help="dsir: murmur3 (scikit-learn, default) or sha256 (the "
+                                                       "data-selection package's buckets).")] = None,
+    dsir_min_length: Annotated[int | None, typer.Option(help="dsir: rank rows of fewer word/punctuation tokens "
+                                                             "after all others (data-selection drops rows under "
+                                                             "100; default 0: off).")] = None,
+    embedder: Annotated[str | None, typer.Option(help="dense: sentence-transformers model directory or cached "
+                                                      "hub id (default: bundled all-MiniLM-L6-v2).")] = None,
+    less_warmup: Annotated[int | None, typer.Option(help="less: pool rows in the LoRA warm-up (default: 5 % of "
+                                                         "the pool, at most 64).")] = None,
+    less_rank: Annotated[int, typer.Option(help="less: LoRA rank (q_proj, v_proj).")] = 8,
+    less_dim: Annotated[int, typer.Option(help="less: random projection dimension of the gradients.")] = 1024,
+    llm2vec_model: Annotated[str | None, typer.Option(help="llm2vec: local LLM2Vec model (or adapter) "
+                                                           "directory.")] = None,
 ) -> None:
     """Select the pool rows most useful for the target task (writes OUT, and SCORES if asked)."""
     _quiet_libraries()
@@ -81,7 +102,13 @@ def select(
     try:
         options = MethodOptions(method=method, lm=LMConfig(model=model, layer=layer, render=render,
                                                            max_length=max_length),
-                                sae=sae, k=k, pooling=pooling, similarity=similarity, seed=seed)
+                                sae=sae, k=k, pooling=pooling, similarity=similarity, seed=seed,
+                                extra={"bm25_combine": bm25_combine, "dsir_gumbel": dsir_gumbel,
+                                       "dsir_buckets": dsir_buckets, "dsir_hash": dsir_hash,
+                                       "dsir_min_length": dsir_min_length,
+                                       "embedder": embedder})
+        options.extra.update(less_warmup_samples=less_warmup, less_lora_rank=less_rank, less_proj_dim=less_dim,
+                             llm2vec_model=llm2vec_model)
         config = SelectConfig(pool=pool, target=target, out=out, scores=scores, ratio=ratio, budget=budget,
                               options=options, cache_dir=cache_dir, no_cache=no_cache, text_field=text_field)
         result = run_select(config, RichProgress(err, enabled=not quiet))
@@ -129,6 +156,22 @@ def data_bigbench(
         return
     index = task_index(path)
     stdout.print(f"{len(index)} task files, {sum(index.values())} rows in {path / 'rows'}")
+
+
+@data_app.command("lm-eval-fewshot")
+def data_lm_eval_fewshot(
+    wheel: Annotated[Path | None, typer.Option(help="Use this lm_eval wheel instead of downloading it.")] = None,
+) -> None:
+    """Extract the few-shot exemplars inside the lm-eval wheel (GSM8K CoT, MMLU CoT, MBPP, Minerva math)."""
+    from mona.data.lm_eval_fewshot import prepare_lm_eval_fewshot
+
+    try:
+        path = prepare_lm_eval_fewshot(wheel)
+    except MonaError as exc:
+        _fail(exc)
+        return
+    n = sum(1 for _ in path.open(encoding="utf-8"))
+    stdout.print(f"{n} exemplars in {path}")
 
 
 def main() -> None:  # pragma: no cover - console entry point
@@ -201,3 +244,55 @@ def bench_speed(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(figures, indent=1) + "\n")
+
+
+@bench_app.command("relevance")
+def bench_relevance(
+    methods: Annotated[str, typer.Option(help="Comma-separated methods (see `mona methods`).")] =
+        "mona,neurons,hidden,dense,bm25,dsir,random",
+    k: Annotated[int, typer.Option(help="Budget: rows selected per target set.")] = 100,
+    pool_size: Annotated[int, typer.Option(help="Rows in the labelled pool.")] = 5000,
+    per_task: Annotated[int, typer.Option(help="Pool rows per BIG-bench task.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the pool and target sets.")] = 0,
+    layer: Annotated[int | None, typer.Option(help="Layer for LM methods (default: penultimate).")] = None,
+    render: Annotated[str, typer.Option(help="chat or plain.")] = "chat",
+    similarity: Annotated[str | None, typer.Option(help="Override every method's similarity.")] = None,
+    sae: Annotated[str | None, typer.Option(help="SAE directory for mona.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Where to write <name>.json and <name>.md.")] =
+        Path("docs/benchmarks"),
+    name: Annotated[str, typer.Option(help="Report name.")] = "relevance",
+) -> None:
+    """Precision/recall/nDCG@k of every method on a labelled BIG-bench pool and a dev suite of targets."""
+    _quiet_libraries()
+    from mona.bench.relevance import prefetch_lm_methods, run_method, write_report
+    from mona.bench.suite import build_suite
+    from mona.features.lm import LMConfig
+    from mona.features.registry import MethodOptions, get_method
+    from mona.paths import cache_root
+    from mona.progress import RichProgress
+
+    command = "mona " + " ".join(sys.argv[1:])
+    try:
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+        for m in names:
+            get_method(m)
+        suite = build_suite(pool_size=pool_size, per_task=per_task, seed=seed)
+        all_options = [MethodOptions(method=m, lm=LMConfig(layer=layer, render=render), sae=sae,
+                                     similarity=similarity, seed=seed) for m in names]
+        cache = cache_dir or cache_root()
+        shared, shared_stats = prefetch_lm_methods(all_options, suite, cache, RichProgress(err))
+        runs = []
+        for options in all_options:
+            run = run_method(options.method, options, suite, k, cache, progress=RichProgress(err),
+                             log=lambda s: err.print(s, highlight=False))
+            if options.method in shared:  # featurized together in one forward pass: report that pass's cost
+                run.featurize_seconds, run.tokens = shared_stats.seconds, shared_stats.tokens
+                run.computed = shared_stats.computed
+            runs.append(run)
+        json_path, md_path = write_report(runs, suite, k, command, out_dir, name)
+    except MonaError as exc:
+        _fail(exc)
+        return
+    stdout.print(md_path.read_text(), markup=False, highlight=False)
+    err.print(f"wrote {json_path} and {md_path}")

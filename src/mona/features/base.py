@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -41,6 +42,14 @@ class Featurizer(ABC):
 
     name: ClassVar[str]
     uses_model: ClassVar[bool] = False
+    # "pool" or "target": set by the pipeline before featurizing each side. Most representations ignore it; one
+    # that treats the sides differently (LESS: Adam vs plain gradients) must include it in `key_config`.
+    role: str = "pool"
+
+    def prepare(self, pool: Sequence[Sample], targets: Sequence[Sample], cache_dir: Path | None) -> None:
+        """Corpus-level set-up, called by the pipeline once before any featurization (default: nothing). Keep it
+        cheap: anything expensive belongs in `featurize`, which does not run when every vector is cached."""
+        return None
 
     @abstractmethod
     def key_config(self) -> dict[str, Any]:

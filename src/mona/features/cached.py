@@ -70,3 +70,40 @@ def featurize_cached(featurizer: Featurizer, samples: Sequence[Sample], cache_di
     if rows and sp.issparse(rows[0]):
         return sp.vstack(rows, format="csr")
     return stack([np.atleast_2d(r) for r in rows])
+
+
+def prefetch_shared(featurizers: Sequence[Featurizer], samples: Sequence[Sample], cache_dir: Path,
+                    progress: ProgressFn | None = None) -> FeaturizeStats:
+    """Fill the cache of several LM representations that share one runner with one forward pass per batch
+    (the benchmark asks for mona, neurons and hidden of the same model and layer together)."""
+    from mona.features.lm import LMFeaturizer, run_lm_featurizers_multi
+
+    stats = FeaturizeStats(samples=len(samples))
+    t0 = time.perf_counter()
+    lm_feats = [f for f in featurizers if isinstance(f, LMFeaturizer)]
+    if not lm_feats:
+        return stats
+    caches = [FeatureCache(cache_dir, f.name, f.key_config()) for f in lm_feats]
+    hashes = [text_hash(lm_feats[0].text_key(s)) for s in samples]  # LM featurizers share the text key
+    first: dict[str, int] = {}
+    for i, h in enumerate(hashes):
+        first.setdefault(h, i)
+    unique = sorted(first.values())
+    missing_per = [{i for i in unique if hashes[i] not in c.index()} for c in caches]
+    union = sorted(set().union(*missing_per))
+    stats.cache_hits = len(samples) - len(union)
+    done = stats.cache_hits
+    if union:
+        for blocks in run_lm_featurizers_multi(lm_feats, [samples[i] for i in union]):
+            positions = [union[p] for p in blocks[0].positions]
+            for cache, block, missing in zip(caches, blocks, missing_per, strict=True):
+                rows = [r for r, i in enumerate(positions) if i in missing]
+                if rows:
+                    cache.write([hashes[positions[r]] for r in rows], block.matrix[rows])
+            stats.computed += len(positions)
+            stats.tokens += blocks[0].tokens
+            done += len(positions)
+            if progress:
+                progress(done, stats.tokens)
+    stats.seconds = time.perf_counter() - t0
+    return stats

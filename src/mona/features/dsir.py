@@ -5,7 +5,8 @@ defaults of its reference implementation (PyPI `data-selection` 1.0.3, p-lambda/
   non-space characters), its unigrams and bigrams (`dsir_ngrams`, default 2) hashed into 10,000 buckets
   (`dsir_buckets`). The hash is scikit-learn's murmur3 (HashingVectorizer) by default; `dsir_hash="sha256"`
   uses the reference's own bucket function, int(sha256(ngram)) mod buckets, and then reproduces its features
-  exactly;
+  exactly (with nltk 3.8.1; nltk 3.10 matches its pattern with the `regex` engine instead of `re`, which splits
+  emoji sequences differently);
 - two bag-of-n-grams models over the buckets, p_t fitted on all target n-grams and p_r on the raw data (the
   pool), both plain maximum-likelihood frequencies (no pseudo-counts; `dsir_smoothing` adds some);
 - log importance weight of a pool row  sum_j count_j * (log(p_t[j] + eps) - log(p_r[j] + eps)),  eps = 1e-8

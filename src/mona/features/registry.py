@@ -80,6 +80,53 @@ def _hidden(opts: MethodOptions, runner: LMRunner) -> Featurizer:
     return HiddenFeaturizer(runner, pooling=opts.pooling)
 
 
+def _dsir(opts: MethodOptions, _runner: LMRunner) -> Featurizer:
+    from mona.features.dsir import DsirConfig
+
+    return DsirConfig.from_extra(opts.extra).featurizer()
+
+
+def _dsir_scorer(pool: Matrix, targets: Matrix, opts: MethodOptions) -> np.ndarray:
+    from mona.features.dsir import dsir_scorer
+
+    return dsir_scorer(pool, targets, opts)
+
+
+def _dense(opts: MethodOptions, _runner: LMRunner) -> Featurizer:
+    from mona.features.dense import DenseFeaturizer
+
+    return DenseFeaturizer(opts.extra.get("embedder"))
+
+
+def _bm25(pool: Sequence[Sample], targets: Sequence[Sample], opts: MethodOptions, cache: Path | None
+          ) -> np.ndarray:
+    # a text scorer: BM25 depends on corpus-level statistics of the whole pool, so no per-sample cache
+    from mona.features.bm25 import bm25_text_scorer
+
+    return bm25_text_scorer(pool, targets, opts, cache)
+
+
+def _less(opts: MethodOptions, runner: LMRunner) -> Featurizer:
+    from mona.features.less import LessConfig, LessFeaturizer
+
+    return LessFeaturizer(runner, LessConfig.from_extra(opts.extra), seed=opts.seed)
+
+
+def _less_scorer(pool: Matrix, targets: Matrix, opts: MethodOptions) -> np.ndarray:
+    # LESS: cosine of each pool gradient to each target gradient, max over the targets
+    from mona.features.less import max_cosine
+
+    if opts.similarity not in (None, "cosine"):
+        raise ConfigError(f"less scores by cosine (max over targets); --similarity {opts.similarity} does not apply")
+    return max_cosine(pool, targets)
+
+
+def _llm2vec(opts: MethodOptions, runner: LMRunner) -> Featurizer:
+    from mona.features.llm2vec import LLM2VecFeaturizer
+
+    return LLM2VecFeaturizer(opts.extra.get("llm2vec_model"), max_length=runner.config.max_length)
+
+
 def _random(pool: Sequence[Sample], _targets: Sequence[Sample], opts: MethodOptions, _cache: Path | None
             ) -> np.ndarray:
     return np.random.default_rng(opts.seed).random(len(pool))
@@ -92,6 +139,19 @@ METHODS: dict[str, MethodSpec] = {
                           "generalized Jaccard (the paper's polysemantic ablation)", "jaccard", build=_neurons),
     "hidden": MethodSpec("raw hidden states of the selection layer, mean-pooled, cosine (DLRDS-LLM)", "cosine",
                          build=_hidden),
+    "bm25": MethodSpec("BM25 (bm25s) of each pool row against every target example, combined by mean or max "
+                       "(--bm25-combine)", text_scorer=_bm25),
+    "dsir": MethodSpec("DSIR: log importance weight of unigram+bigram counts hashed into 10,000 buckets under "
+                       "target vs pool n-gram models, as data-selection's HashedNgramDSIR (--dsir-gumbel: "
+                       "Gumbel-top-k resampling)", build=_dsir,
+                       matrix_scorer=_dsir_scorer),
+    "dense": MethodSpec("sentence-transformers embeddings (default all-MiniLM-L6-v2, --embedder), long texts "
+                        "chunked and averaged, cosine to the mean target", "cosine", build=_dense),
+    "less": MethodSpec("LESS: LoRA warm-up on a seeded 5 % of the pool, per-sample LoRA gradients (Adam-"
+                       "preconditioned for the pool) randomly projected (--less-dim), max cosine over the targets",
+                       "cosine", build=_less, matrix_scorer=_less_scorer),
+    "llm2vec": MethodSpec("LLM2Vec embeddings (needs `pip install llm2vec` and a local model, --llm2vec-model), "
+                          "cosine to the mean target", "cosine", build=_llm2vec),
     "random": MethodSpec("seeded uniform sample", text_scorer=_random),
 }
 

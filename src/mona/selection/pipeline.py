@@ -104,7 +104,10 @@ def compute_scores(pool: list[Sample], targets: list[Sample], options: MethodOpt
             if progress:
                 progress.finish()
 
+    featurizer.prepare(pool, targets, cache_dir)
+    featurizer.role = "target"
     target_matrix = run(targets, "target", target_stats)
+    featurizer.role = "pool"
     pool_matrix = run(pool, "pool", pool_stats)
     scores = spec.matrix_scorer(pool_matrix, target_matrix, options)
     return np.asarray(scores, dtype=np.float64), pool_stats, target_stats, runner.truncated
