@@ -53,6 +53,7 @@ def build_sae(out: Path, *, texts: str = DEFAULT_MIX, n_samples: int = 16000, mo
     log(f"training on {len(acts)} tokens of layer {layer_idx} ({acts_dir})")
     sae, report = train_sae(acts, config, log=log)
     meta = {"model": model or "smollm2-135m-instruct", "layer": layer_idx, "texts": texts_id,
+            "num_latents": report.num_latents, "train_seconds": round(report.seconds),
             "train_tokens": report.train_tokens, "heldout_tokens": report.heldout_tokens,
             "fvu": round(report.fvu, 4), "l0": round(report.l0, 2),
             "dead_fraction": round(report.dead_fraction, 4), "train_config": asdict(config),
@@ -78,11 +79,13 @@ model's hidden size) on the residual stream after decoder layer {meta['layer']} 
 | training texts | `{meta['texts']}`: {n_samples} samples, at most {max_length} tokens each |
 | rendering | a third with the chat template, the rest plain |
 | training tokens | {meta['train_tokens']:,} content tokens |
-| held-out tokens | {meta['heldout_tokens']:,} |
+| held-out tokens | {meta['heldout_tokens']:,} (5 % of the collected tokens, drawn at random) |
+| latents | {meta.get('num_latents', '')} |
 | fraction of variance unexplained (held-out) | {meta['fvu']} |
 | L0 (held-out) | {meta['l0']} |
 | dead latents (never fire on held-out tokens) | {meta['dead_fraction']:.2%} |
 | epochs / batch tokens / lr | {cfg['epochs']} / {cfg['batch_tokens']} / {cfg['lr']} |
+| training time | {meta.get('train_seconds', '')} s on this machine |
 
 BIG-bench texts are Apache-2.0. Reproduce with:
 
