@@ -71,7 +71,7 @@ def load_lm(spec: str | None = None, dtype: str | torch.dtype = "fp32"):
     """Load (model, tokenizer). `spec`: None or 'smollm2-135m-instruct' for the embedded model, a `.gguf`
     file, a local model directory, or a hub id (needs the hub or its local cache)."""
     torch_dtype = parse_dtype(dtype) if isinstance(dtype, str) else dtype
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+    _quiet_transformers()
     if spec is None or spec == DEFAULT_MODEL:
         model, tokenizer = _default_model()
     elif spec.endswith(".gguf"):
@@ -96,12 +96,20 @@ def load_lm(spec: str | None = None, dtype: str | torch.dtype = "fp32"):
     return model.to(torch_dtype), tokenizer
 
 
+def _quiet_transformers() -> None:
+    """transformers' own progress bars and warnings would interleave with mona's progress display."""
+    from transformers.utils import logging as hf_logging
+
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    hf_logging.disable_progress_bar()
+
+
 def load_tokenizer(spec: str | None = None):
     """(tokenizer, model config) without loading the weights (cheap: used when every sample is already
     cached)."""
     from transformers import AutoConfig, AutoTokenizer
 
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+    _quiet_transformers()
     if spec is None or spec == DEFAULT_MODEL:
         saved = cache_root() / "models" / "smollm2-135m-instruct-dequantized"
         if not (saved / "config.json").exists():
