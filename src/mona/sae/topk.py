@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,7 +21,9 @@ SHIPPED_SAE = "smollm2-135m-instruct-L28"
 
 
 def _sparsify():
-    # sparsify prints a notice about Triton on import; it is not an error on CPU.
+    # sparsify prints a notice about Triton on import (not an error on CPU), and simple_parsing warns about the
+    # extra keys mona keeps in cfg.json (model, layer, training figures): both are noise for our users.
+    logging.getLogger("simple_parsing").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()):
         from sparsify import SparseCoder
         from sparsify.config import SparseCoderConfig
