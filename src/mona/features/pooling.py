@@ -42,9 +42,8 @@ def pool_dense(rows: torch.Tensor, x: torch.Tensor, n_rows: int, pooling: str = 
         raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
     out = torch.zeros(n_rows, x.shape[1])
     if pooling == "max":
-        out = out.fill_(float("-inf")).index_reduce_(0, rows.long(), x.float(), "amax")
-        out[torch.isinf(out)] = 0.0
-        return out.numpy()
+        index = rows.long().unsqueeze(1).expand(-1, x.shape[1])
+        return out.scatter_reduce_(0, index, x.float(), reduce="amax", include_self=False).numpy()
     out.index_add_(0, rows.long(), x.float())
     if pooling == "mean":
         out /= torch.bincount(rows.long(), minlength=n_rows).clamp(min=1).float().unsqueeze(1)
