@@ -300,19 +300,19 @@ def test_dsir_end_to_end_and_cached(tmp_path):
     targets = _samples(tmp_path, "t", ["add three numbers", "add two numbers now"])
     pool = _samples(tmp_path, "p", pool_texts)
     options = MethodOptions(method="dsir")
-    scores, pool_stats, _, _ = compute_scores(pool, targets, options, tmp_path / "cache")
+    scores, pool_stats, *_ = compute_scores(pool, targets, options, tmp_path / "cache")
     assert pool_stats.computed == 4
     assert set(np.argsort(-scores)[:2]) == {0, 2}
     feat = DsirFeaturizer()
     counts = sp.vstack([b.matrix for b in feat.featurize(pool)], format="csr")
     t_counts = sp.vstack([b.matrix for b in feat.featurize(targets)], format="csr")
     np.testing.assert_allclose(scores, dsir_log_weights(counts, t_counts), rtol=1e-6)
-    again, pool_stats, target_stats, _ = compute_scores(pool, targets, options, tmp_path / "cache")
+    again, pool_stats, target_stats, *_ = compute_scores(pool, targets, options, tmp_path / "cache")
     assert pool_stats.cache_hits == 4 and target_stats.cache_hits == 2 and pool_stats.computed == 0
     np.testing.assert_array_equal(scores, again)
     # other hashing settings are other cache entries
     sha = MethodOptions(method="dsir", extra={"dsir_hash": "sha256"})
-    _, pool_stats, _, _ = compute_scores(pool, targets, sha, tmp_path / "cache")
+    _, pool_stats, *_ = compute_scores(pool, targets, sha, tmp_path / "cache")
     assert pool_stats.computed == 4 and pool_stats.cache_hits == 0
 
 
@@ -362,7 +362,7 @@ DENSE_POOL = ["Preheat the oven to 180 degrees, mix flour, sugar and eggs, and b
 
 def test_dense_ranks_math_above_a_recipe(dense, tmp_path):
     pool, targets = _samples(tmp_path, "p", DENSE_POOL), _samples(tmp_path, "t", MATH_TARGETS)
-    scores, pool_stats, _, _ = compute_scores(pool, targets, MethodOptions(method="dense"), tmp_path / "cache")
+    scores, pool_stats, *_ = compute_scores(pool, targets, MethodOptions(method="dense"), tmp_path / "cache")
     assert pool_stats.tokens > 0
     assert int(np.argmin(scores)) == 0 and scores[1] > scores[0] and scores[2] > scores[0]
     # independently: cosine of the raw sentence-transformers embeddings to their mean target

@@ -70,6 +70,11 @@ def select(
                                                  "counted.")] = 512,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     show: Annotated[int, typer.Option(help="Print this many top picks.")] = 0,
+    prototype: Annotated[str, typer.Option(help="single: mean target (the paper); max: best single target row; "
+                                                "per-subtask: one prototype per target subtask, picked "
+                                                "round-robin.")] = "single",
+    subtask_field: Annotated[str, typer.Option(help="Target field naming subtasks (--prototype "
+                                                    "per-subtask).")] = "subtask",
     bm25_combine: Annotated[str, typer.Option(help="bm25: combine per-target-example scores by mean or "
                                                    "max.")] = "mean",
     dsir_gumbel: Annotated[bool, typer.Option("--dsir-gumbel", help="dsir: Gumbel-top-k resampling by the "
@@ -103,6 +108,7 @@ def select(
         options = MethodOptions(method=method, lm=LMConfig(model=model, layer=layer, render=render,
                                                            max_length=max_length),
                                 sae=sae, k=k, pooling=pooling, similarity=similarity, seed=seed,
+                                prototype=prototype, group_field=subtask_field,
                                 extra={"bm25_combine": bm25_combine, "dsir_gumbel": dsir_gumbel,
                                        "dsir_buckets": dsir_buckets, "dsir_hash": dsir_hash,
                                        "dsir_min_length": dsir_min_length,
@@ -257,6 +263,7 @@ def bench_relevance(
     layer: Annotated[int | None, typer.Option(help="Layer for LM methods (default: penultimate).")] = None,
     render: Annotated[str, typer.Option(help="chat or plain.")] = "chat",
     similarity: Annotated[str | None, typer.Option(help="Override every method's similarity.")] = None,
+    prototype: Annotated[str, typer.Option(help="single, max or per-subtask (see `mona select`).")] = "single",
     sae: Annotated[str | None, typer.Option(help="SAE directory for mona.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
     out_dir: Annotated[Path, typer.Option(help="Where to write <name>.json and <name>.md.")] =
@@ -279,7 +286,8 @@ def bench_relevance(
             get_method(m)
         suite = build_suite(pool_size=pool_size, per_task=per_task, seed=seed)
         all_options = [MethodOptions(method=m, lm=LMConfig(layer=layer, render=render), sae=sae,
-                                     similarity=similarity, seed=seed) for m in names]
+                                     similarity=similarity, seed=seed,
+                                     prototype=prototype if get_method(m).build else "single") for m in names]
         cache = cache_dir or cache_root()
         shared, shared_stats = prefetch_lm_methods(all_options, suite, cache, RichProgress(err))
         runs = []

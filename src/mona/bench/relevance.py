@@ -19,7 +19,7 @@ from mona.data.formats import Sample, to_sample
 from mona.data.readers import Record
 from mona.features.cached import FeaturizeStats, prefetch_shared
 from mona.features.registry import MethodOptions, get_method
-from mona.selection.budget import rank
+from mona.selection.budget import rank, round_robin
 from mona.selection.pipeline import Progress, compute_scores
 
 
@@ -52,9 +52,9 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
     run = MethodRun(label)
     for target in suite.targets:
         t0 = time.perf_counter()
-        scores, pool_stats, target_stats, _ = compute_scores(pool, _samples(target.rows), options, cache_dir,
+        scores, pool_stats, target_stats, _, groups = compute_scores(pool, _samples(target.rows), options, cache_dir,
                                                                   progress)
-        order = rank(ids, scores)
+        order = rank(ids, scores) if groups is None else round_robin(ids, groups)
         ranked = [ids[int(i)] for i in order[:k]]
         run.per_target[target.name] = {
             "precision": precision_at_k(ranked, target.relevant, k),

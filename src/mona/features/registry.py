@@ -15,6 +15,8 @@ from mona.features.base import Featurizer, Matrix
 from mona.features.lm import LMConfig, LMRunner
 from mona.scoring.similarity import prototype, score
 
+PROTOTYPES = ("single", "max", "per-subtask")
+
 
 @dataclass
 class MethodOptions:
@@ -27,6 +29,8 @@ class MethodOptions:
     pooling: str = "mean"
     similarity: str | None = None  # None: the method's own default
     seed: int = 0
+    prototype: str = "single"  # single (the paper) | max (best target row) | per-subtask (round-robin)
+    group_field: str = "subtask"  # the target field naming subtasks, for per-subtask prototypes
     extra: dict = field(default_factory=dict)  # method-specific options (e.g. bm25's combine)
 
 

@@ -35,3 +35,23 @@ def rank(ids: Sequence[str], scores: np.ndarray) -> np.ndarray:
     id_rank[id_order] = np.arange(len(ids))
     # lexsort sorts by the last key first
     return np.lexsort((id_rank, -np.asarray(scores, dtype=np.float64)))
+
+
+def round_robin(ids: Sequence[str], group_scores: np.ndarray) -> np.ndarray:
+    """Pool positions interleaving the groups' rankings (one prototype per target subtask): the best row not yet
+    taken for group 1, then for group 2, ..., then again from group 1."""
+    n, n_groups = group_scores.shape
+    orders = [rank(ids, group_scores[:, g]) for g in range(n_groups)]
+    taken = np.zeros(n, dtype=bool)
+    pointers = [0] * n_groups
+    out: list[int] = []
+    while len(out) < n:
+        for g in range(n_groups):
+            order = orders[g]
+            while pointers[g] < n and taken[order[pointers[g]]]:
+                pointers[g] += 1
+            if pointers[g] < n:
+                pos = int(order[pointers[g]])
+                taken[pos] = True
+                out.append(pos)
+    return np.asarray(out, dtype=np.int64)

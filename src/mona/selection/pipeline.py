@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -16,10 +17,10 @@ from mona.errors import ConfigError
 from mona.features.cached import FeaturizeStats, featurize_cached
 from mona.features.lm import LMRunner
 from mona.features.pooling import POOLINGS
-from mona.features.registry import MethodOptions, get_method
+from mona.features.registry import PROTOTYPES, MethodOptions, get_method
 from mona.paths import cache_root
 from mona.scoring.similarity import SIMILARITIES
-from mona.selection.budget import rank, resolve_budget
+from mona.selection.budget import rank, resolve_budget, round_robin
 from mona.selection.output import write_scores, write_selection
 
 
@@ -75,19 +76,55 @@ def validate_options(options: MethodOptions) -> None:
         raise ConfigError(f"unknown similarity {options.similarity!r}; choose one of {', '.join(SIMILARITIES)}")
     if options.k is not None and options.k < 1:
         raise ConfigError(f"--k must be at least 1, got {options.k}")
+    if options.prototype not in PROTOTYPES:
+        raise ConfigError(f"unknown prototype mode {options.prototype!r}; choose one of {', '.join(PROTOTYPES)}")
     if options.lm.max_length < 2:
         raise ConfigError(f"--max-length must be at least 2, got {options.lm.max_length}")
 
 
+class ScoreSet(NamedTuple):
+    """Scores of the pool under one method. With one prototype per target subtask, `group_scores` holds the
+    score against each ([pool, groups]) and `scores` their maximum."""
+
+    scores: np.ndarray
+    pool_stats: FeaturizeStats
+    target_stats: FeaturizeStats
+    truncated: int
+    group_scores: np.ndarray | None = None
+
+
+def target_groups(targets: Sequence[Sample], field: str) -> dict[str, list[int]]:
+    """Target positions by the value of `field` (rows without it form one group named '')."""
+    groups: dict[str, list[int]] = {}
+    for i, sample in enumerate(targets):
+        groups.setdefault(str(sample.record.row.get(field, "") or ""), []).append(i)
+    return groups
+
+
+def _prototype_scores(spec, pool_m, target_m, targets: Sequence[Sample], options: MethodOptions
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+    """single: one prototype (the paper); max: best single target row; per-subtask: one prototype per subtask."""
+    if options.prototype == "single":
+        return np.asarray(spec.matrix_scorer(pool_m, target_m, options), dtype=np.float64), None
+    if options.prototype == "max":
+        groups = {str(i): [i] for i in range(len(targets))}
+    else:
+        groups = target_groups(targets, options.group_field)
+    matrix = np.column_stack([np.asarray(spec.matrix_scorer(pool_m, target_m[idx], options), dtype=np.float64)
+                              for idx in groups.values()])
+    return matrix.max(axis=1), (matrix if options.prototype == "per-subtask" else None)
+
+
 def compute_scores(pool: list[Sample], targets: list[Sample], options: MethodOptions,
-                   cache_dir: Path | None, progress: Progress | None = None,
-                   ) -> tuple[np.ndarray, FeaturizeStats, FeaturizeStats, int]:
+                   cache_dir: Path | None, progress: Progress | None = None) -> ScoreSet:
     """Scores of every pool sample against the targets under one method."""
     spec = get_method(options.method)
     validate_options(options)
     pool_stats, target_stats = FeaturizeStats(), FeaturizeStats()
     if spec.text_scorer is not None:
-        return spec.text_scorer(pool, targets, options, cache_dir), pool_stats, target_stats, 0
+        if options.prototype != "single":
+            raise ConfigError(f"--prototype {options.prototype} needs a feature-based method, not {options.method}")
+        return ScoreSet(spec.text_scorer(pool, targets, options, cache_dir), pool_stats, target_stats, 0)
     assert spec.build is not None
     if options.similarity is None:
         options = replace(options, similarity=spec.similarity)
@@ -109,8 +146,8 @@ def compute_scores(pool: list[Sample], targets: list[Sample], options: MethodOpt
     target_matrix = run(targets, "target", target_stats)
     featurizer.role = "pool"
     pool_matrix = run(pool, "pool", pool_stats)
-    scores = spec.matrix_scorer(pool_matrix, target_matrix, options)
-    return np.asarray(scores, dtype=np.float64), pool_stats, target_stats, runner.truncated
+    scores, groups = _prototype_scores(spec, pool_matrix, target_matrix, targets, options)
+    return ScoreSet(scores, pool_stats, target_stats, runner.truncated, groups)
 
 
 def select(config: SelectConfig, progress: Progress | None = None) -> SelectResult:
@@ -120,9 +157,10 @@ def select(config: SelectConfig, progress: Progress | None = None) -> SelectResu
     targets = read_samples(config.target, text_field=config.text_field)
     n = resolve_budget(len(pool), ratio=config.ratio, budget=config.budget)
     cache_dir = None if config.no_cache else (config.cache_dir or cache_root())
-    scores, pool_stats, target_stats, truncated = compute_scores(pool, targets, config.options, cache_dir,
-                                                                 progress)
-    order = rank([s.id for s in pool], scores)
+    scores, pool_stats, target_stats, truncated, groups = compute_scores(pool, targets, config.options,
+                                                                         cache_dir, progress)
+    ids = [s.id for s in pool]
+    order = rank(ids, scores) if groups is None else round_robin(ids, groups)
     if config.out is not None:
         write_selection(config.out, pool, order, n)
     if config.scores is not None:
