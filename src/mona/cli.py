@@ -264,6 +264,9 @@ def bench_relevance(
     render: Annotated[str, typer.Option(help="chat or plain.")] = "chat",
     similarity: Annotated[str | None, typer.Option(help="Override every method's similarity.")] = None,
     prototype: Annotated[str, typer.Option(help="single, max or per-subtask (see `mona select`).")] = "single",
+    pooling: Annotated[str, typer.Option(help="Token pooling for LM methods: mean, sum or max.")] = "mean",
+    k_codes: Annotated[int | None, typer.Option("--k-codes", help="Keep the k largest SAE codes per token "
+                                                                  "(K sweep).")] = None,
     sae: Annotated[str | None, typer.Option(help="SAE directory for mona.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
     out_dir: Annotated[Path, typer.Option(help="Where to write <name>.json and <name>.md.")] =
@@ -286,7 +289,7 @@ def bench_relevance(
             get_method(m)
         suite = build_suite(pool_size=pool_size, per_task=per_task, seed=seed)
         all_options = [MethodOptions(method=m, lm=LMConfig(layer=layer, render=render), sae=sae,
-                                     similarity=similarity, seed=seed,
+                                     similarity=similarity, seed=seed, pooling=pooling, k=k_codes,
                                      prototype=prototype if get_method(m).build else "single") for m in names]
         cache = cache_dir or cache_root()
         shared, shared_stats = prefetch_lm_methods(all_options, suite, cache, RichProgress(err))
