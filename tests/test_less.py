@@ -38,7 +38,8 @@ def warm(model_dir, samples):
     """A LESS featurizer over the tiny model, warmed up (no cache dir: nothing written)."""
     pool, targets = samples
     f = less.LessFeaturizer(LMRunner(LMConfig(model=str(model_dir))), less.LessConfig(warmup_samples=6,
-                                                                                     batch_size=2, proj_dim=64))
+                                                                                     batch_size=2, proj_dim=64,
+                                                                                     project_rows=3, max_batch_size=4))
     f.prepare(pool, targets, None)
     state = f.ensure_warm()
     assert f.warmup_source == "trained" and state.step == 3
@@ -75,7 +76,13 @@ def test_per_sample_gradients_equal_autograd_on_each_sample_alone(warm, samples)
         torch.testing.assert_close(adam[i], less.adam_gradient(_direct_grad(f, batch[i])[None], m, v,
                                                                 f._state.step)[0], atol=1e-4, rtol=1e-3)
     assert not torch.allclose(adam[0], batched[0])
-    f.role = "pool"
+    # featurize: blocks of projected vectors, in any order, each row the projection of its own gradient
+    blocks = list(f.featurize(pool))
+    assert len(blocks) > 1
+    got = np.zeros((len(pool), 64), dtype=np.float32)
+    for block in blocks:
+        got[block.positions] = block.matrix
+    np.testing.assert_allclose(got, f._projection(f.gradients(pool)).numpy(), atol=1e-4, rtol=1e-3)
 
 
 def test_loss_covers_assistant_turns_only(model_dir):

@@ -20,9 +20,15 @@ Scaled down from the paper: one warm-up checkpoint instead of four epoch checkpo
 rates, rank 8 on q/v instead of rank 128 on q/k/v/o, d = 1024 instead of 8192; and LESS averages the validation
 gradients' scores within each subtask before the max over subtasks, where here every target row counts alone.
 
-Cost here (2 CPU cores, fp32, SmolLM2-135M-Instruct, 460,800 LoRA parameters, rows of BIG-bench examples
-averaging ~150 tokens with the chat template; measured on 150 pool rows from examples/pool.jsonl):
-see `docs/methods.md` and `COST` below for the figures.
+Cost here, measured on SmolLM2-135M-Instruct (fp32, 460,800 LoRA parameters at rank 8), one torch thread on one
+free core, rows of examples/pool.jsonl (BIG-bench, ~88 tokens each with the chat template); docs/methods.md
+has the table:
+- warm-up: ~680 s per 1,000 warm-up rows (64 rows, 16 AdamW steps: 43.6 s); capped at 64 rows by default, so
+  at most ~45 s per pool, saved and reused;
+- gradient featurization (per-sample gradients, Adam preconditioning, projection): ~560 s per 1,000 rows
+  (136 rows, 11,814 tokens: 76 s, ~155 tok/s; the projection is ~5 % of it);
+- `mona select --method less` on 200 rows + 8 targets: 123 s cold, 3.4 s when everything is cached; 3 GB peak.
+Running torch's default two threads while another process held one of the two cores was 4-13x slower.
 """
 
 from __future__ import annotations
@@ -69,8 +75,9 @@ class LessConfig:
     lora_alpha: float | None = None  # None: 4 x rank (LESS: rank 128, alpha 512)
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     proj_dim: int = 1024
-    batch_tokens: int = 2048  # padded tokens per gradient batch (backward memory)
+    batch_tokens: int = 1024  # padded tokens per gradient batch (SmolLM2: ~3 GB peak; 2048: ~4.4 GB, no faster)
     max_batch_size: int = 16
+    project_rows: int = 64  # gradients projected (and cached) this many rows at a time: fewer passes over R
 
     @classmethod
     def from_extra(cls, extra: dict[str, Any]) -> LessConfig:
@@ -95,7 +102,8 @@ class LessConfig:
                   (self.lr > 0, "less_lr must be positive"),
                   (self.lora_rank >= 1, "--less-rank must be at least 1"),
                   (self.proj_dim >= 1, "--less-dim must be at least 1"),
-                  (self.batch_tokens >= 2 and self.max_batch_size >= 1, "LESS batch sizes must be positive"),
+                  (self.batch_tokens >= 2 and self.max_batch_size >= 1 and self.project_rows >= 1,
+                   "LESS batch sizes must be positive"),
                   (bool(self.lora_targets), "less_lora_targets must name at least one module")]
         for ok, message in checks:
             if not ok:
@@ -439,9 +447,9 @@ class LessFeaturizer(Featurizer):
         n = self.config.n_warmup(len(pool))
         hashes = [content_hash(s) for s in pool]
         keyed = sorted((_seeded_rank(self.seed, h), i) for i, h in enumerate(hashes))
-        chosen = sorted(i for _, i in keyed[:n])
-        self._warmup_rows = [pool[i] for i in chosen]
-        self._warmup_hashes = sorted(hashes[i] for i in chosen)
+        chosen = sorted((hashes[i], i) for _, i in keyed[:n])  # by content: the training order ignores pool order
+        self._warmup_rows = [pool[i] for _, i in chosen]
+        self._warmup_hashes = [h for h, _ in chosen]
 
     def _lm_key(self) -> dict[str, Any]:
         c = self.runner.config
@@ -570,11 +578,17 @@ class LessFeaturizer(Featurizer):
         assert self._projection is not None
         encoded = self._encode(samples)
         self.runner.truncated += sum(e.truncated for e in encoded)
-        for positions in self._plan(encoded):
-            batch = [encoded[i] for i in positions]
-            projected = self._projection(self._batch_grads(batch))
-            yield FeatureBlock(list(positions), projected.numpy().astype(np.float32),
-                               sum(len(e.ids) for e in batch))
+        pending: list[int] = []
+        grads: list[torch.Tensor] = []
+        plan = self._plan(encoded)
+        for n, positions in enumerate(plan):
+            pending += positions
+            grads.append(self._batch_grads([encoded[i] for i in positions]))
+            if len(pending) >= self.config.project_rows or n == len(plan) - 1:
+                projected = self._projection(torch.cat(grads))
+                yield FeatureBlock(pending, projected.numpy().astype(np.float32),
+                                   sum(len(encoded[i].ids) for i in pending))
+                pending, grads = [], []
 
 
 def max_cosine(pool: Matrix, targets: Matrix) -> np.ndarray:
