@@ -38,7 +38,7 @@ def main() -> None:
     lines = ["# Every method under the `mona select` contract on a 4-task BIG-bench pool",
              "", f"Pool: 4 BIG-bench tasks x 50 rows ({DATA.relative_to(ROOT)}); target: 5 held-out "
              f"`{target_task}` rows; budget {args.budget}. Cold = empty feature cache, warm = same command again. "
-             "Wall times include interpreter start-up (~10 s here).", "",
+             "Wall times include interpreter start-up (about 2 s: see random).", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores. "
              "Command: `.venv/bin/python scripts/bench_methods.py`", "",
              "| method | selected rows of the target task | cold run s | warm run s |", "|---|---|---|---|"]
