@@ -55,6 +55,7 @@ from mona.features.base import FeatureBlock, Featurizer, Matrix
 from mona.features.cache import config_key, text_hash
 from mona.features.lm import LMRunner
 from mona.models import model_fingerprint
+from mona.models.truncated import length_batches
 
 ROLES = ("pool", "target")
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # AdamW's defaults, also used for the Adam gradient
@@ -538,19 +539,7 @@ class LessFeaturizer(Featurizer):
     # -- featurization -----------------------------------------------------------------------------------------
 
     def _plan(self, encoded: Sequence[Encoded]) -> list[list[int]]:
-        order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i].ids), i))
-        batches: list[list[int]] = []
-        current: list[int] = []
-        for i in order:
-            width = len(encoded[current[0]].ids) if current else len(encoded[i].ids)
-            if current and ((len(current) + 1) * width > self.config.batch_tokens
-                            or len(current) >= self.config.max_batch_size):
-                batches.append(current)
-                current = []
-            current.append(i)
-        if current:
-            batches.append(current)
-        return batches
+        return length_batches([len(e.ids) for e in encoded], self.config.batch_tokens, self.config.max_batch_size)
 
     def gradients(self, samples: Sequence[Sample]) -> torch.Tensor:
         """Unprojected per-sample gradients [N, D] for the current role (Adam for pool, SGD for target)."""

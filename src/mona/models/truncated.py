@@ -36,6 +36,23 @@ class Tokenized:
     truncated: bool
 
 
+def length_batches(lengths: Sequence[int], batch_tokens: int, max_batch_size: int) -> list[list[int]]:
+    """Positions grouped into batches of similar length, longest first, each with at most `batch_tokens`
+    padded tokens and `max_batch_size` rows (ties by position, so the plan is deterministic)."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        width = lengths[current[0]] if current else lengths[i]
+        if current and ((len(current) + 1) * width > batch_tokens or len(current) >= max_batch_size):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The decoder block list of a causal LM (LLaMA-style `model.model.layers`, GPT-2-style `h`, ...)."""
     base = getattr(model, "base_model", model)
@@ -128,19 +145,7 @@ class TruncatedLM:
 
     def plan(self, tokenized: Sequence[Tokenized]) -> list[list[int]]:
         """Group inputs of similar length into batches under the token budget (longest first)."""
-        order = sorted(range(len(tokenized)), key=lambda i: (-len(tokenized[i].ids), i))
-        batches: list[list[int]] = []
-        current: list[int] = []
-        for i in order:
-            width = len(tokenized[current[0]].ids) if current else len(tokenized[i].ids)
-            if current and ((len(current) + 1) * width > self.batch_tokens
-                            or len(current) >= self.max_batch_size):
-                batches.append(current)
-                current = []
-            current.append(i)
-        if current:
-            batches.append(current)
-        return batches
+        return length_batches([len(t.ids) for t in tokenized], self.batch_tokens, self.max_batch_size)
 
     @torch.inference_mode()
     def forward(self, tokenized: Sequence[Tokenized], positions: list[int]) -> TokenBatch:
