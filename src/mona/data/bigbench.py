@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mona.errors import DependencyError, InputError
-from mona.models.assets import pip_download, sha256_file
+from mona.errors import InputError
+from mona.fetch import fetch_verified
 from mona.paths import cache_root
 
 BIGBENCH_VERSION = "1.0.0"
@@ -67,13 +67,8 @@ def prepare_bigbench(archive: Path | None = None, *, progress: Callable[[str], N
     done = out / "DONE"
     if done.exists():
         return out
-    if archive is None:
-        downloads = cache_root() / "downloads"
-        candidates = list(downloads.glob(f"bigbench-{BIGBENCH_VERSION}.tar.gz")) if downloads.exists() else []
-        archive = candidates[0] if candidates else pip_download(f"bigbench=={BIGBENCH_VERSION}", downloads)
-    if sha256_file(archive) != BIGBENCH_SHA256:
-        raise DependencyError(f"checksum mismatch for {archive} (expected bigbench {BIGBENCH_VERSION}); "
-                              "delete it and retry")
+    archive = fetch_verified(f"bigbench=={BIGBENCH_VERSION}", f"bigbench-{BIGBENCH_VERSION}.tar.gz",
+                             BIGBENCH_SHA256, archive)
     rows_dir = out / "rows"
     rows_dir.mkdir(parents=True, exist_ok=True)
     index: dict[str, int] = {}

