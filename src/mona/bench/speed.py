@@ -41,7 +41,8 @@ class SpeedResult:
 
 def measure_speed(samples: list[Sample], config: LMConfig | None = None, sae: str | None = None,
                   repeats: int = 1) -> SpeedResult:
-    """Time the bare truncated forward and MoNA featurization over the same batches (best of `repeats`)."""
+    """Time the bare truncated forward and MoNA featurization over the same batches (per batch, best of
+    `repeats`)."""
     runner = LMRunner(config or LMConfig())
     featurizer = MonaFeaturizer(runner, sae)
     lm = runner.lm()
@@ -52,15 +53,19 @@ def measure_speed(samples: list[Sample], config: LMConfig | None = None, sae: st
     pooled = sum(sum(t.pool) for t in tokenized)
     _ = featurizer.sae
     lm.forward(tokenized, plan[-1][:2])  # warm-up
-    forward_best = mona_best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for positions in plan:
+    # Both runs alternate batch by batch and keep each batch's best time, so drift in the machine's speed
+    # (other jobs, clock changes) hits both alike instead of whichever run came second.
+    forward_total = mona_total = 0.0
+    for positions in plan:
+        forward_best = mona_best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
             lm.forward(tokenized, positions)
-        forward_best = min(forward_best, time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        for positions in plan:
+            t1 = time.perf_counter()
             featurizer.pool(lm.forward(tokenized, positions))
-        mona_best = min(mona_best, time.perf_counter() - t0)
-    return SpeedResult(len(samples), tokens, pooled, forward_best, mona_best, torch.get_num_threads(),
+            t2 = time.perf_counter()
+            forward_best, mona_best = min(forward_best, t1 - t0), min(mona_best, t2 - t1)
+        forward_total += forward_best
+        mona_total += mona_best
+    return SpeedResult(len(samples), tokens, pooled, forward_total, mona_total, torch.get_num_threads(),
                        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
