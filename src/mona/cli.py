@@ -271,9 +271,18 @@ def bench_relevance(
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
     out_dir: Annotated[Path, typer.Option(help="Where to write <name>.json and <name>.md.")] =
         Path("docs/benchmarks"),
-    name: Annotated[str, typer.Option(help="Report name.")] = "relevance",
+    name: Annotated[str | None, typer.Option(help="Report name (default: relevance, or relevance-sweep).")] = None,
+    sweep: Annotated[bool, typer.Option("--sweep", help="Sweep MoNA's design choices (layer, SAE width and k, "
+                                                        "pooling, similarity, prototype, centring, rendering, "
+                                                        "rank fusion) instead of comparing methods.")] = False,
+    sweep_layers: Annotated[str, typer.Option(help="--sweep: layers, comma-separated.")] = "6,12,18,24,28",
+    sweep_widths: Annotated[str, typer.Option(help="--sweep: SAE widths (x hidden size).")] = "8,16,32",
+    sweep_ks: Annotated[str, typer.Option(help="--sweep: SAE k values.")] = "16,32,64",
+    sweep_sae_samples: Annotated[int, typer.Option(help="--sweep: BIG-bench rows to train each SAE on.")] = 4000,
+    sweep_sae_epochs: Annotated[int, typer.Option(help="--sweep: epochs per SAE.")] = 3,
 ) -> None:
-    """Precision/recall/nDCG@k of every method on a labelled BIG-bench pool and a dev suite of targets."""
+    """Precision/recall/nDCG@k of every method on a labelled BIG-bench pool and a dev suite of targets
+    (--sweep: of MoNA's variants)."""
     _quiet_libraries()
     from mona.bench.relevance import prefetch_lm_methods, run_method, write_report
     from mona.bench.suite import build_suite
@@ -288,6 +297,21 @@ def bench_relevance(
         for m in names:
             get_method(m)
         suite = build_suite(pool_size=pool_size, per_task=per_task, seed=seed)
+        if sweep:
+            from mona.bench.sweep import SweepConfig, run_sweep, write_sweep_report
+
+            def ints(text: str) -> tuple[int, ...]:
+                return tuple(int(v) for v in text.split(",") if v.strip())
+
+            cfg = SweepConfig(layers=ints(sweep_layers), widths=ints(sweep_widths), ks=ints(sweep_ks),
+                              sae_samples=sweep_sae_samples, sae_epochs=sweep_sae_epochs, seed=seed)
+            results, sae_meta = run_sweep(suite, k, cfg, cache_dir=cache_dir or cache_root(),
+                                          log=lambda s: err.print(s, highlight=False))
+            json_path, md_path = write_sweep_report(results, sae_meta, suite, k, cfg, command, out_dir,
+                                                    name or "relevance-sweep")
+            stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
+            err.print(f"wrote {json_path} and {md_path}")
+            return
         all_options = [MethodOptions(method=m, lm=LMConfig(layer=layer, render=render), sae=sae,
                                      similarity=similarity, seed=seed, pooling=pooling, k=k_codes,
                                      prototype=prototype if get_method(m).build else "single") for m in names]
@@ -301,9 +325,9 @@ def bench_relevance(
                 run.featurize_seconds, run.tokens = shared_stats.seconds, shared_stats.tokens
                 run.computed = shared_stats.computed
             runs.append(run)
-        json_path, md_path = write_report(runs, suite, k, command, out_dir, name)
+        json_path, md_path = write_report(runs, suite, k, command, out_dir, name or "relevance")
     except MonaError as exc:
         _fail(exc)
         return
-    stdout.print(md_path.read_text(), markup=False, highlight=False)
+    stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
     err.print(f"wrote {json_path} and {md_path}")

@@ -44,6 +44,15 @@ def _samples(rows: Sequence[dict]) -> list[Sample]:
     return [to_sample(Record(row, i, i + 1)) for i, row in enumerate(rows)]
 
 
+def evaluate(ids: Sequence[str], scores: np.ndarray, groups: np.ndarray | None, relevant: set[str], k: int
+             ) -> dict[str, float]:
+    """Rank by score (or round-robin over per-subtask score columns) and measure the top k."""
+    order = rank(ids, scores) if groups is None else round_robin(ids, groups)
+    ranked = [ids[int(i)] for i in order[:k]]
+    return {"precision": precision_at_k(ranked, relevant, k), "recall": recall_at_k(ranked, relevant, k),
+            "ndcg": ndcg_at_k(ranked, relevant, k)}
+
+
 def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_dir: Path | None,
                progress: Progress | None = None, log: Callable[[str], None] = print) -> MethodRun:
     """Score every target set with one method configuration."""
@@ -54,13 +63,7 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
         t0 = time.perf_counter()
         scores, pool_stats, target_stats, _, groups = compute_scores(pool, _samples(target.rows), options, cache_dir,
                                                                   progress)
-        order = rank(ids, scores) if groups is None else round_robin(ids, groups)
-        ranked = [ids[int(i)] for i in order[:k]]
-        run.per_target[target.name] = {
-            "precision": precision_at_k(ranked, target.relevant, k),
-            "recall": recall_at_k(ranked, target.relevant, k),
-            "ndcg": ndcg_at_k(ranked, target.relevant, k),
-        }
+        run.per_target[target.name] = evaluate(ids, scores, groups, target.relevant, k)
         for stats in (pool_stats, target_stats):
             if stats.computed:
                 run.featurize_seconds += stats.seconds

@@ -61,9 +61,10 @@ class LMRunner:
 
     def lm(self, capture_gate: bool = False) -> TruncatedLM:
         if self._lm is None or (capture_gate and not self._capture_gate):
+            layer = self.resolved_layer()  # loads the tokenizer and model config first
             model, tokenizer = load_lm(self.config.model, self.config.dtype)
             self._tokenizer = tokenizer
-            self._lm = TruncatedLM(model, tokenizer, self.resolved_layer(), max_length=self.config.max_length,
+            self._lm = TruncatedLM(model, tokenizer, layer, max_length=self.config.max_length,
                                    batch_tokens=self.config.batch_tokens, capture_gate=capture_gate)
             self._capture_gate = capture_gate
         return self._lm

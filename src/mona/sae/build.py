@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mona.data.readers import read_samples
-from mona.data.render import render
+from mona.data.render import Rendered, render
 from mona.models import TruncatedLM, load_lm, model_fingerprint
 from mona.paths import cache_root
 from mona.sae.collect import collect_activations, load_activations
@@ -21,6 +21,48 @@ from mona.sae.textmix import default_text_mix
 from mona.sae.train import SaeTrainConfig, save_sae, train_sae
 
 DEFAULT_MIX = "bigbench-mix"
+
+
+def text_items(texts: str, n_samples: int, tokenizer, seed: int = 0) -> tuple[list[Rendered], str]:
+    """Rendered training texts (a third chat-templated, the rest plain) and an id naming them."""
+    if texts == DEFAULT_MIX:
+        samples, modes = default_text_mix(n_samples, seed=seed)
+        texts_id = f"{DEFAULT_MIX}:n={n_samples}:seed={seed}"
+    else:
+        samples = read_samples(texts)[:n_samples]
+        rng = np.random.default_rng(seed)
+        modes = ["chat" if rng.random() < 1 / 3 else "plain" for _ in samples]
+        texts_id = f"{Path(texts).resolve()}:{hashlib.sha256(Path(texts).read_bytes()).hexdigest()[:12]}"
+    return [render(s, tokenizer, m) for s, m in zip(samples, modes, strict=True)], texts_id
+
+
+def collect_cached(lm: TruncatedLM, items: list[Rendered], key: list, *, log: Callable[[str], None] = print
+                   ) -> tuple[Path, int]:
+    """Collect the activations of every layer `lm` reads into the cache dir named by `key` (resumable):
+    (directory, number of shards)."""
+    digest = hashlib.sha256(json.dumps([*key, lm.layers, lm.max_length]).encode()).hexdigest()[:16]
+    acts_dir = cache_root() / "acts" / digest
+    t0 = time.time()
+
+    def progress(done: int, tokens: int) -> None:
+        if done % 512 == 0 or done == len(items):
+            log(f"activations: {done}/{len(items)} samples, {tokens} tokens, {time.time() - t0:.0f} s")
+
+    return acts_dir, collect_activations(lm, items, acts_dir, progress=progress)
+
+
+def train_and_save(acts: np.ndarray, out: Path, *, config: SaeTrainConfig, meta: dict, n_samples: int,
+                   max_length: int, log: Callable[[str], None] = print) -> dict:
+    """Train an SAE on activations and write it with a model card; `meta` names model, layer, texts and
+    command. Returns the full metadata."""
+    sae, report = train_sae(acts, config, log=log)
+    meta = {**meta, "num_latents": report.num_latents, "train_seconds": round(report.seconds),
+            "train_tokens": report.train_tokens, "heldout_tokens": report.heldout_tokens,
+            "fvu": round(report.fvu, 4), "l0": round(report.l0, 2),
+            "dead_fraction": round(report.dead_fraction, 4), "train_config": asdict(config)}
+    save_sae(sae, out, meta=meta)
+    (out / "README.md").write_text(model_card(meta, n_samples=n_samples, max_length=max_length))
+    return meta
 
 
 def build_sae(out: Path, *, texts: str = DEFAULT_MIX, n_samples: int = 16000, model: str | None = None,
@@ -31,36 +73,13 @@ def build_sae(out: Path, *, texts: str = DEFAULT_MIX, n_samples: int = 16000, mo
     model_obj, tokenizer = load_lm(model)
     lm = TruncatedLM(model_obj, tokenizer, layer, max_length=max_length, batch_tokens=4096)
     layer_idx = lm.layers[0]
-    if texts == DEFAULT_MIX:
-        samples, modes = default_text_mix(n_samples, seed=config.seed)
-        texts_id = f"{DEFAULT_MIX}:n={n_samples}:seed={config.seed}"
-    else:
-        samples = read_samples(texts)[:n_samples]
-        rng = np.random.default_rng(config.seed)
-        modes = ["chat" if rng.random() < 1 / 3 else "plain" for _ in samples]
-        texts_id = f"{Path(texts).resolve()}:{hashlib.sha256(Path(texts).read_bytes()).hexdigest()[:12]}"
-    key = hashlib.sha256(json.dumps([model_fingerprint(model), layer_idx, texts_id, max_length]).encode())
-    acts_dir = cache_root() / "sae-acts" / key.hexdigest()[:16]
-    items = [render(s, tokenizer, m) for s, m in zip(samples, modes, strict=True)]
-    t0 = time.time()
-
-    def progress(done: int, tokens: int) -> None:
-        if done % 512 == 0 or done == len(items):
-            log(f"activations: {done}/{len(items)} samples, {tokens} tokens, {time.time() - t0:.0f} s")
-
-    paths = collect_activations(lm, items, acts_dir, layer=layer_idx, progress=progress)
-    acts = load_activations(paths)
+    items, texts_id = text_items(texts, n_samples, tokenizer, config.seed)
+    acts_dir, n_shards = collect_cached(lm, items, [model_fingerprint(model), texts_id], log=log)
+    acts = load_activations(acts_dir, layer_idx, n_shards)
     log(f"training on {len(acts)} tokens of layer {layer_idx} ({acts_dir})")
-    sae, report = train_sae(acts, config, log=log)
-    meta = {"model": model or "smollm2-135m-instruct", "layer": layer_idx, "texts": texts_id,
-            "num_latents": report.num_latents, "train_seconds": round(report.seconds),
-            "train_tokens": report.train_tokens, "heldout_tokens": report.heldout_tokens,
-            "fvu": round(report.fvu, 4), "l0": round(report.l0, 2),
-            "dead_fraction": round(report.dead_fraction, 4), "train_config": asdict(config),
-            "command": command}
-    save_sae(sae, out, meta=meta)
-    (out / "README.md").write_text(model_card(meta, n_samples=len(items), max_length=max_length))
-    return meta
+    meta = {"model": model or "smollm2-135m-instruct", "layer": layer_idx, "texts": texts_id, "command": command}
+    return train_and_save(acts, out, config=config, meta=meta, n_samples=len(items), max_length=max_length,
+                          log=log)
 
 
 def model_card(meta: dict, *, n_samples: int, max_length: int) -> str:

@@ -17,7 +17,7 @@ from mona.errors import ConfigError
 from mona.features.cached import FeaturizeStats, featurize_cached
 from mona.features.lm import LMRunner
 from mona.features.pooling import POOLINGS
-from mona.features.registry import PROTOTYPES, MethodOptions, get_method
+from mona.features.registry import PROTOTYPES, MatrixScorer, MethodOptions, get_method
 from mona.paths import cache_root
 from mona.scoring.similarity import SIMILARITIES
 from mona.selection.budget import rank, resolve_budget, round_robin
@@ -101,16 +101,17 @@ def target_groups(targets: Sequence[Sample], field: str) -> dict[str, list[int]]
     return groups
 
 
-def _prototype_scores(spec, pool_m, target_m, targets: Sequence[Sample], options: MethodOptions
-                      ) -> tuple[np.ndarray, np.ndarray | None]:
-    """single: one prototype (the paper); max: best single target row; per-subtask: one prototype per subtask."""
+def prototype_scores(scorer: MatrixScorer, pool_m, target_m, targets: Sequence[Sample], options: MethodOptions
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scores under `options.prototype`: single (the paper: one prototype), max (best single target row) or
+    per-subtask (one prototype per subtask; also returns the per-subtask score columns for round-robin)."""
     if options.prototype == "single":
-        return np.asarray(spec.matrix_scorer(pool_m, target_m, options), dtype=np.float64), None
+        return np.asarray(scorer(pool_m, target_m, options), dtype=np.float64), None
     if options.prototype == "max":
         groups = {str(i): [i] for i in range(len(targets))}
     else:
         groups = target_groups(targets, options.group_field)
-    matrix = np.column_stack([np.asarray(spec.matrix_scorer(pool_m, target_m[idx], options), dtype=np.float64)
+    matrix = np.column_stack([np.asarray(scorer(pool_m, target_m[idx], options), dtype=np.float64)
                               for idx in groups.values()])
     return matrix.max(axis=1), (matrix if options.prototype == "per-subtask" else None)
 
@@ -146,7 +147,7 @@ def compute_scores(pool: list[Sample], targets: list[Sample], options: MethodOpt
     target_matrix = run(targets, "target", target_stats)
     featurizer.role = "pool"
     pool_matrix = run(pool, "pool", pool_stats)
-    scores, groups = _prototype_scores(spec, pool_matrix, target_matrix, targets, options)
+    scores, groups = prototype_scores(spec.matrix_scorer, pool_matrix, target_matrix, targets, options)
     return ScoreSet(scores, pool_stats, target_stats, runner.truncated, groups)
 
 

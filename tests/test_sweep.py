@@ -1,0 +1,91 @@
+"""The sweep's building blocks: multi-layer activation shards in input order, vectors from stored activations
+equal to the featurizers' own, reciprocal rank fusion, and a killed collection resuming."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import N_LAYERS, SAE_LAYER, sentences
+from mona.bench.sweep import SweepConfig, hidden_vectors, rrf, sae_vectors, variants
+from mona.data.formats import Sample
+from mona.data.readers import Record
+from mona.data.render import render
+from mona.features.hidden import HiddenFeaturizer
+from mona.features.lm import LMConfig, LMRunner
+from mona.features.mona import MonaFeaturizer
+from mona.models import TruncatedLM
+from mona.sae.collect import collect_activations, load_activations, load_by_sample
+from mona.sae.topk import load_sae
+
+
+def _samples(n: int = 11) -> list[Sample]:
+    return [Sample(str(i), (("user", t),), None, Record({}, i, i + 1)) for i, t in enumerate(sentences(n, seed=3))]
+
+
+def _matrix(featurizer, samples):
+    blocks = list(featurizer.featurize(samples))
+    out = None
+    for block in blocks:
+        m = block.matrix.toarray() if hasattr(block.matrix, "toarray") else np.asarray(block.matrix)
+        if out is None:
+            out = np.zeros((len(samples), m.shape[1]), dtype=np.float32)
+        out[block.positions] = m
+    return out
+
+
+@pytest.fixture
+def collected(tiny_model, tokenizer, tmp_path):
+    lm = TruncatedLM(tiny_model, tokenizer, [0, SAE_LAYER], batch_tokens=40)
+    rendered = [render(s, tokenizer, "chat") for s in _samples()]
+    n_shards = collect_activations(lm, rendered, tmp_path / "acts", shard_samples=4)
+    return tmp_path / "acts", n_shards, rendered
+
+
+def test_collect_keeps_every_layer_in_input_order(collected, model_dir, sae_dir):
+    acts_dir, n_shards, _ = collected
+    assert n_shards == 3
+    for layer in (0, SAE_LAYER):
+        x, offsets = load_by_sample(acts_dir, layer, n_shards)
+        assert len(offsets) == 12 and offsets[-1] == len(x) == len(load_activations(acts_dir, layer, n_shards))
+    # vectors from the stored activations equal the featurizers' own (fp16 storage: small tolerance)
+    x, offsets = load_by_sample(acts_dir, SAE_LAYER, n_shards)
+    runner = LMRunner(LMConfig(model=str(model_dir), layer=SAE_LAYER))
+    np.testing.assert_allclose(hidden_vectors(x, offsets, "mean"), _matrix(HiddenFeaturizer(runner), _samples()),
+                               rtol=2e-2, atol=2e-3)
+    sae = load_sae(sae_dir)
+    ours = sae_vectors(sae, x, offsets, "mean", None).toarray()
+    theirs = _matrix(MonaFeaturizer(LMRunner(LMConfig(model=str(model_dir), layer=SAE_LAYER)), str(sae_dir)),
+                     _samples())
+    np.testing.assert_allclose(ours, theirs, rtol=5e-2, atol=5e-3)
+    assert N_LAYERS > SAE_LAYER
+
+
+def test_collect_resumes_from_complete_shards(collected, tiny_model, tokenizer):
+    acts_dir, n_shards, rendered = collected
+    before = load_by_sample(acts_dir, SAE_LAYER, n_shards)[0]
+    # a shard whose index was never written (killed mid-shard) is redone; complete ones are not touched
+    (acts_dir / "shard-00001.index.npy").unlink()
+    stamp = (acts_dir / "shard-00000.L0.npy").stat().st_mtime_ns
+    lm = TruncatedLM(tiny_model, tokenizer, [0, SAE_LAYER], batch_tokens=40)
+    assert collect_activations(lm, rendered, acts_dir, shard_samples=4) == n_shards
+    assert (acts_dir / "shard-00000.L0.npy").stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(load_by_sample(acts_dir, SAE_LAYER, n_shards)[0], before)
+
+
+def test_rrf_rewards_agreement():
+    a = np.array([5.0, 4.0, 3.0, 2.0, 1.0])
+    b = np.array([1.0, 4.0, 3.0, 2.0, 5.0])
+    fused = rrf(a, b)
+    assert fused.argmax() == 1  # 2nd in both rankings beats 1st in one and last in the other
+    np.testing.assert_allclose(fused[[0, 4]], 1 / 61 + 1 / 65)
+    np.testing.assert_allclose(rrf(a), 1 / (60 + np.arange(1, 6)))
+
+
+def test_every_variant_changes_one_thing_from_the_base():
+    base, *rest = variants(SweepConfig())
+    fields = ("render", "layer", "sae", "pooling", "k", "similarity", "prototype", "centre", "fuse")
+    for v in rest:
+        changed = {f for f in fields if getattr(v, f) != getattr(base, f)}
+        # hidden-state rows swap the representation and its similarity together
+        assert len(changed - ({"similarity"} if v.sae is None or v.centre else set())) <= 2, (v, changed)
