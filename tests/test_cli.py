@@ -42,14 +42,19 @@ TARGET_ROWS = [
 ]
 
 
-@pytest.fixture
-def files(tmp_path):
+def make_files(tmp_path: Path) -> dict[str, Path]:
+    """The pool, target and output paths every CLI test uses."""
     pool = tmp_path / "pool.jsonl"
     pool.write_text("\n".join(POOL_ROWS) + "\n", encoding="utf-8")
     target = tmp_path / "target.jsonl"
     target.write_text("".join(json.dumps(r) + "\n" for r in TARGET_ROWS), encoding="utf-8")
     return {"pool": pool, "target": target, "out": tmp_path / "out" / "sel.jsonl",
             "scores": tmp_path / "out" / "scores.jsonl", "cache": tmp_path / "cache"}
+
+
+@pytest.fixture
+def files(tmp_path):
+    return make_files(tmp_path)
 
 
 def _args(files, *extra: str, budget: int | None = 4) -> list[str]:
@@ -166,6 +171,16 @@ def _duplicate_ids(files):
     return [], f"{files['pool']}:13:"
 
 
+def _undecodable_bytes(files):
+    data = ("\n".join(POOL_ROWS[:3]) + "\n").encode() + b'{"id": "u", "text": "caf\xe9"}\n'
+    files["pool"].write_bytes(data)
+    return [], f"{files['pool']}:4: undecodable bytes"
+
+
+def _ratio_outside(files):
+    return ["--ratio", "1.5"], "--ratio"
+
+
 def _missing_pool(files):
     files["pool"].unlink()
     return [], str(files["pool"])
@@ -188,10 +203,11 @@ def _missing_sae(files):
 
 
 @pytest.mark.parametrize("case", [_broken_json, _no_text_field, _empty_text, _empty_target, _duplicate_ids,
-                                  _missing_pool, _budget_too_large, _unknown_method, _both_budgets, _missing_sae])
+                                  _undecodable_bytes, _ratio_outside, _missing_pool, _budget_too_large,
+                                  _unknown_method, _both_budgets, _missing_sae])
 def test_bad_input_fails_cleanly(files, case):
     extra, expected = case(files)
-    budget = None if "--budget" in extra else 4
+    budget = None if "--budget" in extra or "--ratio" in extra else 4
     result = _invoke(_args(files, *extra, budget=budget), files["cache"])
     assert result.exit_code not in (0, None)
     assert isinstance(result.exception, SystemExit)  # a handled error, not a crash

@@ -68,6 +68,11 @@ def select(
     k: Annotated[int | None, typer.Option(help="Keep only the k largest SAE codes per token (<= SAE's k).")] = None,
     max_length: Annotated[int, typer.Option(help="Tokens per sample; longer ones are truncated and "
                                                  "counted.")] = 512,
+    on_error: Annotated[str, typer.Option(help="fail: stop at the first bad row (exit 2); skip: leave bad rows "
+                                               "out, write them with the reason to --quarantine and count them.")
+                        ] = "fail",
+    quarantine: Annotated[Path | None, typer.Option(help="--on-error skip: where bad rows go (default: "
+                                                         "OUT.rejected.jsonl).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     show: Annotated[int, typer.Option(help="Print this many top picks.")] = 0,
     prototype: Annotated[str, typer.Option(help="single: mean target (the paper); max: best single target row; "
@@ -116,7 +121,8 @@ def select(
         options.extra.update(less_warmup_samples=less_warmup, less_lora_rank=less_rank, less_proj_dim=less_dim,
                              llm2vec_model=llm2vec_model)
         config = SelectConfig(pool=pool, target=target, out=out, scores=scores, ratio=ratio, budget=budget,
-                              options=options, cache_dir=cache_dir, no_cache=no_cache, text_field=text_field)
+                              options=options, cache_dir=cache_dir, no_cache=no_cache, text_field=text_field,
+                              on_error=on_error, quarantine=quarantine)
         result = run_select(config, RichProgress(err, enabled=not quiet))
     except MonaError as exc:
         _fail(exc)
@@ -127,8 +133,9 @@ def select(
         total = ps.samples + result.target_stats.samples
         rate = f", {ps.tokens_per_second:.0f} tok/s" if ps.tokens else ""
         trunc = f", {result.truncated} truncated to {max_length} tokens" if result.truncated else ""
+        skipped = f", {len(result.rejected)} bad rows skipped -> {result.quarantine}" if result.rejected else ""
         err.print(f"selected {result.n_selected} of {len(result.pool)} rows with {method} in "
-                  f"{result.seconds:.1f} s (cache hits {hits}/{total}{rate}{trunc}) -> {out}",
+                  f"{result.seconds:.1f} s (cache hits {hits}/{total}{rate}{trunc}{skipped}) -> {out}",
                   highlight=False)
     for rank_i, sample in enumerate(result.selected[:show], start=1):
         text = " ".join(sample.plain_text().split())

@@ -16,6 +16,11 @@ class MonaError(Exception):
         self.line = line
         self.field = field
 
+    @property
+    def reason(self) -> str:
+        """The message without its location."""
+        return f"{self.message} (field '{self.field}')" if self.field else self.message
+
     def __str__(self) -> str:
         where = ""
         if self.path is not None:
@@ -23,8 +28,7 @@ class MonaError(Exception):
             if self.line is not None:
                 where += f":{self.line}"
             where += ": "
-        field = f" (field '{self.field}')" if self.field else ""
-        return f"{where}{self.message}{field}"
+        return f"{where}{self.reason}"
 
 
 class InputError(MonaError):

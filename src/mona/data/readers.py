@@ -5,13 +5,23 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mona.data.formats import Sample, detect_format, to_sample
 from mona.errors import DependencyError, InputError, MissingFileError
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A row left out under --on-error skip, with the reason (for the quarantine file)."""
+
+    path: str
+    line: int | None
+    reason: str
+    raw: str | None
 
 
 @dataclass(frozen=True)
@@ -24,19 +34,22 @@ class Record:
     raw: str | None = None  # the original JSONL line, so selected rows are written back unchanged
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+# Called with a row-level error and the raw row: raises (--on-error fail) or records it (skip).
+Reject = Callable[[InputError, str | None], None]
+
+
+def _open_binary(path: Path) -> io.BufferedIOBase:
     name = path.name.lower()
     if name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+        return gzip.open(path, "rb")  # type: ignore[return-value]
     if name.endswith(".zst") or name.endswith(".zstd"):
         try:
             import zstandard
         except ImportError as exc:
             raise DependencyError("reading .zst needs the 'zstandard' package: pip install zstandard",
                                   path=str(path)) from exc
-        stream = zstandard.ZstdDecompressor().stream_reader(path.open("rb"))
-        return io.TextIOWrapper(stream, encoding="utf-8", newline="")
-    return path.open("r", encoding="utf-8", newline="")
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(path.open("rb")))
+    return path.open("rb")
 
 
 def _kind(path: Path) -> str:
@@ -56,36 +69,42 @@ def _kind(path: Path) -> str:
                      "or a directory saved with datasets.save_to_disk", path=str(path))
 
 
-def _iter_jsonl(path: Path) -> Iterator[Record]:
+def _iter_jsonl(path: Path, reject: Reject) -> Iterator[Record]:
+    # Lines are decoded one by one, so bad bytes are reported (or skipped) with their line number.
     index = 0
     try:
-        with _open_text(path) as handle:
-            for lineno, line in enumerate(handle, start=1):
-                text = line.rstrip("\r\n")
+        with _open_binary(path) as handle:
+            for lineno, data in enumerate(handle, start=1):
+                try:
+                    text = data.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as exc:
+                    reject(InputError(f"undecodable bytes (not UTF-8) at column {exc.start + 1}", path=str(path),
+                                      line=lineno), data.decode("utf-8", errors="replace").rstrip("\r\n"))
+                    continue
                 if not text.strip():
                     continue
                 try:
                     row = json.loads(text)
                 except json.JSONDecodeError as exc:
-                    raise InputError(f"broken JSON: {exc.msg} at column {exc.colno}",
-                                     path=str(path), line=lineno) from None
+                    reject(InputError(f"broken JSON: {exc.msg} at column {exc.colno}", path=str(path),
+                                      line=lineno), text)
+                    continue
                 if not isinstance(row, dict):
-                    raise InputError(f"expected a JSON object, got {type(row).__name__}",
-                                     path=str(path), line=lineno)
+                    reject(InputError(f"expected a JSON object, got {type(row).__name__}", path=str(path),
+                                      line=lineno), text)
+                    continue
                 yield Record(row=row, index=index, line=lineno, raw=text)
                 index += 1
-    except UnicodeDecodeError as exc:
-        raise InputError(f"undecodable bytes (not UTF-8) at byte {exc.start}", path=str(path)) from None
     except (OSError, EOFError) as exc:
-        if isinstance(exc, FileNotFoundError):
+        if isinstance(exc, FileNotFoundError | PermissionError):
             raise
         raise InputError(f"cannot read: {exc}", path=str(path)) from None
 
 
-def _iter_json(path: Path) -> Iterator[Record]:
+def _iter_json(path: Path, reject: Reject) -> Iterator[Record]:
     try:
-        with _open_text(path) as handle:
-            data = json.load(handle)
+        with _open_binary(path) as handle:
+            data = json.loads(handle.read().decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise InputError(f"broken JSON: {exc.msg} at column {exc.colno}", path=str(path),
                          line=exc.lineno) from None
@@ -99,14 +118,17 @@ def _iter_json(path: Path) -> Iterator[Record]:
         data = lists[0]
     if not isinstance(data, list):
         raise InputError("expected a JSON list of objects", path=str(path))
+    index = 0
     for i, row in enumerate(data):
         if not isinstance(row, dict):
-            raise InputError(f"row {i}: expected a JSON object, got {type(row).__name__}",
-                             path=str(path), line=i + 1)
-        yield Record(row=row, index=i, line=i + 1)
+            reject(InputError(f"row {i}: expected a JSON object, got {type(row).__name__}", path=str(path),
+                              line=i + 1), json.dumps(row, ensure_ascii=False, default=str))
+            continue
+        yield Record(row=row, index=index, line=i + 1)
+        index += 1
 
 
-def _iter_parquet(path: Path) -> Iterator[Record]:
+def _iter_parquet(path: Path, _reject: Reject) -> Iterator[Record]:
     import pyarrow.parquet as pq
 
     try:
@@ -120,7 +142,7 @@ def _iter_parquet(path: Path) -> Iterator[Record]:
             index += 1
 
 
-def _iter_hf(path: Path) -> Iterator[Record]:
+def _iter_hf(path: Path, _reject: Reject) -> Iterator[Record]:
     if not any((path / name).exists() for name in ("dataset_info.json", "dataset_dict.json", "state.json")):
         raise InputError("a directory must be a dataset saved with datasets.save_to_disk", path=str(path))
     from datasets import DatasetDict, load_from_disk
@@ -136,39 +158,56 @@ def _iter_hf(path: Path) -> Iterator[Record]:
 _READERS = {"jsonl": _iter_jsonl, "json": _iter_json, "parquet": _iter_parquet, "hf": _iter_hf}
 
 
-def read_records(path: str | Path) -> list[Record]:
-    """Read every row of a pool or target file, in order, with its position for error messages."""
+def read_records(path: str | Path, rejects: list[Rejected] | None = None) -> list[Record]:
+    """Read every row of a pool or target file, in order, with its position for error messages. With a
+    `rejects` list, rows that cannot be parsed are appended to it instead of raising."""
     p = Path(path)
     if not p.exists():
         raise MissingFileError("no such file or directory", path=str(p))
     if not p.is_dir() and not p.is_file():
         raise MissingFileError("not a regular file", path=str(p))
     kind = _kind(p)
+
+    def reject(error: InputError, raw: str | None) -> None:
+        if rejects is None:
+            raise error
+        rejects.append(Rejected(str(p), error.line, error.reason, raw))
+
     try:
-        return list(_READERS[kind](p))
+        return list(_READERS[kind](p, reject))
     except PermissionError:
         raise MissingFileError("permission denied", path=str(p)) from None
 
 
 def read_samples(path: str | Path, *, text_field: str | None = None, allow_empty: bool = False,
-                 ) -> list[Sample]:
+                 rejects: list[Rejected] | None = None) -> list[Sample]:
     """Read a file and turn every row into a `Sample` (id, conversation or plain text, original row).
 
-    Raises InputError naming file and line for rows without text, empty text or duplicate ids,
-    and for an empty file unless `allow_empty`.
+    Raises InputError naming file and line for unparseable rows, rows without text, empty text or duplicate
+    ids; with a `rejects` list (--on-error skip) those rows are appended to it and left out instead. An empty
+    file (or one whose every row was rejected) is an InputError unless `allow_empty`.
     """
-    records = read_records(path)
-    if not records and not allow_empty:
-        raise InputError("file has no rows", path=str(path))
-    fmt = None if text_field else detect_format(records[0].row, path=str(path), line=records[0].line) \
-        if records else None
+    records = read_records(path, rejects)
     samples: list[Sample] = []
     seen: dict[str, int] = {}
+    fmt = None
     for rec in records:
-        sample = to_sample(rec, fmt=fmt, text_field=text_field, path=str(path))
-        if sample.id in seen:
-            raise InputError(f"duplicate id '{sample.id}' (first seen on line {seen[sample.id]})",
-                             path=str(path), line=rec.line, field="id")
+        try:
+            if fmt is None and text_field is None:
+                fmt = detect_format(rec.row, path=str(path), line=rec.line)
+            sample = to_sample(rec, fmt=fmt, text_field=text_field, path=str(path))
+            if sample.id in seen:
+                raise InputError(f"duplicate id '{sample.id}' (first seen on line {seen[sample.id]})",
+                                 path=str(path), line=rec.line, field="id")
+        except InputError as exc:
+            if rejects is None:
+                raise
+            raw = rec.raw or json.dumps(rec.row, ensure_ascii=False, default=str)
+            rejects.append(Rejected(str(path), rec.line, exc.reason, raw))
+            continue
         seen[sample.id] = rec.line
         samples.append(sample)
+    if not samples and not allow_empty:
+        raise InputError("file has no rows" if not records and not rejects else "file has no usable rows",
+                         path=str(path))
     return samples

@@ -14,6 +14,7 @@ from typing import IO
 import numpy as np
 
 from mona.data.formats import Sample
+from mona.data.readers import Rejected
 
 
 @contextlib.contextmanager
@@ -58,3 +59,11 @@ def write_scores(path: str | Path, pool: Sequence[Sample], scores: np.ndarray, o
         for i, sample in enumerate(pool):
             fh.write(json.dumps({"id": sample.id, "score": round(float(scores[i]), 8),
                                  "rank": int(ranks[i]), "selected": bool(ranks[i] <= n)}) + "\n")
+
+
+def write_quarantine(path: str | Path, rejected: Sequence[Rejected]) -> None:
+    """Rows skipped under --on-error skip, one JSON object each: file, line, reason and the raw row."""
+    with atomic_write(path) as fh:
+        for r in rejected:
+            fh.write(json.dumps({"file": r.path, "line": r.line, "reason": r.reason, "row": r.raw},
+                                ensure_ascii=False) + "\n")

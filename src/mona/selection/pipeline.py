@@ -11,7 +11,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from mona.data.formats import Sample
-from mona.data.readers import read_samples
+from mona.data.readers import Rejected, read_samples
 from mona.data.render import RENDER_MODES
 from mona.errors import ConfigError
 from mona.features.cached import FeaturizeStats, featurize_cached
@@ -21,7 +21,7 @@ from mona.features.registry import PROTOTYPES, MatrixScorer, MethodOptions, get_
 from mona.paths import cache_root
 from mona.scoring.similarity import SIMILARITIES
 from mona.selection.budget import rank, resolve_budget, round_robin
-from mona.selection.output import write_scores, write_selection
+from mona.selection.output import write_quarantine, write_scores, write_selection
 
 
 class Progress(Protocol):
@@ -46,6 +46,11 @@ class SelectConfig:
     cache_dir: Path | None = None  # None: the user cache; use `no_cache` to disable
     no_cache: bool = False
     text_field: str | None = None
+    on_error: str = "fail"  # fail: stop at the first bad row; skip: quarantine bad rows and go on
+    quarantine: Path | None = None  # where skipped rows go (default: OUT + ".rejected.jsonl")
+
+
+ON_ERROR = ("fail", "skip")
 
 
 @dataclass
@@ -60,6 +65,8 @@ class SelectResult:
     target_stats: FeaturizeStats
     seconds: float
     truncated: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    quarantine: Path | None = None
 
     @property
     def selected(self) -> list[Sample]:
@@ -154,8 +161,11 @@ def compute_scores(pool: list[Sample], targets: list[Sample], options: MethodOpt
 def select(config: SelectConfig, progress: Progress | None = None) -> SelectResult:
     """Run one selection end to end; OUT and SCORES are written only if everything succeeded."""
     t0 = time.perf_counter()
-    pool = read_samples(config.pool, text_field=config.text_field)
-    targets = read_samples(config.target, text_field=config.text_field)
+    if config.on_error not in ON_ERROR:
+        raise ConfigError(f"unknown --on-error {config.on_error!r}; choose one of {', '.join(ON_ERROR)}")
+    rejects: list[Rejected] | None = [] if config.on_error == "skip" else None
+    pool = read_samples(config.pool, text_field=config.text_field, rejects=rejects)
+    targets = read_samples(config.target, text_field=config.text_field, rejects=rejects)
     n = resolve_budget(len(pool), ratio=config.ratio, budget=config.budget)
     cache_dir = None if config.no_cache else (config.cache_dir or cache_root())
     scores, pool_stats, target_stats, truncated, groups = compute_scores(pool, targets, config.options,
@@ -166,4 +176,11 @@ def select(config: SelectConfig, progress: Progress | None = None) -> SelectResu
         write_selection(config.out, pool, order, n)
     if config.scores is not None:
         write_scores(config.scores, pool, scores, order, n)
-    return SelectResult(pool, scores, order, n, pool_stats, target_stats, time.perf_counter() - t0, truncated)
+    quarantine = None
+    if rejects:
+        quarantine = config.quarantine or (config.out.with_name(config.out.name + ".rejected.jsonl")
+                                           if config.out is not None else None)
+        if quarantine is not None:
+            write_quarantine(quarantine, rejects)
+    return SelectResult(pool, scores, order, n, pool_stats, target_stats, time.perf_counter() - t0, truncated,
+                        rejects or [], quarantine)
