@@ -78,3 +78,21 @@ def test_skip_with_every_row_bad_is_an_error(files):
 def test_unknown_on_error_value(files):
     result = _invoke(_args(files, "--method", "bm25", "--on-error", "ignore"), files["cache"])
     assert result.exit_code == 4 and "--on-error" in result.stderr
+
+
+def test_too_long_rows_truncate_or_refuse(files, model_dir):
+    long_row = '{"id": "long", "text": "' + " ".join(["the cat sat on the mat"] * 20) + '"}'
+    files["pool"].write_text("\n".join([*POOL_ROWS, long_row]) + "\n")
+    base = _args(files, "--method", "hidden", "--model", str(model_dir), "--max-length", "40")
+    result = _invoke(base, files["cache"])
+    assert result.exit_code == 0 and "1 truncated to 40 tokens" in result.stderr
+
+    result = _invoke([*base, "--too-long", "refuse"], files["cache"])
+    assert result.exit_code == 2
+    assert f"{files['pool']}:13: row has" in result.stderr and "over --max-length 40" in result.stderr
+
+    result = _invoke([*base, "--too-long", "refuse", "--on-error", "skip"], files["cache"])
+    assert result.exit_code == 0, result.stderr
+    (rejected,) = _read_jsonl(files["out"].with_name(files["out"].name + ".rejected.jsonl"))
+    assert rejected["line"] == 13 and rejected["row"] == long_row
+    assert "long" not in [s["id"] for s in _read_jsonl(files["scores"])]

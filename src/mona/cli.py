@@ -73,6 +73,9 @@ def select(
                         ] = "fail",
     quarantine: Annotated[Path | None, typer.Option(help="--on-error skip: where bad rows go (default: "
                                                          "OUT.rejected.jsonl).")] = None,
+    too_long: Annotated[str, typer.Option(help="Rows over --max-length tokens: truncate (and count them) or "
+                                               "refuse (a bad row: exit 2, or quarantined with --on-error skip).")
+                        ] = "truncate",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     show: Annotated[int, typer.Option(help="Print this many top picks.")] = 0,
     prototype: Annotated[str, typer.Option(help="single: mean target (the paper); max: best single target row; "
@@ -122,7 +125,7 @@ def select(
                              llm2vec_model=llm2vec_model)
         config = SelectConfig(pool=pool, target=target, out=out, scores=scores, ratio=ratio, budget=budget,
                               options=options, cache_dir=cache_dir, no_cache=no_cache, text_field=text_field,
-                              on_error=on_error, quarantine=quarantine)
+                              on_error=on_error, quarantine=quarantine, too_long=too_long)
         result = run_select(config, RichProgress(err, enabled=not quiet))
     except MonaError as exc:
         _fail(exc)
@@ -136,7 +139,7 @@ def select(
         skipped = f", {len(result.rejected)} bad rows skipped -> {result.quarantine}" if result.rejected else ""
         err.print(f"selected {result.n_selected} of {len(result.pool)} rows with {method} in "
                   f"{result.seconds:.1f} s (cache hits {hits}/{total}{rate}{trunc}{skipped}) -> {out}",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     for rank_i, sample in enumerate(result.selected[:show], start=1):
         text = " ".join(sample.plain_text().split())
         score = result.scores[int(result.order[rank_i - 1])]

@@ -72,6 +72,10 @@ class LMRunner:
     def render(self, sample: Sample) -> Rendered:
         return render(sample, self.tokenizer, self.config.render)
 
+    def token_count(self, sample: Sample) -> int:
+        """Tokens the model would read for the sample before truncation (rendered text plus a first token)."""
+        return len(self.tokenizer(self.render(sample).text, add_special_tokens=False)["input_ids"]) + 1
+
     def base_key(self) -> dict[str, Any]:
         c = self.config
         return {"model": model_fingerprint(c.model), "layer": self.resolved_layer(), "render": c.render,

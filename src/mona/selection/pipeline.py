@@ -13,7 +13,7 @@ import numpy as np
 from mona.data.formats import Sample
 from mona.data.readers import Rejected, read_samples
 from mona.data.render import RENDER_MODES
-from mona.errors import ConfigError
+from mona.errors import ConfigError, InputError
 from mona.features.cached import FeaturizeStats, featurize_cached
 from mona.features.lm import LMRunner
 from mona.features.pooling import POOLINGS
@@ -21,7 +21,7 @@ from mona.features.registry import PROTOTYPES, MatrixScorer, MethodOptions, get_
 from mona.paths import cache_root
 from mona.scoring.similarity import SIMILARITIES
 from mona.selection.budget import rank, resolve_budget, round_robin
-from mona.selection.output import write_quarantine, write_scores, write_selection
+from mona.selection.output import row_line, write_quarantine, write_scores, write_selection
 
 
 class Progress(Protocol):
@@ -48,9 +48,30 @@ class SelectConfig:
     text_field: str | None = None
     on_error: str = "fail"  # fail: stop at the first bad row; skip: quarantine bad rows and go on
     quarantine: Path | None = None  # where skipped rows go (default: OUT + ".rejected.jsonl")
+    too_long: str = "truncate"  # rows over max_length tokens: truncate (counted) or refuse (a bad row)
 
 
 ON_ERROR = ("fail", "skip")
+TOO_LONG = ("truncate", "refuse")
+
+
+def refuse_too_long(samples: list[Sample], options: MethodOptions, path: Path,
+                    rejects: list[Rejected] | None) -> list[Sample]:
+    """Rows longer than the selection model's max_length are errors (or, with `rejects`, left out)."""
+    runner = LMRunner(options.lm)
+    limit = options.lm.max_length
+    kept = []
+    for sample in samples:
+        n = runner.token_count(sample)
+        if n <= limit:
+            kept.append(sample)
+            continue
+        error = InputError(f"row has {n} tokens, over --max-length {limit} (--too-long refuse)", path=str(path),
+                           line=sample.record.line)
+        if rejects is None:
+            raise error
+        rejects.append(Rejected(str(path), sample.record.line, error.reason, row_line(sample)))
+    return kept
 
 
 @dataclass
@@ -163,9 +184,16 @@ def select(config: SelectConfig, progress: Progress | None = None) -> SelectResu
     t0 = time.perf_counter()
     if config.on_error not in ON_ERROR:
         raise ConfigError(f"unknown --on-error {config.on_error!r}; choose one of {', '.join(ON_ERROR)}")
+    if config.too_long not in TOO_LONG:
+        raise ConfigError(f"unknown --too-long {config.too_long!r}; choose one of {', '.join(TOO_LONG)}")
     rejects: list[Rejected] | None = [] if config.on_error == "skip" else None
     pool = read_samples(config.pool, text_field=config.text_field, rejects=rejects)
     targets = read_samples(config.target, text_field=config.text_field, rejects=rejects)
+    if config.too_long == "refuse" and get_method(config.options.method).build is not None:
+        pool = refuse_too_long(pool, config.options, config.pool, rejects)
+        targets = refuse_too_long(targets, config.options, config.target, rejects)
+        if not pool or not targets:
+            raise InputError("no rows left within --max-length", path=str(config.pool if not pool else config.target))
     n = resolve_budget(len(pool), ratio=config.ratio, budget=config.budget)
     cache_dir = None if config.no_cache else (config.cache_dir or cache_root())
     scores, pool_stats, target_stats, truncated, groups = compute_scores(pool, targets, config.options,
