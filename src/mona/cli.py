@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from mona.errors import MonaError
+from mona.errors import ConfigError, MonaError
 
 app = typer.Typer(help="Select task-specific instruction-tuning data from a language model's monosemantic "
                        "(sparse-autoencoder) features, or with any of the baselines.",
@@ -73,6 +73,9 @@ def select(
                         ] = "fail",
     quarantine: Annotated[Path | None, typer.Option(help="--on-error skip: where bad rows go (default: "
                                                          "OUT.rejected.jsonl).")] = None,
+    batch_tokens: Annotated[int, typer.Option(help="Padded tokens per forward batch (memory vs. speed; the "
+                                                   "selection does not change).")] = 8192,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
     too_long: Annotated[str, typer.Option(help="Rows over --max-length tokens: truncate (and count them) or "
                                                "refuse (a bad row: exit 2, or quarantined with --on-error skip).")
                         ] = "truncate",
@@ -113,8 +116,14 @@ def select(
     from mona.selection.pipeline import select as run_select
 
     try:
+        if threads is not None:
+            if threads < 1:
+                raise ConfigError(f"--threads must be at least 1, got {threads}")
+            import torch
+
+            torch.set_num_threads(threads)
         options = MethodOptions(method=method, lm=LMConfig(model=model, layer=layer, render=render,
-                                                           max_length=max_length),
+                                                           max_length=max_length, batch_tokens=batch_tokens),
                                 sae=sae, k=k, pooling=pooling, similarity=similarity, seed=seed,
                                 prototype=prototype, group_field=subtask_field,
                                 extra={"bm25_combine": bm25_combine, "dsir_gumbel": dsir_gumbel,

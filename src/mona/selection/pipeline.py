@@ -106,6 +106,8 @@ def validate_options(options: MethodOptions) -> None:
         raise ConfigError(f"--k must be at least 1, got {options.k}")
     if options.prototype not in PROTOTYPES:
         raise ConfigError(f"unknown prototype mode {options.prototype!r}; choose one of {', '.join(PROTOTYPES)}")
+    if options.lm.batch_tokens < 1:
+        raise ConfigError(f"--batch-tokens must be at least 1, got {options.lm.batch_tokens}")
     if options.lm.max_length < 2:
         raise ConfigError(f"--max-length must be at least 2, got {options.lm.max_length}")
 
