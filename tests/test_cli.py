@@ -255,3 +255,16 @@ def test_non_jsonl_pool_rows_are_written_as_json(files):
     ranked = sorted(_read_jsonl(files["scores"]), key=lambda s: s["rank"])
     by_id = {r["id"]: r for r in rows}
     assert _read_jsonl(files["out"]) == [by_id[s["id"]] for s in ranked]
+
+
+@pytest.mark.parametrize(("model", "code", "expected"), [
+    ("/nonexistent/model", 3, "/nonexistent/model: no such model directory or file"),
+    ("missing.gguf", 3, "missing.gguf: no such model directory or file"),
+    ("nobody/no-such-model", 4, "cannot load model 'nobody/no-such-model' (not a local path"),
+])
+def test_unknown_model_fails_cleanly(files, model, code, expected):
+    result = _invoke(_args(files, "--method", "hidden", "--model", model), files["cache"])
+    assert result.exit_code == code
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0]
+    assert not files["out"].exists()

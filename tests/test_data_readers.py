@@ -41,6 +41,17 @@ def test_jsonl_gz(tmp_path):
     _check_rows(read_samples(path))
 
 
+def test_jsonl_zst(tmp_path):
+    import zstandard
+
+    path = tmp_path / "p.jsonl.zst"
+    data = "".join(json.dumps(r) + "\r\n" for r in ROWS).encode()
+    path.write_bytes(zstandard.ZstdCompressor().compress(data))
+    samples = read_samples(path)
+    _check_rows(samples)
+    assert [s.record.line for s in samples] == [1, 2, 3]
+
+
 def test_json_list(tmp_path):
     path = tmp_path / "p.json"
     path.write_text(json.dumps(ROWS, indent=2))
@@ -314,10 +325,10 @@ def test_empty_file(tmp_path, content):
 
 def test_not_utf8(tmp_path):
     path = tmp_path / "p.jsonl"
-    path.write_bytes(b'{"text": "caf\xe9"}\n')
+    path.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
     with pytest.raises(InputError, match="UTF-8") as info:
         read_samples(path)
-    assert str(path) in str(info.value)
+    assert f"{path}:2:" in str(info.value)
 
 
 def test_error_exit_codes_differ():

@@ -41,7 +41,6 @@ class Featurizer(ABC):
     `text_key` gives the per-sample text whose hash completes the key."""
 
     name: ClassVar[str]
-    uses_model: ClassVar[bool] = False
     # "pool" or "target": set by the pipeline before featurizing each side. Most representations ignore it; one
     # that treats the sides differently (LESS: Adam vs plain gradients) must include it in `key_config`.
     role: str = "pool"

@@ -421,7 +421,6 @@ class LessFeaturizer(Featurizer):
     vector is not cached)."""
 
     name = "less"
-    uses_model = True
 
     def __init__(self, runner: LMRunner, config: LessConfig | None = None, *, seed: int = 0) -> None:
         self.runner = runner

@@ -56,7 +56,6 @@ class LLM2VecFeaturizer(Featurizer):
     """Dense LLM2Vec embeddings (LLM2Vec.encode, mean pooling) of each sample's plain text."""
 
     name = "llm2vec"
-    uses_model = True
 
     def __init__(self, model: str | None, *, max_length: int = 512, batch_size: int = 16) -> None:
         self.base, self.peft = resolve_model(model)

@@ -90,7 +90,6 @@ def text_key_of(rendered: Rendered) -> str:
 class LMFeaturizer(Featurizer):
     """Base of representations pooled from one TokenBatch."""
 
-    uses_model = True
     needs_gate = False
 
     def __init__(self, runner: LMRunner) -> None:

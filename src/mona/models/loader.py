@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from mona.errors import ConfigError, DependencyError
+from mona.errors import ConfigError, DependencyError, MissingFileError
 from mona.models.assets import embedded_gguf
 from mona.paths import cache_root
 
@@ -67,6 +67,20 @@ def _default_model():
     return model, tokenizer
 
 
+def _check_local(spec: str) -> None:
+    """A spec that can only be a path (absolute, relative with ./ or ~, or deeper than org/name) must exist."""
+    if Path(spec).exists():
+        return
+    if spec.startswith(("/", "./", "../", "~")) or spec.count("/") > 1 or spec.endswith(".gguf"):
+        raise MissingFileError("no such model directory or file", path=spec)
+
+
+def _load_error(spec: str, exc: Exception) -> ConfigError:
+    hint = "" if Path(spec).exists() else (" (not a local path, and hub ids load only from the local hub cache "
+                                           "when offline; pass a local directory or .gguf file)")
+    return ConfigError(f"cannot load model {spec!r}{hint}: {str(exc).splitlines()[0]}")
+
+
 def load_lm(spec: str | None = None, dtype: str | torch.dtype = "fp32"):
     """Load (model, tokenizer). `spec`: None or 'smollm2-135m-instruct' for the embedded model, a `.gguf`
     file, a local model directory, or a hub id (needs the hub or its local cache)."""
@@ -75,20 +89,17 @@ def load_lm(spec: str | None = None, dtype: str | torch.dtype = "fp32"):
     if spec is None or spec == DEFAULT_MODEL:
         model, tokenizer = _default_model()
     elif spec.endswith(".gguf"):
-        path = Path(spec)
-        if not path.is_file():
-            raise ConfigError(f"GGUF file not found: {spec}")
-        model, tokenizer = _from_gguf(path)
+        _check_local(spec)
+        model, tokenizer = _from_gguf(Path(spec))
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        _check_local(spec)
         try:
             tokenizer = AutoTokenizer.from_pretrained(spec)
             model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32)
-        except OSError as exc:
-            hint = "" if Path(spec).exists() else (" (not a local path; the hub is only used if reachable "
-                                                   "or cached; pass a local directory or .gguf file)")
-            raise ConfigError(f"cannot load model {spec!r}{hint}: {str(exc).splitlines()[0]}") from None
+        except (OSError, ValueError) as exc:
+            raise _load_error(spec, exc) from None
         except ImportError as exc:
             raise DependencyError(f"loading {spec!r} needs a package that is missing: {exc}") from None
     model.eval()
@@ -115,16 +126,15 @@ def load_tokenizer(spec: str | None = None):
         if not (saved / "config.json").exists():
             _default_model()
         return AutoTokenizer.from_pretrained(str(saved)), AutoConfig.from_pretrained(str(saved))
+    _check_local(spec)
     try:
         if spec.endswith(".gguf"):
             path = Path(spec)
-            if not path.is_file():
-                raise ConfigError(f"GGUF file not found: {spec}")
             tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
             cfg = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
         else:
             tok = AutoTokenizer.from_pretrained(spec)
             cfg = AutoConfig.from_pretrained(spec)
-    except OSError as exc:
-        raise ConfigError(f"cannot load model {spec!r}: {str(exc).splitlines()[0]}") from None
+    except (OSError, ValueError) as exc:
+        raise _load_error(spec, exc) from None
     return tok, cfg

@@ -161,6 +161,8 @@ def compute_scores(pool: list[Sample], targets: list[Sample], options: MethodOpt
         options = replace(options, similarity=spec.similarity)
     runner = LMRunner(options.lm)
     featurizer = spec.build(options, runner)
+    if getattr(featurizer, "runner", None) is runner:
+        runner.resolved_layer()  # a bad model or layer fails here, before any progress bar
 
     def run(samples: list[Sample], label: str, stats: FeaturizeStats):
         if progress:
