@@ -23,6 +23,8 @@ app.add_typer(sae_app, name="sae")
 bench_app = typer.Typer(help="Benchmarks (results go to docs/benchmarks).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
+features_app = typer.Typer(help="Label and inspect SAE latents (max-activating contexts).", no_args_is_help=True)
+app.add_typer(features_app, name="features")
 
 err = Console(stderr=True)
 stdout = Console()
@@ -350,3 +352,130 @@ def bench_relevance(
         return
     stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
     err.print(f"wrote {json_path} and {md_path}")
+
+
+@features_app.command("label")
+def features_label(
+    sae: Annotated[str | None, typer.Option(help="SAE directory (default: the shipped SAE).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model (default: embedded SmolLM2-135M-Instruct).")] = None,
+    texts: Annotated[str, typer.Option(help="Text file (any pool format) or 'bigbench-mix'.")] = "bigbench-mix",
+    samples: Annotated[int, typer.Option(help="Number of texts to read.")] = 2000,
+    top_n: Annotated[int, typer.Option(help="Contexts kept per latent.")] = 8,
+    out: Annotated[Path | None, typer.Option(help="Where to write labels.json.gz (default: beside the SAE if "
+                                                  "it has one there, else the cache).")] = None,
+) -> None:
+    """Find each latent's max-activating token contexts in a text set and give it a short label."""
+    _quiet_libraries()
+    from mona.explain.labels import compute_labels, labels_path, save_labels
+    from mona.models import TruncatedLM, load_lm
+    from mona.progress import RichProgress
+    from mona.sae.build import text_items
+    from mona.sae.topk import load_sae, resolve_sae_path, sae_metadata
+
+    try:
+        sae_path = resolve_sae_path(sae)
+        layer = sae_metadata(sae_path).get("layer")
+        model_obj, tokenizer = load_lm(model)
+        lm = TruncatedLM(model_obj, tokenizer, layer)
+        items, texts_id = text_items(texts, samples, tokenizer)
+        progress = RichProgress(err)
+        progress.start("labelling latents", len(items))
+        try:
+            doc = compute_labels(lm, load_sae(sae_path), items, lm.layers[0], top_n=top_n, progress=progress.update)
+        finally:
+            progress.finish()
+        doc["texts_id"] = texts_id
+        path = out or labels_path(sae_path)
+        save_labels(doc, path)
+    except MonaError as exc:
+        _fail(exc)
+        return
+    labelled = sum(1 for v in doc["latents"].values() if v["examples"])
+    err.print(f"labelled {labelled} of {len(doc['latents'])} latents from {doc['tokens']} tokens -> {path}")
+
+
+@features_app.command("show")
+def features_show(
+    latent: Annotated[int, typer.Argument(help="Latent index.")],
+    sae: Annotated[str | None, typer.Option(help="SAE directory (default: the shipped SAE).")] = None,
+) -> None:
+    """Print a latent's label, how often it fires and its max-activating contexts."""
+    from mona.explain.labels import load_labels
+    from mona.sae.topk import resolve_sae_path
+
+    try:
+        sae_path = resolve_sae_path(sae)
+        doc = load_labels(sae_path)
+        if doc is None:
+            raise ConfigError(f"no labels for this SAE yet: run `mona features label{' --sae ' + sae if sae else ''}`",
+                              path=str(sae_path))
+        if str(latent) not in doc["latents"]:
+            raise ConfigError(f"latent {latent} out of range: the SAE has {len(doc['latents'])} latents")
+    except MonaError as exc:
+        _fail(exc)
+        return
+    entry = doc["latents"][str(latent)]
+    stdout.print(f"latent {latent}: {entry['label'] or '(never fired on the labelling texts)'}  "
+                 f"(fires on {entry['frequency']:.3%} of {doc['tokens']:,} tokens)", markup=False, highlight=False)
+    for e in entry["examples"]:
+        context = f"{e['left']}[[{e['token']}]]{e['right']}".replace("\n", "\\n")
+        stdout.print(f"  {e['value']:8.3f}  {context}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def explain(
+    pool: Annotated[Path, typer.Option(help="The pool the selection was made from.")],
+    target: Annotated[Path, typer.Option(help="The target examples.")],
+    selection: Annotated[Path | None, typer.Option(help="OUT of `mona select`: explain its first --top rows.")] = None,
+    ids: Annotated[str | None, typer.Option(help="Comma-separated pool ids to explain instead.")] = None,
+    top: Annotated[int, typer.Option(help="Rows of --selection to explain.")] = 5,
+    latents: Annotated[int, typer.Option(help="Latents shown per row.")] = 5,
+    out: Annotated[Path | None, typer.Option(help="Also write the explanations as JSONL (for `mona report`).")] = None,
+    model: Annotated[str | None, typer.Option(help="Selection model (as for select).")] = None,
+    sae: Annotated[str | None, typer.Option(help="SAE directory (as for select).")] = None,
+    layer: Annotated[int | None, typer.Option(help="Decoder layer (as for select).")] = None,
+    render: Annotated[str, typer.Option(help="chat or plain (as for select).")] = "chat",
+    k: Annotated[int | None, typer.Option(help="SAE codes per token (as for select).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (as for select).")] = None,
+    text_field: Annotated[str | None, typer.Option(help="Read text from this field as plain text.")] = None,
+) -> None:
+    """Why MoNA picked these rows: the latents that carry most of each row's Jaccard score against the target
+    prototype, their labels, and the tokens where they fire."""
+    _quiet_libraries()
+    import json as _json
+
+    from mona.data.readers import read_samples
+    from mona.explain.explain import explain as run_explain
+    from mona.explain.explain import format_explanation
+    from mona.features.lm import LMConfig
+    from mona.features.registry import MethodOptions
+    from mona.paths import cache_root
+    from mona.selection.output import atomic_write
+
+    try:
+        pool_samples = read_samples(pool, text_field=text_field)
+        by_id = {s.id: s for s in pool_samples}
+        if (selection is None) == (ids is None):
+            raise ConfigError("give exactly one of --selection or --ids")
+        if selection is not None:
+            # OUT holds the pool's rows unchanged: match them by content (ids may be row numbers of the pool)
+            by_row = {_json.dumps(s.record.row, sort_keys=True, default=str): s.id for s in pool_samples}
+            wanted = [by_row.get(_json.dumps(r.record.row, sort_keys=True, default=str), "?")
+                      for r in read_samples(selection, text_field=text_field)[:top]]
+        else:
+            wanted = [i.strip() for i in (ids or "").split(",") if i.strip()]
+        missing = [i for i in wanted if i not in by_id]
+        if missing:
+            raise ConfigError(f"rows not in the pool: {', '.join(missing[:5])}")
+        options = MethodOptions(lm=LMConfig(model=model, layer=layer, render=render), sae=sae, k=k)
+        items = run_explain([by_id[i] for i in wanted], read_samples(target, text_field=text_field), options,
+                            cache_dir or cache_root(), n_latents=latents)
+        if out is not None:
+            with atomic_write(out) as fh:
+                for item in items:
+                    fh.write(_json.dumps(item, ensure_ascii=False) + "\n")
+    except MonaError as exc:
+        _fail(exc)
+        return
+    for item in items:
+        stdout.print(format_explanation(item), markup=False, highlight=False, soft_wrap=True)

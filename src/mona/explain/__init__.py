@@ -1,0 +1,1 @@
+"""Why a sample was chosen: latent labels and per-sample explanations."""
