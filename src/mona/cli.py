@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from mona.errors import ConfigError, MonaError
+from mona.errors import ConfigError, MissingFileError, MonaError
 
 app = typer.Typer(help="Select task-specific instruction-tuning data from a language model's monosemantic "
                        "(sparse-autoencoder) features, or with any of the baselines.",
@@ -23,6 +23,8 @@ app.add_typer(sae_app, name="sae")
 bench_app = typer.Typer(help="Benchmarks (results go to docs/benchmarks).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
+plot_app = typer.Typer(help="Figures: activation profiles, score distributions.", no_args_is_help=True)
+app.add_typer(plot_app, name="plot")
 features_app = typer.Typer(help="Label and inspect SAE latents (max-activating contexts).", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 
@@ -165,6 +167,31 @@ def methods() -> None:
     for name, spec in METHODS.items():
         sim = f"({spec.similarity})" if spec.similarity else ""
         stdout.print(f"{name:<8} {sim:<11} {spec.help}", highlight=False, markup=False)
+
+
+@app.command()
+def report(
+    pool: Annotated[Path, typer.Option(help="The pool file the selection was made from.")],
+    scores: Annotated[list[Path], typer.Option(help="SCORES file of `mona select --scores` (repeat to compare "
+                                                    "methods; the first one's top rows are shown).")],
+    out: Annotated[Path, typer.Option(help="Where to write the HTML report.")],
+    name: Annotated[list[str] | None, typer.Option(help="Method name per --scores file, in the same order "
+                                                        "(default: the file names).")] = None,
+    explanations: Annotated[Path | None, typer.Option(help="`mona explain` output: top rows with an "
+                                                           "explanation show their latents and tokens.")] = None,
+    top: Annotated[int, typer.Option(help="Top selected rows of the first method to show.")] = 20,
+    text_field: Annotated[str | None, typer.Option(help="Read text from this field as plain text.")] = None,
+) -> None:
+    """Write one self-contained HTML file about a selection: summary, score histograms, composition, top rows."""
+    from mona.report import build_report
+
+    try:
+        path = build_report(pool, scores, out, names=name or None, explanations=explanations, top=top,
+                            text_field=text_field)
+    except MonaError as exc:
+        _fail(exc)
+        return
+    stdout.print(str(path), highlight=False, markup=False, soft_wrap=True)
 
 
 @data_app.command("bigbench")
@@ -479,3 +506,58 @@ def explain(
         return
     for item in items:
         stdout.print(format_explanation(item), markup=False, highlight=False, soft_wrap=True)
+
+
+@plot_app.command("profiles")
+def plot_profiles_cmd(
+    set_: Annotated[list[str], typer.Option("--set", help="NAME=bigbench:TASK or NAME=FILE; give two (or more).")],
+    out: Annotated[Path, typer.Option(help="Output path without suffix: writes .png and .svg.")],
+    n: Annotated[int, typer.Option(help="Samples per set (seeded).")] = 50,
+    units: Annotated[int, typer.Option(help="Most variant units per panel.")] = 100,
+    model: Annotated[str | None, typer.Option(help="Selection model (default: embedded SmolLM2).")] = None,
+    sae: Annotated[str | None, typer.Option(help="SAE directory (default: the shipped SAE).")] = None,
+    layer: Annotated[int | None, typer.Option(help="Decoder layer (default: penultimate).")] = None,
+    render: Annotated[str, typer.Option(help="chat or plain.")] = "chat",
+    seed: Annotated[int, typer.Option(help="Seed of the samples drawn.")] = 0,
+) -> None:
+    """The paper's Figure 4: raw MLP neurons (top) vs SAE latents (bottom) for sample sets, one faint line per
+    sample and a bold line per set mean; prints how well each panel separates the sets (silhouette)."""
+    _quiet_libraries()
+    from mona.explain.profiles import plot_profiles, read_set
+    from mona.features.lm import LMConfig
+    from mona.paths import cache_root
+
+    try:
+        sets = {}
+        for spec in set_:
+            name, sep, source = spec.partition("=")
+            if not sep or not name or not source:
+                raise ConfigError(f"--set wants NAME=SOURCE, got {spec!r}")
+            sets[name] = read_set(source, n, seed)
+        if len(sets) < 2:
+            raise ConfigError("give at least two --set")
+        summary = plot_profiles(sets, out, config=LMConfig(model=model, layer=layer, render=render), sae=sae,
+                                n_units=units, cache_dir=cache_root())
+    except MonaError as exc:
+        _fail(exc)
+        return
+    for name, panel in summary["panels"].items():
+        stdout.print(f"{name}: silhouette {panel['silhouette']:.3f} on its {len(panel['units'])} most variant units")
+    err.print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.svg')}")
+
+
+@plot_app.command("scores")
+def plot_scores_cmd(
+    scores: Annotated[list[Path], typer.Option(help="SCORES file(s) of `mona select`.")],
+    out: Annotated[Path, typer.Option(help="Output path without suffix: writes .png and .svg.")],
+    name: Annotated[list[str] | None, typer.Option(help="Panel title per SCORES file.")] = None,
+) -> None:
+    """Score distributions, selected vs the rest, one panel per SCORES file."""
+    from mona.explain.profiles import plot_scores
+
+    missing = [p for p in scores if not p.exists()]
+    if missing:
+        _fail(MissingFileError("no such file", path=str(missing[0])))
+        return
+    plot_scores(scores, out, name)
+    err.print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.svg')}")
