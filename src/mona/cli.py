@@ -561,3 +561,65 @@ def plot_scores_cmd(
         return
     plot_scores(scores, out, name)
     err.print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.svg')}")
+
+
+@app.command()
+def judge(
+    target: Annotated[Path, typer.Option(help="The target examples.")],
+    selection: Annotated[list[Path], typer.Option(help="OUT file(s) of `mona select` (one per method).")],
+    name: Annotated[list[str] | None, typer.Option(help="Method name per --selection (default: file stem).")] = None,
+    n: Annotated[int, typer.Option(help="Rows rated per selection (seeded random sample).")] = 20,
+    n_targets: Annotated[int, typer.Option(help="Target examples shown to the judge.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the samples.")] = 0,
+    model: Annotated[str | None, typer.Option(help="Local judge model (default: embedded SmolLM2-Instruct).")] = None,
+    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://host:8000/v1.")] = None,
+    api_model: Annotated[str | None, typer.Option(help="Model name at --api-base.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write ratings and means as JSON.")] = None,
+) -> None:
+    """The paper's "LLM as a data analyst": rate sampled selected rows 1-10 on semantic similarity,
+    instruction-format compatibility and potential to generalise to the target; mean per method."""
+    _quiet_libraries()
+    import json as _json
+    import os
+
+    from mona.data.readers import read_samples
+    from mona.explain.judge import CRITERIA, ApiJudge, LocalJudge, judge_selection
+    from mona.progress import RichProgress
+    from mona.selection.output import atomic_write
+
+    try:
+        names = list(name) if name else [p.stem for p in selection]
+        if len(names) != len(selection):
+            raise ConfigError("give one --name per --selection")
+        if (api_base is None) != (api_model is None):
+            raise ConfigError("--api-base and --api-model go together")
+        targets = read_samples(target)
+        selections = [read_samples(p) for p in selection]
+        if api_base is not None:
+            rater = ApiJudge(api_base, str(api_model), os.environ.get("OPENAI_API_KEY"))
+        else:
+            from mona.models import load_lm
+
+            model_obj, tokenizer = load_lm(model)
+            rater = LocalJudge(model_obj, tokenizer)
+        results = {}
+        for method, rows in zip(names, selections, strict=True):
+            progress = RichProgress(err)
+            progress.start(f"judging {method}", min(n, len(rows)))
+            try:
+                results[method] = judge_selection(rater, rows, targets, n=n, n_targets=n_targets, seed=seed,
+                                                  progress=progress.update)
+            finally:
+                progress.finish()
+        if out is not None:
+            with atomic_write(out) as fh:
+                fh.write(_json.dumps({"judge": api_model or model or "smollm2-135m-instruct", "results": results},
+                                     indent=1) + "\n")
+    except MonaError as exc:
+        _fail(exc)
+        return
+    stdout.print("| method | n | " + " | ".join(CRITERIA) + " | overall |", markup=False, soft_wrap=True)
+    stdout.print("|---|---|" + "---|" * (len(CRITERIA) + 1), markup=False)
+    for method, r in results.items():
+        stdout.print(f"| {method} | {r['n']} | " + " | ".join(f"{r['mean'][c]:.2f}" for c in CRITERIA) +
+                     f" | {r['mean']['overall']:.2f} |", markup=False, soft_wrap=True)
