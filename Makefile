@@ -29,6 +29,10 @@ demo: install
 		--ratio 0.05 --out out/demo-selected.jsonl --scores out/demo-scores.jsonl --show 10
 
 test: dev
+	@# the `mona report` browser test needs Chromium (Debian package); without it that test is skipped
+	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); command -v apt-get >/dev/null \
+		&& ($$SUDO apt-get install -y chromium >/dev/null 2>&1 || ($$SUDO apt-get update >/dev/null \
+		&& $$SUDO apt-get install -y chromium >/dev/null)) || echo "chromium not installed: the report browser test will be skipped"; }
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 lint: dev
