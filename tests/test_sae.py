@@ -72,6 +72,16 @@ def test_encode_smaller_k_keeps_largest():
     torch.testing.assert_close(full.gather(1, i2), v2)
 
 
+def test_encode_matches_sparsify_encode():
+    sae = _random_sae()
+    x = torch.randn(200, D_IN, generator=torch.Generator().manual_seed(3))
+    ours = _dense_codes(*encode(sae, x), D_SAE)
+    out = sae.encode(x)
+    theirs = _dense_codes(out.top_acts, out.top_indices, D_SAE)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert (ours > 0).sum() > 0
+
+
 def _reference_codes(x, W_enc, b_enc, b_dec, k, apply_b_dec):
     pre = torch.relu((x - b_dec if apply_b_dec else x) @ W_enc + b_enc)
     vals, idx = pre.topk(k, dim=1)
