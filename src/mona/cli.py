@@ -623,3 +623,82 @@ def judge(
     for method, r in results.items():
         stdout.print(f"| {method} | {r['n']} | " + " | ".join(f"{r['mean'][c]:.2f}" for c in CRITERIA) +
                      f" | {r['mean']['overall']:.2f} |", markup=False, soft_wrap=True)
+
+
+@app.command()
+def finetune(
+    data: Annotated[Path, typer.Option(help="Training rows (e.g. the OUT of `mona select`), any input format.")],
+    out: Annotated[Path, typer.Option(help="Run directory: checkpoint/, adapter/ and train.json go here.")],
+    model: Annotated[str | None, typer.Option(help="Model to fine-tune (default: embedded SmolLM2).")] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the data.")] = 2,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (5 % linear warm-up, then linear decay).")] = 2e-4,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (on q/k/v/o_proj).")] = 8,
+    lora_alpha: Annotated[float, typer.Option(help="LoRA alpha.")] = 16,
+    max_length: Annotated[int, typer.Option(help="Tokens per row; longer rows are cut.")] = 512,
+    batch_tokens: Annotated[int, typer.Option(help="Padded tokens per batch (rows of similar length).")] = 2048,
+    grad_accum: Annotated[int, typer.Option(help="Batches per optimizer step.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the LoRA init and the batch order.")] = 0,
+    save_every: Annotated[int, typer.Option(help="Checkpoint every N optimizer steps (and at the end).")] = 50,
+    text_field: Annotated[str | None, typer.Option(help="Train on this field as plain text (loss on all "
+                                                        "tokens).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard a run in OUT made with other "
+                                                                "arguments.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Fine-tune the model with LoRA on DATA (loss on the assistant answers); resumes from OUT/checkpoint."""
+    _quiet_libraries()
+    from mona.finetune.sft import FinetuneConfig, TrainProgress
+    from mona.finetune.sft import finetune as run_finetune
+
+    try:
+        config = FinetuneConfig(model=model, epochs=epochs, lr=lr, lora_r=lora_r, lora_alpha=lora_alpha,
+                                max_length=max_length, batch_tokens=batch_tokens, grad_accum=grad_accum, seed=seed,
+                                save_every=save_every, text_field=text_field)
+        summary = run_finetune(data, out, config, overwrite=overwrite,
+                               progress=TrainProgress(err, enabled=not quiet))
+    except MonaError as exc:
+        _fail(exc)
+        return
+    stdout.print(f"{summary['steps']} steps on {summary['rows_trained']} rows, {summary['tokens']} tokens "
+                 f"({summary['tokens_per_second']} tok/s), final loss {summary['final_loss']:.4f}; wrote "
+                 f"{out / 'adapter'} and {out / 'train.json'}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("eval")
+def eval_cmd(
+    data: Annotated[Path | None, typer.Option(help="Held-out rows with a reference output.")] = None,
+    model: Annotated[str | None, typer.Option(help="Base model (default: embedded SmolLM2).")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter (DIR/adapter of `mona finetune`).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the results (JSON) here.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Generation length for rows without options.")] = 32,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N rows (per task for lm-eval).")] = None,
+    lm_eval_tasks: Annotated[str | None, typer.Option(help="Run these lm-evaluation-harness tasks instead "
+                                                           "(comma-separated; needs mona\\[lm-eval]).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Accuracy of the model (+ adapter) on held-out rows: multiple choice by option log-likelihood, else exact
+    match of a greedy answer."""
+    _quiet_libraries()
+    from mona.finetune.evaluate import EvalProgress, evaluate, run_lm_eval, summary_line, write_results
+
+    try:
+        if (data is None) == (lm_eval_tasks is None):
+            raise ConfigError("give exactly one of --data or --lm-eval-tasks")
+        if lm_eval_tasks is not None:
+            tasks = [t.strip() for t in lm_eval_tasks.split(",") if t.strip()]
+            result = run_lm_eval(tasks, model=model, adapter=adapter, limit=limit)
+            line = _json_line(result["results"])
+        else:
+            result = evaluate(data, model=model, adapter=adapter, max_new_tokens=max_new_tokens, limit=limit,
+                              progress=EvalProgress(err, enabled=not quiet))
+            line = summary_line(result)
+        if out is not None:
+            write_results(out, result)
+    except MonaError as exc:
+        _fail(exc)
+        return
+    stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _json_line(value: object) -> str:
+    return json.dumps(value, default=str)
