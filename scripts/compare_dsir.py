@@ -99,9 +99,9 @@ def run_reference(python: str, pool: Path, target: Path, ks: list[int], repeats:
 
 
 def run_mona(pool, targets, extra: dict, repeats: int) -> tuple[float, list[float], np.ndarray, np.ndarray]:
-    from mona.features.registry import MethodOptions
     from mona.selection.budget import rank
     from mona.selection.pipeline import compute_scores
+    from mona.selection.registry import MethodOptions
 
     times, scores, order = [], None, None
     for _ in range(repeats):

@@ -17,8 +17,8 @@ import scipy.sparse as sp
 from mona.errors import ConfigError
 from mona.features.bm25 import bm25_scores
 from mona.features.dsir import DsirConfig, DsirFeaturizer, dsir_log_weights, dsir_scorer, sha256_bucket, token_lengths
-from mona.features.registry import METHODS, MethodOptions
 from mona.selection.pipeline import compute_scores
+from mona.selection.registry import METHODS, MethodOptions
 
 
 def _jsonl(path: Path, texts: list[str]) -> Path:

@@ -72,8 +72,8 @@ def test_scores_file_follows_the_contract(first_run):
 def test_second_run_is_served_from_cache_without_the_model(first_run, split_files, monkeypatch):
     pool, target, tmp = split_files
     import mona.features.lm as lm_module
-    from mona.features.registry import MethodOptions
     from mona.selection.pipeline import SelectConfig, select
+    from mona.selection.registry import MethodOptions
 
     def refuse(*_a, **_k):
         raise AssertionError("the model was loaded although every sample is cached")

@@ -17,7 +17,7 @@ from mona.data.readers import Record
 from mona.errors import ConfigError, DependencyError
 from mona.features import less
 from mona.features.lm import LMConfig, LMRunner
-from mona.features.registry import MethodOptions, get_method
+from mona.selection.registry import MethodOptions, get_method
 
 
 def _sample(i: int, user: str, assistant: str | None = None) -> Sample:

@@ -9,9 +9,9 @@ import scipy.sparse as sp
 
 from mona.data.formats import to_sample
 from mona.data.readers import Record
-from mona.features.registry import MethodOptions, get_method
 from mona.selection.budget import round_robin
 from mona.selection.pipeline import prototype_scores, target_groups
+from mona.selection.registry import MethodOptions, get_method
 
 
 def _targets(subtasks: list[str]):

@@ -114,10 +114,10 @@ def select(
     """Select the pool rows most useful for the target task (writes OUT, and SCORES if asked)."""
     _quiet_libraries()
     from mona.features.lm import LMConfig
-    from mona.features.registry import MethodOptions
     from mona.progress import RichProgress
     from mona.selection.pipeline import SelectConfig
     from mona.selection.pipeline import select as run_select
+    from mona.selection.registry import MethodOptions
 
     try:
         if threads is not None:
@@ -162,7 +162,7 @@ def select(
 @app.command()
 def methods() -> None:
     """List the selection methods and what each does."""
-    from mona.features.registry import METHODS
+    from mona.selection.registry import METHODS
 
     for name, spec in METHODS.items():
         sim = f"({spec.similarity})" if spec.similarity else ""
@@ -335,9 +335,9 @@ def bench_relevance(
     from mona.bench.relevance import prefetch_lm_methods, run_method, write_report
     from mona.bench.suite import build_suite
     from mona.features.lm import LMConfig
-    from mona.features.registry import MethodOptions, get_method
     from mona.paths import cache_root
     from mona.progress import RichProgress
+    from mona.selection.registry import MethodOptions, get_method
 
     command = "mona " + " ".join(sys.argv[1:])
     try:
@@ -374,6 +374,60 @@ def bench_relevance(
                 run.computed = shared_stats.computed
             runs.append(run)
         json_path, md_path = write_report(runs, suite, k, command, out_dir, name or "relevance")
+    except MonaError as exc:
+        _fail(exc)
+        return
+    stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
+    err.print(f"wrote {json_path} and {md_path}")
+
+
+@bench_app.command("downstream")
+def bench_downstream(
+    tasks: Annotated[str, typer.Option(help="Comma-separated BIG-bench target tasks.")] =
+        "dyck_languages,object_counting,social_support",
+    methods: Annotated[str, typer.Option(help="Comma-separated methods (see `mona methods`).")] =
+        "mona,random,bm25,dense,hidden",
+    random_seeds: Annotated[str, typer.Option(help="Seeds of the random method, comma-separated.")] = "0,1,2",
+    budget: Annotated[int, typer.Option(help="Rows each method selects.")] = 100,
+    pool_size: Annotated[int, typer.Option(help="Rows in the labelled pool.")] = 2000,
+    per_task: Annotated[int, typer.Option(help="Pool rows per BIG-bench task.")] = 40,
+    eval_rows: Annotated[int, typer.Option(help="Held-out evaluation rows per task.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed of the pool, targets and evaluation rows.")] = 0,
+    epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs (default: mona finetune's).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Fine-tuning learning rate (default: mona finetune's).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest generated answer at evaluation.")] = 16,
+    model: Annotated[str | None, typer.Option(help="Selection and fine-tuned model (default: embedded "
+                                                   "SmolLM2-135M-Instruct).")] = None,
+    sae: Annotated[str | None, typer.Option(help="SAE directory for mona.")] = None,
+    work_dir: Annotated[Path | None, typer.Option(help="Run directory (default: $MONA_CACHE/downstream/<hash of "
+                                                       "the arguments>); a re-run skips finished steps.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Where to write <name>.json and <name>.md.")] =
+        Path("docs/benchmarks"),
+    name: Annotated[str, typer.Option(help="Report name.")] = "downstream",
+) -> None:
+    """Accuracy after fine-tuning on each method's selection (and random with several seeds), per target task."""
+    _quiet_libraries()
+    import time
+
+    from mona.bench.downstream import DownstreamConfig, build_data, run_downstream, run_key, write_report
+    from mona.paths import cache_root
+
+    command = "mona " + " ".join(sys.argv[1:])
+    t0 = time.perf_counter()
+    try:
+        config = DownstreamConfig(methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+                                  random_seeds=tuple(int(s) for s in random_seeds.split(",") if s.strip()),
+                                  budget=budget, model=model, sae=sae, epochs=epochs, lr=lr,
+                                  max_new_tokens=max_new_tokens)
+        config.check()
+        data = build_data([t.strip() for t in tasks.split(",") if t.strip()], pool_size=pool_size,
+                          per_task=per_task, eval_rows=eval_rows, seed=seed)
+        run_dir = work_dir or cache_root() / "downstream" / run_key(data, config)
+        err.print(f"run directory: {run_dir}", highlight=False)
+        results = run_downstream(data, config, run_dir, cache_dir or cache_root(),
+                                 log=lambda s: err.print(s, highlight=False, markup=False))
+        json_path, md_path = write_report(results, command, time.perf_counter() - t0, out_dir, name)
     except MonaError as exc:
         _fail(exc)
         return
@@ -475,9 +529,9 @@ def explain(
     from mona.explain.explain import explain as run_explain
     from mona.explain.explain import format_explanation
     from mona.features.lm import LMConfig
-    from mona.features.registry import MethodOptions
     from mona.paths import cache_root
     from mona.selection.output import atomic_write
+    from mona.selection.registry import MethodOptions
 
     try:
         pool_samples = read_samples(pool, text_field=text_field)

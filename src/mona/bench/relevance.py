@@ -18,9 +18,9 @@ from mona.bench.suite import Suite, TargetSet
 from mona.data.formats import Sample, to_sample
 from mona.data.readers import Record
 from mona.features.cached import FeaturizeStats, prefetch_shared
-from mona.features.registry import MethodOptions, get_method
 from mona.selection.budget import rank, round_robin
 from mona.selection.pipeline import Progress, compute_scores
+from mona.selection.registry import MethodOptions, get_method
 
 
 @dataclass

@@ -23,7 +23,6 @@ from mona.data.formats import Sample, to_sample
 from mona.data.readers import Record
 from mona.data.render import render
 from mona.features.pooling import pool_dense, pool_sparse_codes
-from mona.features.registry import MethodOptions
 from mona.models import TruncatedLM, load_lm, model_fingerprint
 from mona.paths import cache_root
 from mona.sae.build import DEFAULT_MIX, collect_cached, text_items, train_and_save
@@ -32,6 +31,7 @@ from mona.sae.topk import encode, load_sae, resolve_sae_path, sae_metadata
 from mona.sae.train import SaeTrainConfig
 from mona.scoring.similarity import prototype, score
 from mona.selection.pipeline import compute_scores, prototype_scores
+from mona.selection.registry import MethodOptions
 
 Matrix = sp.csr_matrix | np.ndarray
 

@@ -15,9 +15,9 @@ from mona.explain.labels import load_labels
 from mona.features.cached import featurize_cached
 from mona.features.lm import LMRunner
 from mona.features.mona import MonaFeaturizer
-from mona.features.registry import MethodOptions
 from mona.sae.topk import encode
 from mona.scoring.similarity import prototype
+from mona.selection.registry import MethodOptions
 
 
 def _dense(row) -> np.ndarray:

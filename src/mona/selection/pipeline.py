@@ -17,11 +17,11 @@ from mona.errors import ConfigError, InputError
 from mona.features.cached import FeaturizeStats, featurize_cached
 from mona.features.lm import LMRunner
 from mona.features.pooling import POOLINGS
-from mona.features.registry import PROTOTYPES, MatrixScorer, MethodOptions, get_method
 from mona.paths import cache_root
 from mona.scoring.similarity import SIMILARITIES
 from mona.selection.budget import rank, resolve_budget, round_robin
 from mona.selection.output import row_line, write_quarantine, write_scores, write_selection
+from mona.selection.registry import PROTOTYPES, MatrixScorer, MethodOptions, get_method
 
 
 class Progress(Protocol):
