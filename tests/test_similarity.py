@@ -74,3 +74,16 @@ def test_score_dispatch():
     assert score(pool, P, "euclidean")[0] == pytest.approx(-1.5)
     with pytest.raises(ValueError, match="unknown similarity"):
         score(pool, P, "manhattan")
+
+
+def test_jaccard_in_row_blocks_equals_one_block(monkeypatch):
+    import mona.scoring.similarity as similarity
+
+    rng = np.random.default_rng(4)
+    pool = sp.random(50, 30, density=0.2, format="csr", random_state=5)
+    pool[7] = 0  # an empty row inside a block
+    proto = rng.random(30)
+    whole = similarity.generalized_jaccard(pool, proto)
+    monkeypatch.setattr(similarity, "CHUNK_ROWS", 4)
+    np.testing.assert_allclose(similarity.generalized_jaccard(pool, proto), whole, rtol=1e-12)
+    assert whole[7] == 0 and (whole[np.arange(50) != 7] > 0).any()

@@ -7,6 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 
 SIMILARITIES = ("jaccard", "cosine", "euclidean")
+CHUNK_ROWS = 65536
 
 
 def prototype(targets: sp.csr_matrix | np.ndarray) -> np.ndarray:
@@ -21,12 +22,17 @@ def generalized_jaccard(pool: sp.csr_matrix | np.ndarray, proto: np.ndarray) -> 
     p_l1 = float(proto.sum())
     if sp.issparse(pool):
         csr = sp.csr_matrix(pool)
-        data = csr.data.astype(np.float64)
-        mins = np.minimum(data, proto[csr.indices])
-        # per-row sums over each row's own nonzeros (empty rows, even trailing ones, sum to 0)
-        row_of = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
-        shared = np.bincount(row_of, weights=mins, minlength=csr.shape[0]).astype(np.float64)
-        z_l1 = np.bincount(row_of, weights=data, minlength=csr.shape[0]).astype(np.float64)
+        shared = np.empty(csr.shape[0])
+        z_l1 = np.empty(csr.shape[0])
+        # row blocks keep the temporaries (float64 copies, row ids) small whatever the pool's size
+        for start in range(0, csr.shape[0], CHUNK_ROWS):
+            block = csr[start:start + CHUNK_ROWS]
+            data = block.data.astype(np.float64)
+            mins = np.minimum(data, proto[block.indices])
+            # per-row sums over each row's own nonzeros (empty rows, even trailing ones, sum to 0)
+            row_of = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+            shared[start:start + block.shape[0]] = np.bincount(row_of, weights=mins, minlength=block.shape[0])
+            z_l1[start:start + block.shape[0]] = np.bincount(row_of, weights=data, minlength=block.shape[0])
     else:
         dense = np.asarray(pool, dtype=np.float64)
         shared = np.minimum(dense, proto).sum(axis=1)
