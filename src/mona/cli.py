@@ -596,7 +596,10 @@ def plot_profiles_cmd(
         _fail(exc)
         return
     for name, panel in summary["panels"].items():
-        stdout.print(f"{name}: silhouette {panel['silhouette']:.3f} on its {len(panel['units'])} most variant units")
+        mean_j = panel["mean_jaccard"]
+        shared = f"; Jaccard of the two set means {mean_j:.3f}" if mean_j is not None else ""
+        stdout.print(f"{name}: silhouette {panel['silhouette']:.3f} on its {len(panel['units'])} most variant units"
+                     f"{shared}", soft_wrap=True)
     err.print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.svg')}")
 
 

@@ -19,6 +19,7 @@ from mona.features.cached import featurize_cached
 from mona.features.lm import LMConfig, LMRunner
 from mona.features.mona import MonaFeaturizer
 from mona.features.neurons import NeuronFeaturizer
+from mona.scoring.similarity import generalized_jaccard
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 
@@ -89,7 +90,11 @@ def plot_profiles(sets: dict[str, list[Sample]], out: Path, *, config: LMConfig 
                 ax.plot(x, row, color=colour, alpha=0.08, linewidth=0.6)
             ax.plot(x, rows.mean(axis=0), color=colour, linewidth=2.2, label=f"{name} (mean of {len(rows)})")
         score = separation(vectors[:, units], labels)
-        summary["panels"][featurizer.name] = {"units": units.tolist(), "silhouette": round(score, 4)}
+        # how much the set means share, over all units (generalized Jaccard, MoNA's similarity): lower = apart
+        set_means = [vectors[labels == i].mean(axis=0) for i in range(len(names))]
+        shared = float(generalized_jaccard(set_means[0][None, :], set_means[1])[0]) if len(names) == 2 else None
+        summary["panels"][featurizer.name] = {"units": units.tolist(), "silhouette": round(score, 4),
+                                              "mean_jaccard": None if shared is None else round(shared, 4)}
         ax.set_title(f"{title}: the {len(units)} most variant units; silhouette {score:.2f}")
         ax.set_xlabel("unit (sorted by the set it favours)")
         ax.set_ylabel("mean activation over the sample's tokens")
