@@ -384,7 +384,7 @@ def bench_relevance(
 @bench_app.command("downstream")
 def bench_downstream(
     tasks: Annotated[str, typer.Option(help="Comma-separated BIG-bench target tasks.")] =
-        "dyck_languages,object_counting,social_support",
+        "strategyqa,object_counting,social_support",
     methods: Annotated[str, typer.Option(help="Comma-separated methods (see `mona methods`).")] =
         "mona,random,bm25,dense,hidden",
     random_seeds: Annotated[str, typer.Option(help="Seeds of the random method, comma-separated.")] = "0,1,2",
@@ -405,6 +405,8 @@ def bench_downstream(
     out_dir: Annotated[Path, typer.Option(help="Where to write <name>.json and <name>.md.")] =
         Path("docs/benchmarks"),
     name: Annotated[str, typer.Option(help="Report name.")] = "downstream",
+    report_only: Annotated[bool, typer.Option("--report-only", help="Run nothing: report the finished steps of "
+                                                                    "the run directory.")] = False,
 ) -> None:
     """Accuracy after fine-tuning on each method's selection (and random with several seeds), per target task."""
     _quiet_libraries()
@@ -426,7 +428,7 @@ def bench_downstream(
         run_dir = work_dir or cache_root() / "downstream" / run_key(data, config)
         err.print(f"run directory: {run_dir}", highlight=False)
         results = run_downstream(data, config, run_dir, cache_dir or cache_root(),
-                                 log=lambda s: err.print(s, highlight=False, markup=False))
+                                 log=lambda s: err.print(s, highlight=False, markup=False), only_finished=report_only)
         json_path, md_path = write_report(results, command, time.perf_counter() - t0, out_dir, name)
     except MonaError as exc:
         _fail(exc)
