@@ -122,14 +122,9 @@ def run_label(method: str, seed: int) -> str:
 
 
 def _group_rows(group: str) -> list[dict]:
-    from mona.data.bigbench import bigbench_dir, task_index
+    from mona.data.bigbench import load_task, task_index
 
-    rows: list[dict] = []
-    for name in sorted(task_index()):
-        if _group_of(name) == group:
-            with (bigbench_dir() / "rows" / f"{name}.jsonl").open(encoding="utf-8") as fh:
-                rows.extend(json.loads(line) for line in fh)
-    return rows
+    return [row for name in sorted(task_index()) if _group_of(name) == group for row in load_task(name)]
 
 
 def _text_key(row: dict) -> str:

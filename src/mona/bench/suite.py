@@ -16,7 +16,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from mona.data.bigbench import bigbench_dir, prepare_bigbench, task_index
+from mona.data.bigbench import load_task, prepare_bigbench, task_index
 from mona.data.lm_eval_fewshot import prepare_lm_eval_fewshot
 
 # Which BIG-bench tasks are relevant to the lm-eval targets (the mapping the issue asks to write down).
@@ -72,11 +72,7 @@ def build_suite(pool_size: int = 5000, per_task: int = 100, n_target: int = 5, n
             files_by_group[_group_of(name)].append(name)
 
     def rows_of(group: str) -> list[dict]:
-        rows = []
-        for name in files_by_group[group]:
-            with (bigbench_dir() / "rows" / f"{name}.jsonl").open(encoding="utf-8") as fh:
-                rows.extend(json.loads(line) for line in fh)
-        return rows
+        return [row for name in files_by_group[group] for row in load_task(name)]
 
     need = per_task + n_target
     sizes = {g: sum(task_index()[n] for n in files) for g, files in files_by_group.items()}

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from mona.data.bigbench import bigbench_dir, prepare_bigbench, task_index
+from mona.data.bigbench import load_task, prepare_bigbench, task_index
 from mona.data.formats import Sample, to_sample
 from mona.data.readers import Record, read_samples
 from mona.errors import InputError
@@ -32,10 +32,7 @@ def read_set(spec: str, n: int, seed: int = 0) -> list[Sample]:
         names = [name for name in sorted(task_index()) if name == task or name.startswith(task + "__")]
         if not names:
             raise InputError(f"no BIG-bench task named {task!r}", path=spec)
-        rows = []
-        for name in names:
-            with (bigbench_dir() / "rows" / f"{name}.jsonl").open(encoding="utf-8") as fh:
-                rows.extend(json.loads(line) for line in fh)
+        rows = [row for name in names for row in load_task(name)]
         rows = random.Random(seed).sample(rows, min(n, len(rows)))
         return [to_sample(Record(row, i, i + 1)) for i, row in enumerate(rows)]
     samples = read_samples(spec)
