@@ -4,7 +4,7 @@ block to the cache as it arrives), and return the vectors in input order."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +12,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from mona.data.formats import Sample
-from mona.features.base import Featurizer, Matrix, ProgressFn, stack
+from mona.features.base import FeatureBlock, Featurizer, Matrix, ProgressFn, stack
 from mona.features.cache import FeatureCache, text_hash
+
+# Computes the vectors of samples the cache lacks, in blocks (positions index the list it was given). The default
+# is the featurizer's own `featurize`; a distributed backend (mona.selection.ray_backend) supplies another.
+ComputeFn = Callable[[Sequence[Sample]], Iterator[FeatureBlock]]
 
 
 @dataclass
@@ -32,8 +36,10 @@ class FeaturizeStats:
 
 
 def featurize_cached(featurizer: Featurizer, samples: Sequence[Sample], cache_dir: Path | None,
-                     progress: ProgressFn | None = None, stats: FeaturizeStats | None = None) -> Matrix:
-    """Vectors of `samples` in order. With `cache_dir=None` nothing is cached."""
+                     progress: ProgressFn | None = None, stats: FeaturizeStats | None = None,
+                     compute: ComputeFn | None = None) -> Matrix:
+    """Vectors of `samples` in order. With `cache_dir=None` nothing is cached. `compute` replaces
+    `featurizer.featurize` for the cache misses (same blocks, computed elsewhere)."""
     stats = stats if stats is not None else FeaturizeStats()
     t0 = time.perf_counter()
     hashes = [text_hash(featurizer.text_key(s)) for s in samples]
@@ -51,7 +57,7 @@ def featurize_cached(featurizer: Featurizer, samples: Sequence[Sample], cache_di
         progress(done, 0)
     computed: dict[int, object] = {}
     if missing:
-        for block in featurizer.featurize([samples[i] for i in missing]):
+        for block in (compute or featurizer.featurize)([samples[i] for i in missing]):
             positions = [missing[p] for p in block.positions]
             if cache:
                 cache.write([hashes[i] for i in positions], block.matrix)

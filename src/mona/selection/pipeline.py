@@ -14,7 +14,7 @@ from mona.data.formats import Sample
 from mona.data.readers import Rejected, read_samples
 from mona.data.render import RENDER_MODES
 from mona.errors import ConfigError, InputError
-from mona.features.cached import FeaturizeStats, featurize_cached
+from mona.features.cached import ComputeFn, FeaturizeStats, featurize_cached
 from mona.features.lm import LMRunner
 from mona.features.pooling import POOLINGS
 from mona.paths import cache_root
@@ -49,10 +49,25 @@ class SelectConfig:
     on_error: str = "fail"  # fail: stop at the first bad row; skip: quarantine bad rows and go on
     quarantine: Path | None = None  # where skipped rows go (default: OUT + ".rejected.jsonl")
     too_long: str = "truncate"  # rows over max_length tokens: truncate (counted) or refuse (a bad row)
+    backend: str = "local"  # local | ray: where cache misses are featurized
+    num_workers: int = 2  # ray: actors, one model each
+    num_gpus: float = 0.0  # ray: GPUs per actor
 
 
 ON_ERROR = ("fail", "skip")
 TOO_LONG = ("truncate", "refuse")
+BACKENDS = ("local", "ray")
+
+
+def make_compute(config: SelectConfig) -> ComputeFn | None:
+    """The featurization backend's compute function (None: the featurizer's own, in this process)."""
+    if config.backend == "local":
+        return None
+    if config.backend == "ray":
+        from mona.selection.ray_backend import ray_compute
+
+        return ray_compute(config.options, num_workers=config.num_workers, num_gpus=config.num_gpus)
+    raise ConfigError(f"unknown --backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
 def refuse_too_long(samples: list[Sample], options: MethodOptions, path: Path,
@@ -147,8 +162,9 @@ def prototype_scores(scorer: MatrixScorer, pool_m, target_m, targets: Sequence[S
 
 
 def compute_scores(pool: list[Sample], targets: list[Sample], options: MethodOptions,
-                   cache_dir: Path | None, progress: Progress | None = None) -> ScoreSet:
-    """Scores of every pool sample against the targets under one method."""
+                   cache_dir: Path | None, progress: Progress | None = None, compute: ComputeFn | None = None
+                   ) -> ScoreSet:
+    """Scores of every pool sample against the targets under one method (`compute`: see make_compute)."""
     spec = get_method(options.method)
     validate_options(options)
     pool_stats, target_stats = FeaturizeStats(), FeaturizeStats()
@@ -169,7 +185,7 @@ def compute_scores(pool: list[Sample], targets: list[Sample], options: MethodOpt
             progress.start(label, len(samples))
         try:
             return featurize_cached(featurizer, samples, cache_dir,
-                                    progress.update if progress else None, stats)
+                                    progress.update if progress else None, stats, compute)
         finally:
             if progress:
                 progress.finish()
@@ -201,7 +217,7 @@ def select(config: SelectConfig, progress: Progress | None = None) -> SelectResu
     n = resolve_budget(len(pool), ratio=config.ratio, budget=config.budget)
     cache_dir = None if config.no_cache else (config.cache_dir or cache_root())
     scores, pool_stats, target_stats, truncated, groups = compute_scores(pool, targets, config.options,
-                                                                         cache_dir, progress)
+                                                                         cache_dir, progress, make_compute(config))
     ids = [s.id for s in pool]
     order = rank(ids, scores) if groups is None else round_robin(ids, groups)
     if config.out is not None:
