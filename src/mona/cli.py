@@ -70,6 +70,12 @@ def select(
                                                         "method's).")] = None,
     pooling: Annotated[str, typer.Option(help="Token pooling: mean, sum or max.")] = "mean",
     k: Annotated[int | None, typer.Option(help="Keep only the k largest SAE codes per token (<= SAE's k).")] = None,
+    top_m: Annotated[int | None, typer.Option(help="mona (jaccard): store each pool vector's m largest latents "
+                                                   "plus its left-out mass (compact cache; the summary reports "
+                                                   "the largest possible score error and whether the selection is "
+                                                   "certified unchanged).")] = None,
+    stream_rows: Annotated[int, typer.Option(help="Pool rows read, featurized, cached and scored together "
+                                                  "(memory vs. overhead).")] = 8192,
     max_length: Annotated[int, typer.Option(help="Tokens per sample; longer ones are truncated and "
                                                  "counted.")] = 512,
     on_error: Annotated[str, typer.Option(help="fail: stop at the first bad row (exit 2); skip: leave bad rows "
@@ -110,6 +116,11 @@ def select(
     less_dim: Annotated[int, typer.Option(help="less: random projection dimension of the gradients.")] = 1024,
     llm2vec_model: Annotated[str | None, typer.Option(help="llm2vec: local LLM2Vec model (or adapter) "
                                                            "directory.")] = None,
+    backend: Annotated[str, typer.Option(help="Where uncached samples are featurized: local (this process) or "
+                                              "ray (Ray Data actors; RAY_ADDRESS or a `ray start` cluster if "
+                                              "there is one; needs mona[ray]).")] = "local",
+    num_workers: Annotated[int, typer.Option(help="ray: actors, each with its own copy of the model.")] = 2,
+    num_gpus: Annotated[float, typer.Option(help="ray: GPUs per actor (0: CPU only).")] = 0.0,
 ) -> None:
     """Select the pool rows most useful for the target task (writes OUT, and SCORES if asked)."""
     _quiet_libraries()
@@ -129,7 +140,7 @@ def select(
         options = MethodOptions(method=method, lm=LMConfig(model=model, layer=layer, render=render,
                                                            max_length=max_length, batch_tokens=batch_tokens),
                                 sae=sae, k=k, pooling=pooling, similarity=similarity, seed=seed,
-                                prototype=prototype, group_field=subtask_field,
+                                prototype=prototype, group_field=subtask_field, top_m=top_m,
                                 extra={"bm25_combine": bm25_combine, "dsir_gumbel": dsir_gumbel,
                                        "dsir_buckets": dsir_buckets, "dsir_hash": dsir_hash,
                                        "dsir_min_length": dsir_min_length,
@@ -138,7 +149,8 @@ def select(
                              llm2vec_model=llm2vec_model)
         config = SelectConfig(pool=pool, target=target, out=out, scores=scores, ratio=ratio, budget=budget,
                               options=options, cache_dir=cache_dir, no_cache=no_cache, text_field=text_field,
-                              on_error=on_error, quarantine=quarantine, too_long=too_long)
+                              on_error=on_error, quarantine=quarantine, too_long=too_long, backend=backend,
+                              num_workers=num_workers, num_gpus=num_gpus, stream_rows=stream_rows)
         result = run_select(config, RichProgress(err, enabled=not quiet))
     except MonaError as exc:
         _fail(exc)
@@ -150,7 +162,11 @@ def select(
         rate = f", {ps.tokens_per_second:.0f} tok/s" if ps.tokens else ""
         trunc = f", {result.truncated} truncated to {max_length} tokens" if result.truncated else ""
         skipped = f", {len(result.rejected)} bad rows skipped -> {result.quarantine}" if result.rejected else ""
-        err.print(f"selected {result.n_selected} of {len(result.pool)} rows with {method} in "
+        if result.top_m is not None:
+            gap, certified = result.top_m
+            skipped += (f", top-m storage: scores low by at most {gap:.2e}, selection "
+                        + ("certified unchanged" if certified else "not certified (bounds overlap)"))
+        err.print(f"selected {result.n_selected} of {len(result.ids)} rows with {method} in "
                   f"{result.seconds:.1f} s (cache hits {hits}/{total}{rate}{trunc}{skipped}) -> {out}",
                   highlight=False, soft_wrap=True)
     for rank_i, sample in enumerate(result.selected[:show], start=1):
@@ -276,28 +292,99 @@ def bench_speed(
     rows: Annotated[int, typer.Option(help="Use the first N rows.")] = 256,
     repeats: Annotated[int, typer.Option(help="Repeat and keep the best time.")] = 1,
     render: Annotated[str, typer.Option(help="chat or plain.")] = "chat",
+    model: Annotated[str | None, typer.Option(help="Selection model (default: embedded SmolLM2).")] = None,
+    sae: Annotated[str | None, typer.Option(help="SAE directory (default: the shipped one).")] = None,
+    layer: Annotated[int | None, typer.Option(help="Decoder layer (default: penultimate).")] = None,
+    dtype: Annotated[str, typer.Option(help="dtype of mona's featurization and the bare forward: fp32, bf16, "
+                                            "fp16 or int8 (dynamic quantization); the naive run stays fp32.")
+                     ] = "fp32",
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+    out_md: Annotated[Path | None, typer.Option(help="Write the report as Markdown here "
+                                                     "(docs/benchmarks/speed.md).")] = None,
 ) -> None:
-    """Tokens/s of the bare truncated forward vs. MoNA featurization (forward + SAE + pooling), same rows."""
+    """Tokens/s of MoNA featurization (truncated forward + SAE + pooling), of the bare truncated forward and of a
+    naive MoNA (whole model, LM head, output_hidden_states), same rows and batches."""
     _quiet_libraries()
-    from mona.bench.speed import measure_speed
+    from mona.bench.host import command_line, load_line
+    from mona.bench.speed import measure_speed, speed_markdown
     from mona.data.readers import read_samples
     from mona.features.lm import LMConfig
 
     try:
+        if threads is not None:
+            if threads < 1:
+                raise ConfigError(f"--threads must be at least 1, got {threads}")
+            import torch
+
+            torch.set_num_threads(threads)
         samples = read_samples(pool)[:rows]
-        result = measure_speed(samples, LMConfig(render=render), repeats=repeats)
+        config = LMConfig(model=model, layer=layer, render=render, dtype=dtype)
+        result = measure_speed(samples, config, sae, repeats=repeats)
     except MonaError as exc:
         _fail(exc)
         return
     figures = result.as_dict()
-    stdout.print(f"{result.rows} rows, {result.tokens} tokens ({result.pooled_tokens} pooled), {result.machine}")
+    stdout.print(f"{result.rows} rows, {result.tokens} tokens ({result.pooled_tokens} pooled), layer {result.layer}, "
+                 f"{result.dtype}; {result.machine}", highlight=False, soft_wrap=True)
+    stdout.print(load_line(result.load_before, result.load_after), highlight=False, soft_wrap=True)
     stdout.print(f"bare truncated forward: {figures['forward_tok_s']} tok/s")
-    share = f"{figures['mona_vs_forward']:.1%}"
-    stdout.print(f"mona featurization:     {figures['mona_tok_s']} tok/s  ({share} of the forward's rate)")
+    stdout.print(f"mona featurization:     {figures['mona_tok_s']} tok/s  ({figures['mona_vs_forward']:.3f}x the "
+                 "forward's rate)")
+    stdout.print(f"naive MoNA:             {figures['naive_tok_s']} tok/s  (mona runs at "
+                 f"{figures['mona_vs_naive']:.3f}x this rate)")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(figures, indent=1) + "\n")
+    if out_md is not None:
+        out_md.parent.mkdir(parents=True, exist_ok=True)
+        json_name = out.name if out is not None and out.parent.resolve() == out_md.parent.resolve() else None
+        out_md.write_text(speed_markdown(result, command_line(), str(pool), json_name))
+
+
+@bench_app.command("memory")
+def bench_memory(
+    method: Annotated[str, typer.Option(help="Comma-separated methods to run (see `mona methods`).")] = "random",
+    sizes: Annotated[str, typer.Option(help="Comma-separated pool sizes (rows).")] = "10000,100000,1000000",
+    budget: Annotated[int, typer.Option(help="--budget of every `mona select` run.")] = 100,
+    select_args: Annotated[str, typer.Option(help="More `mona select` options, one shell-quoted string "
+                                                  "(e.g. '--threads 2').")] = "",
+    work_dir: Annotated[Path | None, typer.Option(help="Pools, selections and logs (default: "
+                                                       "$MONA_CACHE/bench-memory).")] = None,
+    out: Annotated[Path, typer.Option(help="JSON figures.")] = Path("docs/benchmarks/memory.json"),
+    out_md: Annotated[Path, typer.Option(help="Markdown report.")] = Path("docs/benchmarks/memory.md"),
+) -> None:
+    """Peak memory and wall time of `mona select` on synthetic BIG-bench pools of growing size, one process
+    per (method, size)."""
+    import shlex
+
+    from mona.bench.host import command_line
+    from mona.bench.memory import memory_markdown, run_memory_bench
+
+    try:
+        sizes_n = [int(s) for s in sizes.split(",") if s.strip()]
+    except ValueError:
+        _fail(ConfigError(f"--sizes must be comma-separated integers, got {sizes!r}"))
+        return
+    if not sizes_n or min(sizes_n) < budget:
+        _fail(ConfigError(f"every pool size must be at least --budget {budget}, got {sizes!r}"))
+        return
+    methods = [m.strip() for m in method.split(",") if m.strip()]
+    try:
+        result = run_memory_bench(methods, sizes_n, budget, work_dir, shlex.split(select_args),
+                                  log=lambda m: err.print(m, highlight=False))
+    except MonaError as exc:
+        _fail(exc)
+        return
+    for run in result["runs"]:
+        note = "" if run["exit_code"] == 0 else f"  FAILED: {run['error']}"
+        stdout.print(f"{run['method']:>8} {run['rows']:>9,} rows: peak RSS {run['peak_rss_mb']:>8,.1f} MB, "
+                     f"{run['wall_seconds']:>8,.1f} s{note}", highlight=False, soft_wrap=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"command": command_line(), **result}, indent=1) + "\n")
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    json_name = out.name if out.parent.resolve() == out_md.parent.resolve() else None
+    out_md.write_text(memory_markdown(result, command_line(), json_name))
 
 
 @bench_app.command("relevance")

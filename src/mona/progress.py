@@ -25,7 +25,7 @@ class RichProgress:
         self._task = None
         self._t0 = 0.0
 
-    def start(self, label: str, total: int) -> None:
+    def start(self, label: str, total: int | None) -> None:
         if not self.enabled:
             return
         self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

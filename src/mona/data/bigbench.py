@@ -102,12 +102,17 @@ def prepare_bigbench(archive: Path | None = None, *, progress: Callable[[str], N
     return out
 
 
-def load_task(name: str, root: Path | None = None) -> list[dict[str, str]]:
-    """Rows of one normalised task ('arithmetic__1_digit_addition' style names, see index.json)."""
+def task_file(name: str, root: Path | None = None) -> Path:
+    """The JSONL file of one normalised task ('arithmetic__1_digit_addition' style names, see index.json)."""
     path = (root or bigbench_dir()) / "rows" / f"{name}.jsonl"
     if not path.exists():
         raise InputError(f"no BIG-bench task {name!r}; run `mona data bigbench` first", path=str(path))
-    with path.open(encoding="utf-8") as fh:
+    return path
+
+
+def load_task(name: str, root: Path | None = None) -> list[dict[str, str]]:
+    """Rows of one normalised task ('arithmetic__1_digit_addition' style names, see index.json)."""
+    with task_file(name, root).open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh]
 
 

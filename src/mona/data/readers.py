@@ -158,9 +158,10 @@ def _iter_hf(path: Path, _reject: Reject) -> Iterator[Record]:
 _READERS = {"jsonl": _iter_jsonl, "json": _iter_json, "parquet": _iter_parquet, "hf": _iter_hf}
 
 
-def read_records(path: str | Path, rejects: list[Rejected] | None = None) -> list[Record]:
-    """Read every row of a pool or target file, in order, with its position for error messages. With a
-    `rejects` list, rows that cannot be parsed are appended to it instead of raising."""
+def iter_records(path: str | Path, rejects: list[Rejected] | None = None) -> Iterator[Record]:
+    """Every row of a pool or target file, in order, with its position for error messages, read lazily (a
+    pool never has to fit in memory). With a `rejects` list, rows that cannot be parsed are appended to it
+    instead of raising. A missing file fails at the call, before iteration."""
     p = Path(path)
     if not p.exists():
         raise MissingFileError("no such file or directory", path=str(p))
@@ -173,41 +174,60 @@ def read_records(path: str | Path, rejects: list[Rejected] | None = None) -> lis
             raise error
         rejects.append(Rejected(str(p), error.line, error.reason, raw))
 
-    try:
-        return list(_READERS[kind](p, reject))
-    except PermissionError:
-        raise MissingFileError("permission denied", path=str(p)) from None
+    def rows() -> Iterator[Record]:
+        try:
+            yield from _READERS[kind](p, reject)
+        except PermissionError:
+            raise MissingFileError("permission denied", path=str(p)) from None
+
+    return rows()
+
+
+def read_records(path: str | Path, rejects: list[Rejected] | None = None) -> list[Record]:
+    """All rows of a file as a list (see iter_records)."""
+    return list(iter_records(path, rejects))
+
+
+def iter_samples(path: str | Path, *, text_field: str | None = None, allow_empty: bool = False,
+                 rejects: list[Rejected] | None = None) -> Iterator[Sample]:
+    """Every row of a file as a `Sample` (id, conversation or plain text, original row), read lazily.
+
+    Raises InputError naming file and line for unparseable rows, rows without text, empty text or duplicate
+    ids; with a `rejects` list (--on-error skip) those rows are appended to it and left out instead. An empty
+    file (or one whose every row was rejected) is an InputError unless `allow_empty`, raised when the
+    iteration reaches the end. Only the ids seen so far are kept (for the duplicate check).
+    """
+    records = iter_records(path, rejects)
+
+    def samples() -> Iterator[Sample]:
+        seen: dict[str, int] = {}
+        fmt = None
+        n_records = 0
+        for rec in records:
+            n_records += 1
+            try:
+                if fmt is None and text_field is None:
+                    fmt = detect_format(rec.row, path=str(path), line=rec.line)
+                sample = to_sample(rec, fmt=fmt, text_field=text_field, path=str(path))
+                if sample.id in seen:
+                    raise InputError(f"duplicate id '{sample.id}' (first seen on line {seen[sample.id]})",
+                                     path=str(path), line=rec.line, field="id")
+            except InputError as exc:
+                if rejects is None:
+                    raise
+                raw = rec.raw or json.dumps(rec.row, ensure_ascii=False, default=str)
+                rejects.append(Rejected(str(path), rec.line, exc.reason, raw))
+                continue
+            seen[sample.id] = rec.line
+            yield sample
+        if not seen and not allow_empty:
+            raise InputError("file has no rows" if not n_records and not rejects else "file has no usable rows",
+                             path=str(path))
+
+    return samples()
 
 
 def read_samples(path: str | Path, *, text_field: str | None = None, allow_empty: bool = False,
                  rejects: list[Rejected] | None = None) -> list[Sample]:
-    """Read a file and turn every row into a `Sample` (id, conversation or plain text, original row).
-
-    Raises InputError naming file and line for unparseable rows, rows without text, empty text or duplicate
-    ids; with a `rejects` list (--on-error skip) those rows are appended to it and left out instead. An empty
-    file (or one whose every row was rejected) is an InputError unless `allow_empty`.
-    """
-    records = read_records(path, rejects)
-    samples: list[Sample] = []
-    seen: dict[str, int] = {}
-    fmt = None
-    for rec in records:
-        try:
-            if fmt is None and text_field is None:
-                fmt = detect_format(rec.row, path=str(path), line=rec.line)
-            sample = to_sample(rec, fmt=fmt, text_field=text_field, path=str(path))
-            if sample.id in seen:
-                raise InputError(f"duplicate id '{sample.id}' (first seen on line {seen[sample.id]})",
-                                 path=str(path), line=rec.line, field="id")
-        except InputError as exc:
-            if rejects is None:
-                raise
-            raw = rec.raw or json.dumps(rec.row, ensure_ascii=False, default=str)
-            rejects.append(Rejected(str(path), rec.line, exc.reason, raw))
-            continue
-        seen[sample.id] = rec.line
-        samples.append(sample)
-    if not samples and not allow_empty:
-        raise InputError("file has no rows" if not records and not rejects else "file has no usable rows",
-                         path=str(path))
-    return samples
+    """All rows of a file as Samples (see iter_samples for the errors)."""
+    return list(iter_samples(path, text_field=text_field, allow_empty=allow_empty, rejects=rejects))

@@ -12,7 +12,7 @@ from mona.data.formats import Sample
 from mona.data.render import Rendered, render
 from mona.errors import ConfigError
 from mona.features.base import FeatureBlock, Featurizer, Matrix
-from mona.models import TokenBatch, TruncatedLM, load_lm, model_fingerprint
+from mona.models import TokenBatch, TruncatedLM, load_lm, model_fingerprint, resolve_device
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class LMConfig:
     max_length: int = 512
     dtype: str = "fp32"  # measured here: bf16 is ~7x slower on this CPU (no AVX-512 BF16)
     batch_tokens: int = 8192
+    device: str = "auto"  # auto: cuda if torch sees a GPU, else cpu. Not in the cache key: vectors agree up to rounding
 
 
 class LMRunner:
@@ -62,12 +63,17 @@ class LMRunner:
     def lm(self, capture_gate: bool = False) -> TruncatedLM:
         if self._lm is None or (capture_gate and not self._capture_gate):
             layer = self.resolved_layer()  # loads the tokenizer and model config first
-            model, tokenizer = load_lm(self.config.model, self.config.dtype)
+            model, tokenizer = load_lm(self.config.model, self.config.dtype, self.device)
             self._tokenizer = tokenizer
             self._lm = TruncatedLM(model, tokenizer, layer, max_length=self.config.max_length,
                                    batch_tokens=self.config.batch_tokens, capture_gate=capture_gate)
             self._capture_gate = capture_gate
         return self._lm
+
+    @property
+    def device(self) -> str:
+        """Where the model (and an SAE read from it) runs: `config.device` resolved."""
+        return resolve_device(self.config.device)
 
     def render(self, sample: Sample) -> Rendered:
         return render(sample, self.tokenizer, self.config.render)

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import torch
 
 from mona.features.lm import LMFeaturizer, LMRunner
-from mona.features.pooling import pool_sparse_codes
+from mona.features.pooling import keep_top_m, pool_sparse_codes
 from mona.models import TokenBatch
 from mona.sae.topk import check_width, encode, load_sae, resolve_sae_path, sae_fingerprint, sae_metadata
 
@@ -19,7 +19,7 @@ class MonaFeaturizer(LMFeaturizer):
     name = "mona"
 
     def __init__(self, runner: LMRunner, sae: str | None = None, *, k: int | None = None,
-                 pooling: str = "mean") -> None:
+                 pooling: str = "mean", top_m: int | None = None) -> None:
         super().__init__(runner)
         self.sae_path = resolve_sae_path(sae)
         meta = sae_metadata(self.sae_path)
@@ -31,13 +31,20 @@ class MonaFeaturizer(LMFeaturizer):
             raise ConfigError(f"--k {k} exceeds the SAE's k ({self.sae_k})")
         self.k = k
         self.pooling = pooling
+        if top_m is not None and top_m < 1:
+            from mona.errors import ConfigError
+
+            raise ConfigError(f"--top-m must be at least 1, got {top_m}")
+        # compact storage (pooling.keep_top_m): pool vectors keep their top_m latents plus the left-out mass;
+        # targets are few and stay exact, so the prototype is exact
+        self.top_m = top_m
         self._sae = None
         self.check()
 
     @property
     def sae(self):
         if self._sae is None:
-            self._sae = load_sae(self.sae_path)
+            self._sae = load_sae(self.sae_path, self.runner.device)
         return self._sae
 
     def check(self) -> None:
@@ -48,13 +55,19 @@ class MonaFeaturizer(LMFeaturizer):
                     sae_layer=self.sae_layer)
 
     def key_config(self) -> dict[str, Any]:
-        return {"method": self.name, **self.runner.base_key(), "sae": sae_fingerprint(self.sae_path),
-                "k": self.k, "pooling": self.pooling}
+        key = {"method": self.name, **self.runner.base_key(), "sae": sae_fingerprint(self.sae_path),
+               "k": self.k, "pooling": self.pooling}
+        if self.top_m is not None:  # only then: keys of full vectors stay what they were
+            key.update(top_m=self.top_m, truncated=self.role == "pool")
+        return key
 
     def pool(self, batch: TokenBatch) -> sp.csr_matrix:
         layer = self.runner.resolved_layer()
         x = batch.resid[layer]
         rows = torch.nonzero(batch.pool_mask, as_tuple=True)[0]
         values, indices = encode(self.sae, x[batch.pool_mask], self.k)
-        return pool_sparse_codes(rows, values, indices, len(batch.positions), int(self.sae.num_latents),
-                                 self.pooling)
+        pooled = pool_sparse_codes(rows, values, indices, len(batch.positions), int(self.sae.num_latents),
+                                   self.pooling)
+        if self.top_m is None:
+            return pooled
+        return keep_top_m(pooled, self.top_m if self.role == "pool" else None)

@@ -48,3 +48,31 @@ def pool_dense(rows: torch.Tensor, x: torch.Tensor, n_rows: int, pooling: str = 
     if pooling == "mean":
         out /= torch.bincount(rows.long(), minlength=n_rows).clamp(min=1).float().unsqueeze(1)
     return out.numpy()
+
+
+def keep_top_m(pooled: sp.csr_matrix, m: int | None) -> sp.csr_matrix:
+    """Compact storage: each row's m largest entries plus one extra last column holding the mass left out
+    (|z|_1 minus the kept entries), so the row's exact L1 norm survives. Against a prototype that is 0 in that
+    column, generalized Jaccard then sees S_kept / (|z|_1 + |p|_1 - S_kept): an under-estimate by at most what
+    the left-out mass could have shared (see scoring.similarity.jaccard_upper_bound). Ties keep the lower
+    latent index. `m=None` only appends the (zero) column, for vectors that are never truncated (targets)."""
+    csr = sp.csr_matrix(pooled)
+    n_rows, width = csr.shape
+    data, indices, counts = [], [], np.zeros(n_rows, dtype=np.int64)
+    residual = np.zeros(n_rows, dtype=np.float64)
+    for r in range(n_rows):
+        lo, hi = csr.indptr[r], csr.indptr[r + 1]
+        vals, cols = csr.data[lo:hi], csr.indices[lo:hi]
+        if m is not None and len(vals) > m:
+            keep = np.sort(np.lexsort((cols, -vals))[:m])  # largest first, lower index on ties
+            residual[r] = float(vals.astype(np.float64).sum() - vals[keep].astype(np.float64).sum())
+            vals, cols = vals[keep], cols[keep]
+        if residual[r] > 0:
+            vals, cols = np.append(vals, np.float32(residual[r])), np.append(cols, width)
+        data.append(vals)
+        indices.append(cols)
+        counts[r] = len(vals)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    return sp.csr_matrix((np.concatenate(data).astype(np.float32) if data else np.zeros(0, np.float32),
+                          np.concatenate(indices).astype(np.int32) if indices else np.zeros(0, np.int32), indptr),
+                         shape=(n_rows, width + 1))

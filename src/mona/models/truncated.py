@@ -88,6 +88,7 @@ class TruncatedLM:
         self.max_batch_size = max_batch_size
         self.capture_gate = capture_gate
         self.d_model = int(model.config.hidden_size)
+        self.device = next(model.parameters()).device  # inputs go there; activations come back to the CPU
         self.base = getattr(model, "base_model", model)
         deepest = self.layers[-1]
         # Drop the layers after the deepest one and the final norm: they never run.
@@ -146,9 +147,9 @@ class TruncatedLM:
         """Group inputs of similar length into batches under the token budget (longest first)."""
         return length_batches([len(t.ids) for t in tokenized], self.batch_tokens, self.max_batch_size)
 
-    @torch.inference_mode()
-    def forward(self, tokenized: Sequence[Tokenized], positions: list[int]) -> TokenBatch:
-        """Run one batch (right-padded) and return the captured activations."""
+    def pad(self, tokenized: Sequence[Tokenized], positions: list[int]
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One right-padded batch on the CPU: (input ids, attention mask, pooling mask), each [B, T]."""
         width = max(len(tokenized[i].ids) for i in positions)
         ids = torch.full((len(positions), width), self.pad_id, dtype=torch.long)
         attn = torch.zeros((len(positions), width), dtype=torch.long)
@@ -158,10 +159,18 @@ class TruncatedLM:
             ids[row, :n] = torch.tensor(tokenized[i].ids)
             attn[row, :n] = 1
             pool[row, :n] = torch.tensor(tokenized[i].pool)
+        return ids, attn, pool
+
+    @torch.inference_mode()
+    def forward(self, tokenized: Sequence[Tokenized], positions: list[int]) -> TokenBatch:
+        """Run one batch (right-padded) and return the captured activations."""
+        ids, attn, pool = self.pad(tokenized, positions)
         self._captured.clear()
-        self.base(input_ids=ids, attention_mask=attn, use_cache=False)
-        resid = {lyr: self._captured[("resid", lyr)].float() for lyr in self.layers}
-        gate = {lyr: self._captured[("gate", lyr)].float() for lyr in self.layers} if self.capture_gate else {}
+        self.base(input_ids=ids.to(self.device), attention_mask=attn.to(self.device), use_cache=False)
+        # .cpu() is a no-op for a model on the CPU; from a GPU it keeps every consumer of TokenBatch on the CPU
+        resid = {lyr: self._captured[("resid", lyr)].float().cpu() for lyr in self.layers}
+        gate = ({lyr: self._captured[("gate", lyr)].float().cpu() for lyr in self.layers} if self.capture_gate
+                else {})
         self._captured.clear()
         return TokenBatch(list(positions), ids, pool, resid, gate)
 

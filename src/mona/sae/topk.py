@@ -74,14 +74,14 @@ def sae_fingerprint(path: Path) -> str:
     return _file_hash(str(weights), stat.st_size, stat.st_mtime)
 
 
-def load_sae(spec: str | Path | None = None):
-    """Load a TopK SAE as a float32 `sparsify.SparseCoder` on CPU."""
+def load_sae(spec: str | Path | None = None, device: str = "cpu"):
+    """Load a TopK SAE as a float32 `sparsify.SparseCoder` on `device` (a resolved one: cpu, cuda, cuda:N)."""
     SparseCoder, SparseCoderConfig = _sparsify()
     path = resolve_sae_path(spec)
     if (path / "sae.safetensors").exists():
-        return SparseCoder.load_from_disk(path, device="cpu").float().eval().requires_grad_(False)
+        return SparseCoder.load_from_disk(path, device="cpu").float().eval().requires_grad_(False).to(device)
     if (path / "sae_weights.safetensors").exists():
-        return _from_saelens(path, SparseCoder, SparseCoderConfig)
+        return _from_saelens(path, SparseCoder, SparseCoderConfig).to(device)
     raise MissingFileError("SAE directory has neither sae.safetensors (sparsify) nor sae_weights.safetensors "
                            "(SAELens)", path=str(path))
 
@@ -127,11 +127,12 @@ def check_width(sae, d_model: int, *, sae_path: Path | str, layer: int | None = 
 
 @torch.inference_mode()
 def encode(sae, x: torch.Tensor, k: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token TopK codes of activations x [N, d]: (values [N, k], indices [N, k]). A smaller `k` than the
-    SAE's keeps only the k largest (for K sweeps)."""
+    """Per-token TopK codes of activations x [N, d]: (values [N, k], indices [N, k]), on the CPU wherever the SAE
+    is. A smaller `k` than the SAE's keeps only the k largest (for K sweeps)."""
     # Same codes as sparsify's `sae.encode` (TopK(ReLU(pre))), computed as ReLU(TopK(pre)): ReLU is monotone, so
     # the top k agree wherever a code is positive, and skipping the ReLU over all latents made encoding 12 %
     # faster here (1.78 s vs 2.02 s for 4,000 tokens x 9,216 latents on one thread).
+    x = x.to(sae.b_dec.device)  # a no-op on the CPU
     if getattr(sae.cfg, "activation", "topk") != "topk" or getattr(sae.cfg, "transcode", False):
         out = sae.encode(x.to(sae.dtype))
         values, indices = out.top_acts, out.top_indices
@@ -142,4 +143,4 @@ def encode(sae, x: torch.Tensor, k: int | None = None) -> tuple[torch.Tensor, to
     if k is not None and k < values.shape[1]:
         values, order = values.topk(k, dim=1)
         indices = indices.gather(1, order)
-    return values, indices
+    return values.cpu(), indices.cpu()

@@ -41,6 +41,24 @@ def generalized_jaccard(pool: sp.csr_matrix | np.ndarray, proto: np.ndarray) -> 
     return np.divide(shared, denom, out=np.zeros_like(shared), where=denom > 0)
 
 
+def jaccard_upper_bound(pool: sp.csr_matrix, proto: np.ndarray) -> np.ndarray:
+    """For rows stored by features.pooling.keep_top_m (last column = left-out mass r, prototype 0 there): the
+    largest generalized Jaccard the full vector could have. The left-out entries share at most r with the
+    prototype, so S lies in [S_kept, S_kept + r] and J, increasing in S, in [J(S_kept), J(S_kept + r)]."""
+    csr = sp.csr_matrix(pool)
+    proto = np.asarray(proto, dtype=np.float64)
+    residual = np.asarray(csr[:, -1].toarray(), dtype=np.float64).ravel()
+    # S_kept and |z|_1 recovered from the lower estimate J = S / (|z|_1 + |p|_1 - S) and the row sums
+    z_l1 = np.asarray(csr.sum(axis=1), dtype=np.float64).ravel()
+    lower = generalized_jaccard(csr, proto)
+    p_l1 = float(proto.sum())
+    shared = lower * (z_l1 + p_l1) / (1.0 + lower)
+    # the left-out mass can add to S at most r and at most what the prototype has beyond the kept overlap
+    upper_s = shared + np.minimum(residual, max(p_l1, 0.0) - shared)
+    denom = z_l1 + p_l1 - upper_s
+    return np.divide(upper_s, denom, out=np.zeros_like(upper_s), where=denom > 0)
+
+
 def _row_norms(pool: sp.csr_matrix | np.ndarray) -> np.ndarray:
     if sp.issparse(pool):
         return np.sqrt(np.asarray(pool.multiply(pool).sum(axis=1), dtype=np.float64).ravel())

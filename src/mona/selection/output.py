@@ -47,21 +47,20 @@ def row_line(sample: Sample) -> str:
     return json.dumps(rec.row, ensure_ascii=False, default=str)
 
 
-def write_selection(path: str | Path, pool: Sequence[Sample], order: np.ndarray, n: int) -> None:
-    """The n best rows, best first, as JSONL."""
+def write_selection(path: str | Path, selected: Sequence[Sample]) -> None:
+    """The selected rows, in the order given (best first), as JSONL."""
     with atomic_write(path) as fh:
-        for pos in order[:n]:
-            fh.write(row_line(pool[int(pos)]) + "\n")
+        for sample in selected:
+            fh.write(row_line(sample) + "\n")
 
 
-def write_scores(path: str | Path, pool: Sequence[Sample], scores: np.ndarray, order: np.ndarray,
-                 n: int) -> None:
+def write_scores(path: str | Path, ids: Sequence[str], scores: np.ndarray, order: np.ndarray, n: int) -> None:
     """One line per pool row, in pool order: {id, score, rank, selected}; rank 1 is best."""
-    ranks = np.empty(len(pool), dtype=np.int64)
-    ranks[order] = np.arange(1, len(pool) + 1)
+    ranks = np.empty(len(ids), dtype=np.int64)
+    ranks[order] = np.arange(1, len(ids) + 1)
     with atomic_write(path) as fh:
-        for i, sample in enumerate(pool):
-            fh.write(json.dumps({"id": sample.id, "score": round(float(scores[i]), 8),
+        for i, sample_id in enumerate(ids):
+            fh.write(json.dumps({"id": sample_id, "score": round(float(scores[i]), 8),
                                  "rank": int(ranks[i]), "selected": bool(ranks[i] <= n)}) + "\n")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -11,23 +11,27 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from mona.data.formats import Sample
-from mona.data.readers import Rejected, read_samples
+from mona.data.readers import Rejected, iter_samples, read_samples
 from mona.data.render import RENDER_MODES
 from mona.errors import ConfigError, InputError
 from mona.features.cached import ComputeFn, FeaturizeStats, featurize_cached
 from mona.features.lm import LMRunner
 from mona.features.pooling import POOLINGS
 from mona.paths import cache_root
-from mona.scoring.similarity import SIMILARITIES
+from mona.scoring.similarity import SIMILARITIES, jaccard_upper_bound, prototype
 from mona.selection.budget import rank, resolve_budget, round_robin
 from mona.selection.output import row_line, write_quarantine, write_scores, write_selection
 from mona.selection.registry import PROTOTYPES, MatrixScorer, MethodOptions, get_method
+
+# Pool rows per streamed chunk: large enough that per-chunk overhead (cache lookups, scoring calls) vanishes,
+# small enough that a chunk's rows and vectors stay well under a GB.
+STREAM_ROWS = 8192
 
 
 class Progress(Protocol):
     """Receives progress of long steps (the CLI draws a bar)."""
 
-    def start(self, label: str, total: int) -> None: ...
+    def start(self, label: str, total: int | None) -> None: ...  # total None: not known in advance
     def update(self, done: int, tokens: int) -> None: ...
     def finish(self) -> None: ...
 
@@ -52,6 +56,7 @@ class SelectConfig:
     backend: str = "local"  # local | ray: where cache misses are featurized
     num_workers: int = 2  # ray: actors, one model each
     num_gpus: float = 0.0  # ray: GPUs per actor
+    stream_rows: int = STREAM_ROWS  # pool rows read, featurized, cached and scored together
 
 
 ON_ERROR = ("fail", "skip")
@@ -91,22 +96,20 @@ def refuse_too_long(samples: list[Sample], options: MethodOptions, path: Path,
 
 @dataclass
 class SelectResult:
-    """What a selection produced and cost."""
+    """What a selection produced and cost: the pool's ids and scores, the ranking, the selected rows."""
 
-    pool: list[Sample]
+    ids: list[str]
     scores: np.ndarray
     order: np.ndarray
     n_selected: int
+    selected: list[Sample]
     pool_stats: FeaturizeStats
     target_stats: FeaturizeStats
     seconds: float
     truncated: int = 0
     rejected: list[Rejected] = field(default_factory=list)
     quarantine: Path | None = None
-
-    @property
-    def selected(self) -> list[Sample]:
-        return [self.pool[int(i)] for i in self.order[: self.n_selected]]
+    top_m: tuple[float, bool] | None = None  # with --top-m: (largest score gap, selection certified)
 
 
 def validate_options(options: MethodOptions) -> None:
@@ -161,74 +164,226 @@ def prototype_scores(scorer: MatrixScorer, pool_m, target_m, targets: Sequence[S
     return matrix.max(axis=1), (matrix if options.prototype == "per-subtask" else None)
 
 
+class PoolScorer:
+    """Scores pool rows against the targets under one method. The targets are featurized once, up front. A
+    row-wise method (MethodSpec.rowwise) scores any chunk of the pool on its own, so a pool can be streamed;
+    the others need the whole pool, given at construction (`pool`) and to one `score` call."""
+
+    def __init__(self, targets: Sequence[Sample], options: MethodOptions, cache_dir: Path | None,
+                 progress: Progress | None = None, compute: ComputeFn | None = None,
+                 pool: Sequence[Sample] | None = None) -> None:
+        self.spec = spec = get_method(options.method)
+        validate_options(options)
+        self.targets = list(targets)
+        self.cache_dir, self.progress, self.compute = cache_dir, progress, compute
+        self.pool_stats, self.target_stats = FeaturizeStats(), FeaturizeStats()
+        self.featurizer = None
+        self.runner: LMRunner | None = None
+        if not spec.rowwise and pool is None:
+            raise ValueError(f"{options.method} scores need the whole pool")
+        if spec.text_scorer is not None:
+            if options.prototype != "single":
+                raise ConfigError(f"--prototype {options.prototype} needs a feature-based method, not "
+                                  f"{options.method}")
+        else:
+            assert spec.build is not None
+            if options.similarity is None:
+                options = replace(options, similarity=spec.similarity)
+            self.runner = LMRunner(options.lm)
+            self.featurizer = spec.build(options, self.runner)
+            if getattr(self.featurizer, "runner", None) is self.runner:
+                self.runner.resolved_layer()  # a bad model or layer fails here, before any progress bar
+            self.featurizer.prepare(pool if pool is not None else [], self.targets, cache_dir)
+            self.featurizer.role = "target"
+            if progress:
+                progress.start("target", len(self.targets))
+            try:
+                self.target_matrix = featurize_cached(self.featurizer, self.targets, cache_dir,
+                                                      progress.update if progress else None, self.target_stats,
+                                                      compute)
+            finally:
+                if progress:
+                    progress.finish()
+            self.featurizer.role = "pool"
+        self.options = options
+        # top-m storage: also track each score's upper bound, to report how far truncation could move it
+        self.bounded = (getattr(self.featurizer, "top_m", None) is not None and options.prototype == "single"
+                        and options.similarity == "jaccard")
+        self.upper: list[np.ndarray] = []
+
+    @property
+    def truncated(self) -> int:
+        """Rows truncated to max_length so far."""
+        return self.runner.truncated if self.runner is not None else 0
+
+    def score(self, pool: Sequence[Sample], done_before: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+        """(scores, per-subtask score columns or None) of these pool rows; `done_before` offsets the progress
+        of a chunk within a streamed pool (the caller starts and finishes the bar)."""
+        if self.spec.text_scorer is not None:
+            return np.asarray(self.spec.text_scorer(pool, self.targets, self.options, self.cache_dir),
+                              dtype=np.float64), None
+        progress = self.progress
+        matrix = featurize_cached(self.featurizer, pool, self.cache_dir,
+                                  (lambda d, t: progress.update(done_before + d, t)) if progress else None,
+                                  self.pool_stats, self.compute)
+        if self.bounded:
+            self.upper.append(jaccard_upper_bound(matrix, prototype(self.target_matrix)))
+        return prototype_scores(self.spec.matrix_scorer, matrix, self.target_matrix, self.targets, self.options)
+
+    def truncation_report(self, scores: np.ndarray, order: np.ndarray, n: int) -> tuple[float, bool] | None:
+        """With top-m storage: (largest gap between a score and its upper bound, whether the selection is
+        certified, i.e. every selected score is above every unselected upper bound, so full vectors would select
+        the same rows). None without truncation."""
+        if not self.bounded or not self.upper:
+            return None
+        upper = np.concatenate(self.upper)
+        rest = order[n:]
+        certified = bool(len(rest) == 0 or scores[order[:n]].min() > upper[rest].max())
+        return float((upper - scores).max()), certified
+
+
 def compute_scores(pool: list[Sample], targets: list[Sample], options: MethodOptions,
                    cache_dir: Path | None, progress: Progress | None = None, compute: ComputeFn | None = None
                    ) -> ScoreSet:
-    """Scores of every pool sample against the targets under one method (`compute`: see make_compute)."""
-    spec = get_method(options.method)
-    validate_options(options)
-    pool_stats, target_stats = FeaturizeStats(), FeaturizeStats()
-    if spec.text_scorer is not None:
-        if options.prototype != "single":
-            raise ConfigError(f"--prototype {options.prototype} needs a feature-based method, not {options.method}")
-        return ScoreSet(spec.text_scorer(pool, targets, options, cache_dir), pool_stats, target_stats, 0)
-    assert spec.build is not None
-    if options.similarity is None:
-        options = replace(options, similarity=spec.similarity)
-    runner = LMRunner(options.lm)
-    featurizer = spec.build(options, runner)
-    if getattr(featurizer, "runner", None) is runner:
-        runner.resolved_layer()  # a bad model or layer fails here, before any progress bar
+    """Scores of every pool sample (held in memory) against the targets under one method (`compute`: see
+    make_compute)."""
+    scorer = PoolScorer(targets, options, cache_dir, progress, compute, pool=pool)
+    bar = progress is not None and scorer.featurizer is not None
+    if bar:
+        progress.start("pool", len(pool))
+    try:
+        scores, groups = scorer.score(pool)
+    finally:
+        if bar:
+            progress.finish()
+    return ScoreSet(scores, scorer.pool_stats, scorer.target_stats, scorer.truncated, groups)
 
-    def run(samples: list[Sample], label: str, stats: FeaturizeStats):
-        if progress:
-            progress.start(label, len(samples))
-        try:
-            return featurize_cached(featurizer, samples, cache_dir,
-                                    progress.update if progress else None, stats, compute)
-        finally:
-            if progress:
-                progress.finish()
 
-    featurizer.prepare(pool, targets, cache_dir)
-    featurizer.role = "target"
-    target_matrix = run(targets, "target", target_stats)
-    featurizer.role = "pool"
-    pool_matrix = run(pool, "pool", pool_stats)
-    scores, groups = prototype_scores(spec.matrix_scorer, pool_matrix, target_matrix, targets, options)
-    return ScoreSet(scores, pool_stats, target_stats, runner.truncated, groups)
+def _chunks(samples: Iterator[Sample], size: int) -> Iterator[list[Sample]]:
+    chunk: list[Sample] = []
+    for sample in samples:
+        chunk.append(sample)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@dataclass
+class PoolScores:
+    """Scores of a pool read once: its ids, the line of each row in the file (to find the selected rows
+    again) and the scores."""
+
+    ids: list[str]
+    lines: np.ndarray
+    scores: np.ndarray
+    groups: np.ndarray | None
+
+
+def stream_scores(config: SelectConfig, scorer: PoolScorer, n_rows: int, rejects: list[Rejected] | None,
+                  progress: Progress | None) -> PoolScores:
+    """Read, featurize (through the cache: a killed run resumes from the shards written) and score the pool
+    chunk by chunk: memory holds one chunk's rows and vectors, plus an id, a line number and a score per row.
+    The pool has been validated (`n_rows` usable rows; bad ones already in `rejects`): only rows refused as
+    too long are added to `rejects` here."""
+    ids: list[str] = []
+    lines: list[int] = []
+    parts: list[np.ndarray] = []
+    group_parts: list[np.ndarray] = []
+    bar = progress is not None and scorer.featurizer is not None
+    if bar:
+        progress.start("pool", n_rows)
+    try:
+        samples = iter_samples(config.pool, text_field=config.text_field,
+                               rejects=None if rejects is None else [])
+        for chunk in _chunks(samples, config.stream_rows):
+            if config.too_long == "refuse" and scorer.featurizer is not None:
+                chunk = refuse_too_long(chunk, config.options, config.pool, rejects)
+                if not chunk:
+                    continue
+            scores, groups = scorer.score(chunk, done_before=len(ids))
+            ids.extend(s.id for s in chunk)
+            lines.extend(s.record.line for s in chunk)
+            parts.append(scores)
+            if groups is not None:
+                group_parts.append(groups)
+    finally:
+        if bar:
+            progress.finish()
+    if not ids:
+        raise InputError("no rows left within --max-length", path=str(config.pool))
+    return PoolScores(ids, np.asarray(lines, dtype=np.int64), np.concatenate(parts),
+                      np.concatenate(group_parts) if group_parts else None)
+
+
+def read_selected(config: SelectConfig, pool: PoolScores, positions: np.ndarray) -> list[Sample]:
+    """The pool rows at `positions` (in that order), found again by their line in a second pass over the file."""
+    wanted = {int(pool.lines[p]): i for i, p in enumerate(positions)}
+    found: list[Sample | None] = [None] * len(positions)
+    for sample in iter_samples(config.pool, text_field=config.text_field, rejects=[]):
+        i = wanted.get(sample.record.line)
+        if i is not None:
+            found[i] = sample
+    missing = [int(pool.lines[p]) for i, p in enumerate(positions) if found[i] is None]
+    if missing:
+        raise InputError(f"the pool changed while it was being read (row on line {missing[0]} is gone)",
+                         path=str(config.pool))
+    return [s for s in found if s is not None]
 
 
 def select(config: SelectConfig, progress: Progress | None = None) -> SelectResult:
-    """Run one selection end to end; OUT and SCORES are written only if everything succeeded."""
+    """Run one selection end to end; OUT and SCORES are written only if everything succeeded. Row-wise methods
+    stream the pool (memory does not grow with its rows' size); the others read it whole."""
     t0 = time.perf_counter()
     if config.on_error not in ON_ERROR:
         raise ConfigError(f"unknown --on-error {config.on_error!r}; choose one of {', '.join(ON_ERROR)}")
     if config.too_long not in TOO_LONG:
         raise ConfigError(f"unknown --too-long {config.too_long!r}; choose one of {', '.join(TOO_LONG)}")
+    if config.stream_rows < 1:
+        raise ConfigError(f"--stream-rows must be at least 1, got {config.stream_rows}")
+    spec = get_method(config.options.method)
     rejects: list[Rejected] | None = [] if config.on_error == "skip" else None
-    pool = read_samples(config.pool, text_field=config.text_field, rejects=rejects)
-    targets = read_samples(config.target, text_field=config.text_field, rejects=rejects)
-    if config.too_long == "refuse" and get_method(config.options.method).build is not None:
-        pool = refuse_too_long(pool, config.options, config.pool, rejects)
-        targets = refuse_too_long(targets, config.options, config.target, rejects)
-        if not pool or not targets:
-            raise InputError("no rows left within --max-length", path=str(config.pool if not pool else config.target))
-    n = resolve_budget(len(pool), ratio=config.ratio, budget=config.budget)
+    refuse = config.too_long == "refuse" and spec.build is not None
+    whole: list[Sample] | None = None
+    if spec.rowwise:
+        # a validation pass (parse, ids) before any model is loaded: bad input fails at once, the bar has a
+        # total, and a budget larger than the pool is refused before any work
+        n_rows = sum(1 for _ in iter_samples(config.pool, text_field=config.text_field, rejects=rejects))
+        resolve_budget(n_rows, ratio=config.ratio, budget=config.budget)
+    else:
+        whole = read_samples(config.pool, text_field=config.text_field, rejects=rejects)
+        if refuse:
+            whole = refuse_too_long(whole, config.options, config.pool, rejects)
     cache_dir = None if config.no_cache else (config.cache_dir or cache_root())
-    scores, pool_stats, target_stats, truncated, groups = compute_scores(pool, targets, config.options,
-                                                                         cache_dir, progress, make_compute(config))
-    ids = [s.id for s in pool]
-    order = rank(ids, scores) if groups is None else round_robin(ids, groups)
+    compute = make_compute(config)
+    targets = read_samples(config.target, text_field=config.text_field, rejects=rejects)
+    if refuse:
+        targets = refuse_too_long(targets, config.options, config.target, rejects)
+        if not targets:
+            raise InputError("no rows left within --max-length", path=str(config.target))
+    scorer = PoolScorer(targets, config.options, cache_dir, progress, compute, pool=whole)
+    if whole is None:
+        pool = stream_scores(config, scorer, n_rows, rejects, progress)
+    else:
+        if not whole:
+            raise InputError("no rows left within --max-length", path=str(config.pool))
+        scores, groups = scorer.score(whole)
+        pool = PoolScores([s.id for s in whole], np.asarray([s.record.line for s in whole], dtype=np.int64),
+                          scores, groups)
+    n = resolve_budget(len(pool.ids), ratio=config.ratio, budget=config.budget)
+    order = rank(pool.ids, pool.scores) if pool.groups is None else round_robin(pool.ids, pool.groups)
+    selected = [whole[int(i)] for i in order[:n]] if whole is not None else read_selected(config, pool, order[:n])
     if config.out is not None:
-        write_selection(config.out, pool, order, n)
+        write_selection(config.out, selected)
     if config.scores is not None:
-        write_scores(config.scores, pool, scores, order, n)
+        write_scores(config.scores, pool.ids, pool.scores, order, n)
     quarantine = None
     if rejects:
         quarantine = config.quarantine or (config.out.with_name(config.out.name + ".rejected.jsonl")
                                            if config.out is not None else None)
         if quarantine is not None:
             write_quarantine(quarantine, rejects)
-    return SelectResult(pool, scores, order, n, pool_stats, target_stats, time.perf_counter() - t0, truncated,
-                        rejects or [], quarantine)
+    return SelectResult(pool.ids, pool.scores, order, n, selected, scorer.pool_stats, scorer.target_stats,
+                        time.perf_counter() - t0, scorer.truncated, rejects or [], quarantine,
+                        scorer.truncation_report(pool.scores, order, n))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ class MethodOptions:
     seed: int = 0
     prototype: str = "single"  # single (the paper) | max (best target row) | per-subtask (round-robin)
     group_field: str = "subtask"  # the target field naming subtasks, for per-subtask prototypes
+    top_m: int | None = None  # mona with jaccard: store each pool vector's top-m latents + left-out mass
     extra: dict = field(default_factory=dict)  # method-specific options (e.g. bm25's combine)
 
 
@@ -54,12 +56,17 @@ class MethodSpec:
     build: Callable[[MethodOptions, LMRunner], Featurizer] | None = None
     matrix_scorer: MatrixScorer = prototype_scorer
     text_scorer: TextScorer | None = None
+    # a row's score depends only on that row and the targets, so the pool can be streamed in chunks; False for
+    # methods with pool-level statistics (BM25's index, DSIR's pool n-gram model, LESS's warm-up on the pool)
+    rowwise: bool = True
 
 
 def _mona(opts: MethodOptions, runner: LMRunner) -> Featurizer:
     from mona.features.mona import MonaFeaturizer
 
-    return MonaFeaturizer(runner, opts.sae, k=opts.k, pooling=opts.pooling)
+    # compact storage keeps Jaccard's |z|_1 exact (pooling.keep_top_m); other similarities get full vectors
+    top_m = opts.top_m if (opts.similarity or "jaccard") == "jaccard" else None
+    return MonaFeaturizer(runner, opts.sae, k=opts.k, pooling=opts.pooling, top_m=top_m)
 
 
 def _sae_k(opts: MethodOptions) -> int:
@@ -133,7 +140,13 @@ def _llm2vec(opts: MethodOptions, runner: LMRunner) -> Featurizer:
 
 def _random(pool: Sequence[Sample], _targets: Sequence[Sample], opts: MethodOptions, _cache: Path | None
             ) -> np.ndarray:
-    return np.random.default_rng(opts.seed).random(len(pool))
+    # uniform in [0, 1) from a hash of (seed, id): a row's score depends on nothing else, so a streamed pool
+    # gets the same scores in any chunking
+    def draw(sample_id: str) -> float:
+        digest = hashlib.blake2b(f"{opts.seed}\x00{sample_id}".encode(), digest_size=8).digest()
+        return (int.from_bytes(digest, "little") >> 11) / float(1 << 53)
+
+    return np.fromiter((draw(s.id) for s in pool), dtype=np.float64, count=len(pool))
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -144,16 +157,16 @@ METHODS: dict[str, MethodSpec] = {
     "hidden": MethodSpec("raw hidden states of the selection layer, mean-pooled, cosine (DLRDS-LLM)", "cosine",
                          build=_hidden),
     "bm25": MethodSpec("BM25 (bm25s) of each pool row against every target example, combined by mean or max "
-                       "(--bm25-combine)", text_scorer=_bm25),
+                       "(--bm25-combine)", text_scorer=_bm25, rowwise=False),
     "dsir": MethodSpec("DSIR: log importance weight of unigram+bigram counts hashed into 10,000 buckets under "
                        "target vs pool n-gram models, as data-selection's HashedNgramDSIR (--dsir-gumbel: "
                        "Gumbel-top-k resampling)", build=_dsir,
-                       matrix_scorer=_dsir_scorer),
+                       matrix_scorer=_dsir_scorer, rowwise=False),
     "dense": MethodSpec("sentence-transformers embeddings (default all-MiniLM-L6-v2, --embedder), long texts "
                         "chunked and averaged, cosine to the mean target", "cosine", build=_dense),
     "less": MethodSpec("LESS: LoRA warm-up on a seeded 5 % of the pool, per-sample LoRA gradients (Adam-"
                        "preconditioned for the pool) randomly projected (--less-dim), max cosine over the targets",
-                       "cosine", build=_less, matrix_scorer=_less_scorer),
+                       "cosine", build=_less, matrix_scorer=_less_scorer, rowwise=False),
     "llm2vec": MethodSpec("LLM2Vec embeddings (needs `pip install llm2vec` and a local model, --llm2vec-model), "
                           "cosine to the mean target", "cosine", build=_llm2vec),
     "random": MethodSpec("seeded uniform sample", text_scorer=_random),
