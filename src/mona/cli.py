@@ -387,6 +387,85 @@ def bench_memory(
     out_md.write_text(memory_markdown(result, command_line(), json_name))
 
 
+@bench_app.command("scoring")
+def bench_scoring(
+    rows: Annotated[str, typer.Option(help="Comma-separated numbers of pooled vectors to score.")] = "1000000",
+    top_m: Annotated[str, typer.Option(help="Comma-separated storage settings: an m (top-m latents + left-out "
+                                            "mass) or 'full'.")] = "256,full",
+    source: Annotated[Path, typer.Option(help="Pool whose real MoNA vectors are resampled.")] =
+        Path("examples/pool.jsonl"),
+    target: Annotated[Path, typer.Option(help="Target rows (the prototype).")] = Path("examples/target.jsonl"),
+    budget: Annotated[int, typer.Option(help="Rows to select from the scores.")] = 1000,
+    work_dir: Annotated[Path | None, typer.Option(help="Where the vector shards go (default: "
+                                                       "$MONA_CACHE/bench-scoring; ~10 GiB for 1 M full vectors).")
+                        ] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
+    out_md: Annotated[Path, typer.Option(help="Markdown report.")] = Path("docs/benchmarks/scoring.md"),
+) -> None:
+    """Time and peak memory of scoring N pooled vectors streamed from feature-cache shards (a child process)."""
+    _quiet_libraries()
+    from mona.bench.host import command_line
+    from mona.bench.scoring import run_scoring_bench, scoring_markdown
+    from mona.paths import cache_root
+
+    try:
+        sizes = [int(r) for r in rows.split(",") if r.strip()]
+        ms = [None if m.strip() == "full" else int(m) for m in top_m.split(",") if m.strip()]
+    except ValueError:
+        _fail(ConfigError(f"--rows and --top-m must be comma-separated integers (or 'full'), got {rows!r}, "
+                          f"{top_m!r}"))
+        return
+    work = work_dir or cache_root() / "bench-scoring"
+    results = []
+    try:
+        for n in sizes:
+            for m in ms:
+                r = run_scoring_bench(n, source=source, target=target, top_m=m, budget=budget, work_dir=work,
+                                      cache_dir=cache_dir or cache_root())
+                stdout.print(f"{n:,} rows, {'full' if m is None else f'top-m {m}'}: {r['seconds']:.1f} s, peak "
+                             f"RSS {r['peak_rss_mb']:,.0f} MB, {r['stored_per_row']:.0f} entries/row",
+                             highlight=False)
+                results.append(r)
+    except MonaError as exc:
+        _fail(exc)
+        return
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text(scoring_markdown(results, command_line()))
+    out_md.with_suffix(".json").write_text(json.dumps({"command": command_line(), "runs": results}, indent=1))
+
+
+@bench_app.command("top-m")
+def bench_top_m(
+    ms: Annotated[str, typer.Option(help="Comma-separated m values to compare with full vectors.")] =
+        "128,256,512,1024,2048,4096",
+    k: Annotated[int, typer.Option(help="Budget: rows selected per target set.")] = 100,
+    pool_size: Annotated[int, typer.Option(help="Rows in the labelled pool.")] = 5000,
+    per_task: Annotated[int, typer.Option(help="Pool rows per BIG-bench task.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the pool and target sets.")] = 0,
+    cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Where to write top-m.json and top-m.md.")] = Path("docs/benchmarks"),
+) -> None:
+    """How compact top-m storage changes MoNA's selections on the relevance dev suite (choose --top-m)."""
+    _quiet_libraries()
+    from mona.bench.host import command_line
+    from mona.bench.suite import build_suite
+    from mona.bench.topm import measure_top_m, write_top_m_report
+    from mona.paths import cache_root
+
+    try:
+        values = [int(m) for m in ms.split(",") if m.strip()]
+        suite = build_suite(pool_size=pool_size, per_task=per_task, seed=seed)
+        rows = measure_top_m(suite, k, values, cache_dir or cache_root(), log=lambda s: err.print(s, highlight=False))
+    except ValueError:
+        _fail(ConfigError(f"--ms must be comma-separated integers, got {ms!r}"))
+        return
+    except MonaError as exc:
+        _fail(exc)
+        return
+    path = write_top_m_report(rows, suite, k, command_line(), out_dir)
+    stdout.print(path.read_text(), markup=False, highlight=False, soft_wrap=True)
+
+
 @bench_app.command("relevance")
 def bench_relevance(
     methods: Annotated[str, typer.Option(help="Comma-separated methods (see `mona methods`).")] =

