@@ -400,6 +400,7 @@ def bench_scoring(
                                                        "$MONA_CACHE/bench-scoring; ~10 GiB for 1 M full vectors).")
                         ] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
+    threads: Annotated[str, typer.Option(help="Comma-separated thread counts of the scoring child.")] = "1,2",
     out_md: Annotated[Path, typer.Option(help="Markdown report.")] = Path("docs/benchmarks/scoring.md"),
 ) -> None:
     """Time and peak memory of scoring N pooled vectors streamed from feature-cache shards (a child process)."""
@@ -411,6 +412,7 @@ def bench_scoring(
     try:
         sizes = [int(r) for r in rows.split(",") if r.strip()]
         ms = [None if m.strip() == "full" else int(m) for m in top_m.split(",") if m.strip()]
+        thread_counts = [int(t) for t in threads.split(",") if t.strip()]
     except ValueError:
         _fail(ConfigError(f"--rows and --top-m must be comma-separated integers (or 'full'), got {rows!r}, "
                           f"{top_m!r}"))
@@ -420,12 +422,13 @@ def bench_scoring(
     try:
         for n in sizes:
             for m in ms:
-                r = run_scoring_bench(n, source=source, target=target, top_m=m, budget=budget, work_dir=work,
-                                      cache_dir=cache_dir or cache_root())
-                stdout.print(f"{n:,} rows, {'full' if m is None else f'top-m {m}'}: {r['seconds']:.1f} s, peak "
-                             f"RSS {r['peak_rss_mb']:,.0f} MB, {r['stored_per_row']:.0f} entries/row",
-                             highlight=False)
-                results.append(r)
+                for t in thread_counts:
+                    r = run_scoring_bench(n, source=source, target=target, top_m=m, budget=budget, work_dir=work,
+                                          cache_dir=cache_dir or cache_root(), threads=t)
+                    stdout.print(f"{n:,} rows, {'full' if m is None else f'top-m {m}'}, {t} thread(s): "
+                                 f"{r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:,.0f} MB, "
+                                 f"{r['stored_per_row']:.0f} entries/row", highlight=False)
+                    results.append(r)
     except MonaError as exc:
         _fail(exc)
         return

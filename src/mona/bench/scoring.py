@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,21 +47,29 @@ def write_vectors(source: sp.csr_matrix, n_rows: int, out_dir: Path, *, top_m: i
             "bytes_on_disk": sum(p.stat().st_size for p in cache.dir.glob("shard-*.npz"))}
 
 
-def score_shards(shard_dir: Path, proto: np.ndarray, budget: int) -> dict:
-    """Stream the shards: load one, score it, keep its scores; then the top `budget`. Runs in the child."""
+def _score_shard(path: Path, proto: np.ndarray) -> np.ndarray:
+    matrix = FeatureCache._load_matrix(path)
+    if matrix is None:
+        raise RuntimeError(f"unreadable shard {path}")
+    return generalized_jaccard(matrix, proto)
+
+
+def score_shards(shard_dir: Path, proto: np.ndarray, budget: int, threads: int) -> dict:
+    """Stream the shards: load one, score it, keep its scores; then the top `budget`. Runs in the child. With
+    `threads` > 1, that many shards are in flight at once (numpy's loops release the GIL), so memory holds that
+    many shards."""
     t0 = time.perf_counter()
-    parts = []
-    for path in sorted(shard_dir.glob("shard-*.npz")):
-        matrix = FeatureCache._load_matrix(path)
-        assert matrix is not None, path
-        parts.append(generalized_jaccard(matrix, proto))
-    scores = np.concatenate(parts)
+    paths = sorted(shard_dir.glob("shard-*.npz"))
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        scores = np.concatenate(list(pool.map(lambda p: _score_shard(p, proto), paths)))
     top = np.argpartition(-scores, budget - 1)[:budget]
-    return {"seconds": time.perf_counter() - t0, "rows": len(scores), "best": float(scores[top].max())}
+    return {"seconds": time.perf_counter() - t0, "rows": len(scores), "best": float(scores[top].max()),
+            "threads": threads}
 
 
 def run_scoring_bench(n_rows: int, *, source: Path, target: Path, top_m: int | None, budget: int, work_dir: Path,
-                      cache_dir: Path | None, lm: LMConfig | None = None, sae: str | None = None) -> dict:
+                      cache_dir: Path | None, threads: int = 1, lm: LMConfig | None = None, sae: str | None = None
+                      ) -> dict:
     """Featurize the source pool and target (through the cache), write N resampled vectors, score them in a
     child process and return its time and peak RSS."""
     # imported here so that the scoring child (this module run with -m) loads no torch or model code
@@ -83,7 +92,8 @@ def run_scoring_bench(n_rows: int, *, source: Path, target: Path, top_m: int | N
         info = write_vectors(vectors, n_rows, shards, top_m=top_m)
         (shards / "info.json").write_text(json.dumps(info))
     np.save(work_dir / "proto.npy", proto)
-    cmd = [sys.executable, "-m", "mona.bench.scoring", info["dir"], str(work_dir / "proto.npy"), str(budget)]
+    cmd = [sys.executable, "-m", "mona.bench.scoring", info["dir"], str(work_dir / "proto.npy"), str(budget),
+           str(threads)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     # wait4: the kernel's high-water mark of the child's resident memory (see bench.memory)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -104,13 +114,15 @@ def scoring_markdown(results: list[dict], command: str) -> str:
              "to N rows and written as feature-cache shards of 65,536 rows; a fresh child process streams the "
              "shards (load, generalized Jaccard against the target prototype, keep the scores) and takes the top "
              "rows. Peak memory is the child's resident high-water mark (wait4), interpreter included.", "",
-             "| rows | storage | stored entries/row | on disk | wall s | peak RSS MB |", "|---|---|---|---|---|---|"]
+             "| rows | storage | stored entries/row | on disk | threads | wall s | peak RSS MB |",
+             "|---|---|---|---|---|---|---|"]
     for r in results:
         storage = f"top-m {r['top_m']}" if r["top_m"] else "full vectors"
         lines.append(f"| {r['rows']:,} | {storage} | {r['stored_per_row']:.0f} | "
-                     f"{r['bytes_on_disk'] / 2**30:.2f} GiB | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |")
+                     f"{r['bytes_on_disk'] / 2**30:.2f} GiB | {r['threads']} | {r['seconds']:.1f} | "
+                     f"{r['peak_rss_mb']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":  # the child: python -m mona.bench.scoring SHARD_DIR PROTO.npy BUDGET
-    print(json.dumps(score_shards(Path(sys.argv[1]), np.load(sys.argv[2]), int(sys.argv[3]))))
+if __name__ == "__main__":  # the child: python -m mona.bench.scoring SHARD_DIR PROTO.npy BUDGET THREADS
+    print(json.dumps(score_shards(Path(sys.argv[1]), np.load(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))))
