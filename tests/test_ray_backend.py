@@ -42,7 +42,8 @@ def _scores(path) -> np.ndarray:
 
 
 def test_ray_selects_what_local_selects(ray_cluster, files, model_dir, sae_dir):
-    extra = ["--model", str(model_dir), "--sae", str(sae_dir)]
+    # --top-m: pool rows are truncated and target rows are not, so the actors must know which they featurize
+    extra = ["--model", str(model_dir), "--sae", str(sae_dir), "--top-m", "6"]
     runs, cache_dirs = {}, {}
     for backend in ("local", "ray"):
         cache = files["cache"].with_name(f"cache-{backend}")

@@ -15,9 +15,10 @@ from mona.data.formats import Sample
 from mona.features.base import FeatureBlock, Featurizer, Matrix, ProgressFn, stack
 from mona.features.cache import FeatureCache, text_hash
 
-# Computes the vectors of samples the cache lacks, in blocks (positions index the list it was given). The default
-# is the featurizer's own `featurize`; a distributed backend (mona.selection.ray_backend) supplies another.
-ComputeFn = Callable[[Sequence[Sample]], Iterator[FeatureBlock]]
+# Computes the vectors of samples the cache lacks, in blocks (positions index the list it was given), for a role
+# ("pool" or "target", see Featurizer.role). The default is the featurizer's own `featurize`; a distributed
+# backend (mona.selection.ray_backend) supplies another.
+ComputeFn = Callable[[Sequence[Sample], str], Iterator[FeatureBlock]]
 
 
 @dataclass
@@ -57,7 +58,8 @@ def featurize_cached(featurizer: Featurizer, samples: Sequence[Sample], cache_di
         progress(done, 0)
     computed: dict[int, object] = {}
     if missing:
-        for block in (compute or featurizer.featurize)([samples[i] for i in missing]):
+        todo = [samples[i] for i in missing]
+        for block in (compute(todo, featurizer.role) if compute else featurizer.featurize(todo)):
             positions = [missing[p] for p in block.positions]
             if cache:
                 cache.write([hashes[i] for i in positions], block.matrix)

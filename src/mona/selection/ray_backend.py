@@ -47,18 +47,11 @@ def build_featurizer(options: MethodOptions) -> Featurizer:
 
 
 def check_splittable(featurizer: Featurizer, method: str) -> None:
-    """Refuse a featurizer whose vectors need more than the sample itself: the actors see neither the
-    corpus-level set-up of `prepare` nor whether a batch belongs to the pool or the target."""
+    """Refuse a featurizer whose vectors need more than the sample itself (and its role, which the actors are
+    given): the actors do not see the corpus-level set-up of `prepare`."""
     if type(featurizer).prepare is not Featurizer.prepare:
         raise ConfigError(f"--backend ray cannot split {method}: its vectors depend on set-up over the whole pool "
                           "(Featurizer.prepare); use --backend local")
-    keys = []
-    for role in ("target", "pool"):
-        featurizer.role = role
-        keys.append(featurizer.key_config())
-    if keys[0] != keys[1]:
-        raise ConfigError(f"--backend ray cannot split {method} with these options: its vectors differ between pool "
-                          "and target rows; use --backend local")
 
 
 def ray_compute(options: MethodOptions, *, num_workers: int, num_gpus: float,
@@ -79,7 +72,7 @@ def ray_compute(options: MethodOptions, *, num_workers: int, num_gpus: float,
     # where the node has a GPU, which other actors may hold
     actor_options = replace(options, lm=replace(options.lm, device="cuda" if num_gpus > 0 else "cpu"))
 
-    def compute(samples: Sequence[Sample]) -> Iterator[FeatureBlock]:
+    def compute(samples: Sequence[Sample], role: str) -> Iterator[FeatureBlock]:
         if not samples:
             return
         connect(ray)
@@ -89,7 +82,7 @@ def ray_compute(options: MethodOptions, *, num_workers: int, num_gpus: float,
         check_resources(ray.cluster_resources(), workers, num_gpus)
         items = [{"position": i, "sample": pickle.dumps(s)} for i, s in enumerate(samples)]
         results = ray.data.from_items(items).map_batches(
-            FeaturizeActor, fn_constructor_kwargs={"options": actor_options}, batch_size=size,
+            FeaturizeActor, fn_constructor_kwargs={"options": actor_options, "role": role}, batch_size=size,
             batch_format="numpy", num_gpus=num_gpus or None,
             # one batch at a time per actor: a batch queued behind a busy actor would wait while another idles
             compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1))
@@ -151,8 +144,9 @@ class FeaturizeActor:
     """One Ray actor: builds the featurizer once (the model loads with the first batch and then stays), and turns
     each batch of pickled samples into per-sample columns Ray can carry."""
 
-    def __init__(self, options: MethodOptions) -> None:
+    def __init__(self, options: MethodOptions, role: str) -> None:
         self.featurizer = build_featurizer(options)
+        self.featurizer.role = role  # pool and target vectors may differ (mona --top-m truncates pool rows only)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         samples = [pickle.loads(blob) for blob in batch["sample"]]
