@@ -68,12 +68,14 @@ def select(
     render: Annotated[str, typer.Option(help="LM input rendering: chat (model's template) or plain.")] = "chat",
     similarity: Annotated[str | None, typer.Option(help="jaccard, cosine or euclidean (default: the "
                                                         "method's).")] = None,
-    pooling: Annotated[str, typer.Option(help="Token pooling: mean, sum or max.")] = "mean",
+    pooling: Annotated[str | None, typer.Option(help="Token pooling: mean, sum or max (default: the method's; "
+                                                     "see `mona methods`).")] = None,
     k: Annotated[int | None, typer.Option(help="Keep only the k largest SAE codes per token (<= SAE's k).")] = None,
     top_m: Annotated[int | None, typer.Option(help="mona (jaccard): store each pool vector's m largest latents "
                                                    "plus its left-out mass (compact cache; the summary reports "
                                                    "the largest possible score error and whether the selection is "
-                                                   "certified unchanged).")] = None,
+                                                   "certified unchanged; 0: whole vectors; default: the "
+                                                   "method's).")] = None,
     stream_rows: Annotated[int, typer.Option(help="Pool rows read, featurized, cached and scored together "
                                                   "(memory vs. overhead).")] = 8192,
     max_length: Annotated[int, typer.Option(help="Tokens per sample; longer ones are truncated and "
@@ -91,9 +93,9 @@ def select(
                         ] = "truncate",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     show: Annotated[int, typer.Option(help="Print this many top picks.")] = 0,
-    prototype: Annotated[str, typer.Option(help="single: mean target (the paper); max: best single target row; "
-                                                "per-subtask: one prototype per target subtask, picked "
-                                                "round-robin.")] = "single",
+    prototype: Annotated[str | None, typer.Option(help="single: mean target (the paper); max: best single target "
+                                                       "row; per-subtask: one prototype per target subtask, picked "
+                                                       "round-robin (default: the method's).")] = None,
     subtask_field: Annotated[str, typer.Option(help="Target field naming subtasks (--prototype "
                                                     "per-subtask).")] = "subtask",
     bm25_combine: Annotated[str, typer.Option(help="bm25: combine per-target-example scores by mean or "
@@ -182,7 +184,9 @@ def methods() -> None:
 
     for name, spec in METHODS.items():
         sim = f"({spec.similarity})" if spec.similarity else ""
-        stdout.print(f"{name:<8} {sim:<11} {spec.help}", highlight=False, markup=False)
+        defaults = ", ".join(f"{k} {v}" for k, v in spec.defaults.items())
+        stdout.print(f"{name:<10} {sim:<11} {spec.help}" + (f" [defaults: {defaults}]" if defaults else ""),
+                     highlight=False, markup=False)
 
 
 @app.command()
@@ -480,8 +484,10 @@ def bench_relevance(
     layer: Annotated[int | None, typer.Option(help="Layer for LM methods (default: penultimate).")] = None,
     render: Annotated[str, typer.Option(help="chat or plain.")] = "chat",
     similarity: Annotated[str | None, typer.Option(help="Override every method's similarity.")] = None,
-    prototype: Annotated[str, typer.Option(help="single, max or per-subtask (see `mona select`).")] = "single",
-    pooling: Annotated[str, typer.Option(help="Token pooling for LM methods: mean, sum or max.")] = "mean",
+    prototype: Annotated[str | None, typer.Option(help="single, max or per-subtask (see `mona select`; default: "
+                                                       "each method's).")] = None,
+    pooling: Annotated[str | None, typer.Option(help="Token pooling for LM methods: mean, sum or max (default: "
+                                                     "each method's).")] = None,
     k_codes: Annotated[int | None, typer.Option("--k-codes", help="Keep the k largest SAE codes per token "
                                                                   "(K sweep).")] = None,
     sae: Annotated[str | None, typer.Option(help="SAE directory for mona.")] = None,
@@ -531,7 +537,7 @@ def bench_relevance(
             return
         all_options = [MethodOptions(method=m, lm=LMConfig(layer=layer, render=render), sae=sae,
                                      similarity=similarity, seed=seed, pooling=pooling, k=k_codes,
-                                     prototype=prototype if get_method(m).build else "single") for m in names]
+                                     prototype=prototype if get_method(m).build else None) for m in names]
         cache = cache_dir or cache_root()
         shared, shared_stats = prefetch_lm_methods(all_options, suite, cache, RichProgress(err))
         runs = []

@@ -77,10 +77,11 @@ def run_scoring_bench(n_rows: int, *, source: Path, target: Path, top_m: int | N
     from mona.data.readers import read_samples
     from mona.features.cached import featurize_cached
     from mona.features.lm import LMConfig, LMRunner
-    from mona.features.mona import MonaFeaturizer
     from mona.scoring.similarity import prototype
+    from mona.selection.registry import MethodOptions, get_method
 
-    featurizer = MonaFeaturizer(LMRunner(lm or LMConfig()), sae)
+    # mona's default representation, stored whole (the truncation is applied here)
+    featurizer = get_method("mona").build(MethodOptions(sae=sae, top_m=0), LMRunner(lm or LMConfig()))
     vectors = sp.csr_matrix(featurize_cached(featurizer, read_samples(source), cache_dir))
     featurizer.role = "target"
     proto = prototype(featurize_cached(featurizer, read_samples(target), cache_dir))

@@ -16,8 +16,8 @@ from mona.bench.host import describe_host, host_line, load_average, load_line
 from mona.data.formats import Sample
 from mona.errors import ConfigError
 from mona.features.lm import LMConfig, LMRunner
-from mona.features.mona import MonaFeaturizer
 from mona.models import DEFAULT_MODEL, TokenBatch, Tokenized, TruncatedLM, decoder_layers, load_lm
+from mona.selection.registry import MethodOptions, get_method
 
 # Rows per batch of the naive run: what a straightforward script does (fixed-size batches in input order,
 # padded to each batch's longest row), sized like DESIGN.md's reference measurement (batch 16).
@@ -92,7 +92,7 @@ def measure_speed(samples: list[Sample], config: LMConfig | None = None, sae: st
     load_before = load_average()  # before this process adds load of its own
     config = config or LMConfig()
     runner = LMRunner(config)
-    featurizer = MonaFeaturizer(runner, sae)
+    featurizer = get_method("mona").build(MethodOptions(sae=sae), runner)  # mona's defaults (codes, pooling, top-m)
     lm = runner.lm()
     layer = runner.resolved_layer()
     full, _ = load_lm(config.model, "fp32", runner.device)  # a second copy: TruncatedLM cut the first one

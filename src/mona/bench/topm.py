@@ -19,10 +19,10 @@ from mona.bench.relevance import _samples, evaluate, machine
 from mona.bench.suite import Suite
 from mona.features.cached import featurize_cached
 from mona.features.lm import LMConfig, LMRunner
-from mona.features.mona import MonaFeaturizer
 from mona.features.pooling import keep_top_m
 from mona.scoring.similarity import generalized_jaccard, jaccard_upper_bound, prototype
 from mona.selection.budget import rank
+from mona.selection.registry import MethodOptions, get_method
 
 
 @dataclass
@@ -43,7 +43,8 @@ def measure_top_m(suite: Suite, k: int, ms: Sequence[int], cache_dir: Path | Non
                   lm: LMConfig | None = None, log: Callable[[str], None] = print) -> list[TopMRow]:
     """Score the suite with full pooled vectors and with each m (truncation applied to the cached full vectors,
     which is exactly what `mona select --top-m` stores)."""
-    featurizer = MonaFeaturizer(LMRunner(lm or LMConfig()), sae)
+    # mona's default representation, stored whole (the truncation is applied here)
+    featurizer = get_method("mona").build(MethodOptions(sae=sae, top_m=0), LMRunner(lm or LMConfig()))
     pool = _samples(suite.pool)
     ids = [s.id for s in pool]
     full = sp.csr_matrix(featurize_cached(featurizer, pool, cache_dir))

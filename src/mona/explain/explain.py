@@ -5,19 +5,21 @@ sample where they fire."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from mona.data.formats import Sample
+from mona.errors import ConfigError
 from mona.explain.labels import load_labels
 from mona.features.cached import featurize_cached
 from mona.features.lm import LMRunner
 from mona.features.mona import MonaFeaturizer
 from mona.sae.topk import encode
 from mona.scoring.similarity import prototype
-from mona.selection.registry import MethodOptions
+from mona.selection.registry import MethodOptions, get_method
 
 
 def _dense(row) -> np.ndarray:
@@ -48,7 +50,10 @@ def explain(chosen: Sequence[Sample], targets: Sequence[Sample], options: Method
     """One explanation per chosen sample: score, top latents (share of the score, label, strongest contexts)
     and the sample's content tokens weighted by how strongly those latents fire on each."""
     runner = LMRunner(options.lm)
-    featurizer = MonaFeaturizer(runner, options.sae, k=options.k, pooling=options.pooling)
+    # the selection's own representation (pooling, codes per token), whole vectors: every latent's contribution
+    featurizer = get_method(options.method).build(replace(options, top_m=0), runner)
+    if not isinstance(featurizer, MonaFeaturizer):
+        raise ConfigError(f"explanations are in SAE latents: method {options.method} has none (use mona)")
     proto = prototype(featurize_cached(featurizer, list(targets), cache_dir))
     vectors = featurize_cached(featurizer, list(chosen), cache_dir)
     labels = (load_labels(featurizer.sae_path) or {}).get("latents", {})
@@ -71,7 +76,7 @@ def explain(chosen: Sequence[Sample], targets: Sequence[Sample], options: Method
     for batch in lm.run([runner.render(s) for s in chosen]):
         for row, pos in enumerate(batch.positions):
             mask = batch.pool_mask[row]
-            values, indices = encode(featurizer.sae, batch.resid[layer][row][mask], options.k)
+            values, indices = encode(featurizer.sae, batch.resid[layer][row][mask], featurizer.k)
             wanted = np.asarray(explained[pos], dtype=np.int64)
             weights = (np.isin(indices.numpy(), wanted) * values.float().numpy()).sum(axis=1)
             ids = batch.input_ids[row][mask].tolist()

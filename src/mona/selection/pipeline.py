@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -21,7 +21,7 @@ from mona.paths import cache_root
 from mona.scoring.similarity import SIMILARITIES, jaccard_upper_bound, prototype
 from mona.selection.budget import rank, resolve_budget, round_robin
 from mona.selection.output import row_line, write_quarantine, write_scores, write_selection
-from mona.selection.registry import PROTOTYPES, MatrixScorer, MethodOptions, get_method
+from mona.selection.registry import PROTOTYPES, MatrixScorer, MethodOptions, get_method, with_defaults
 
 # Pool rows per streamed chunk: large enough that per-chunk overhead (cache lookups, scoring calls) vanishes,
 # small enough that a chunk's rows and vectors stay well under a GB.
@@ -114,6 +114,9 @@ class SelectResult:
 
 def validate_options(options: MethodOptions) -> None:
     """Reject option values no method accepts, before any work is done."""
+    options = with_defaults(options)
+    if options.top_m < 0:
+        raise ConfigError(f"--top-m must be at least 1 (or 0: store whole vectors), got {options.top_m}")
     if options.pooling not in POOLINGS:
         raise ConfigError(f"unknown pooling {options.pooling!r}; choose one of {', '.join(POOLINGS)}")
     if options.lm.render not in RENDER_MODES:
@@ -153,6 +156,7 @@ def prototype_scores(scorer: MatrixScorer, pool_m, target_m, targets: Sequence[S
                      ) -> tuple[np.ndarray, np.ndarray | None]:
     """Scores under `options.prototype`: single (the paper: one prototype), max (best single target row) or
     per-subtask (one prototype per subtask; also returns the per-subtask score columns for round-robin)."""
+    options = with_defaults(options)
     if options.prototype == "single":
         return np.asarray(scorer(pool_m, target_m, options), dtype=np.float64), None
     if options.prototype == "max":
@@ -174,6 +178,7 @@ class PoolScorer:
                  pool: Sequence[Sample] | None = None) -> None:
         self.spec = spec = get_method(options.method)
         validate_options(options)
+        options = with_defaults(options)
         self.targets = list(targets)
         self.cache_dir, self.progress, self.compute = cache_dir, progress, compute
         self.pool_stats, self.target_stats = FeaturizeStats(), FeaturizeStats()
@@ -187,8 +192,6 @@ class PoolScorer:
                                   f"{options.method}")
         else:
             assert spec.build is not None
-            if options.similarity is None:
-                options = replace(options, similarity=spec.similarity)
             self.runner = LMRunner(options.lm)
             self.featurizer = spec.build(options, self.runner)
             if getattr(self.featurizer, "runner", None) is self.runner:

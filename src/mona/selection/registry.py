@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +27,13 @@ class MethodOptions:
     lm: LMConfig = field(default_factory=LMConfig)
     sae: str | None = None
     k: int | None = None
-    pooling: str = "mean"
-    similarity: str | None = None  # None: the method's own default
+    # None in the next four: the method's own default (MethodSpec.defaults, see with_defaults)
+    pooling: str | None = None  # mean | sum | max over a sample's tokens
+    similarity: str | None = None
+    prototype: str | None = None  # single (the paper) | max (best target row) | per-subtask (round-robin)
+    top_m: int | None = None  # mona with jaccard: store each pool vector's top-m latents + left-out mass; 0: all
     seed: int = 0
-    prototype: str = "single"  # single (the paper) | max (best target row) | per-subtask (round-robin)
     group_field: str = "subtask"  # the target field naming subtasks, for per-subtask prototypes
-    top_m: int | None = None  # mona with jaccard: store each pool vector's top-m latents + left-out mass
     extra: dict = field(default_factory=dict)  # method-specific options (e.g. bm25's combine)
 
 
@@ -59,14 +60,44 @@ class MethodSpec:
     # a row's score depends only on that row and the targets, so the pool can be streamed in chunks; False for
     # methods with pool-level statistics (BM25's index, DSIR's pool n-gram model, LESS's warm-up on the pool)
     rowwise: bool = True
+    # the method's values of MethodOptions fields left None (pooling, prototype, top_m); unnamed ones fall back to
+    # FALLBACKS
+    defaults: dict = field(default_factory=dict)
+
+
+FALLBACKS = {"pooling": "mean", "prototype": "single", "top_m": 0}
+
+
+def with_defaults(opts: MethodOptions) -> MethodOptions:
+    """`opts` with every field left None set to the method's default."""
+    spec = get_method(opts.method)
+    values = {"similarity": spec.similarity, **FALLBACKS, **spec.defaults}
+    return replace(opts, **{f: v for f, v in values.items() if getattr(opts, f) is None})
+
+
+# mona's defaults, chosen on the relevance dev suite (docs/relevance.md): max pooling over the tokens, the 16
+# largest SAE codes per token (of the shipped SAE's 32; an SAE with a smaller k keeps all of its own), compact
+# storage of the 4,096 largest latents per pool vector (left every dev-suite selection unchanged)
+MONA_DEFAULT_K = 16
+MONA_DEFAULTS = {"pooling": "max", "prototype": "single", "top_m": 4096}
+
+
+def _mona_featurizer(opts: MethodOptions, runner: LMRunner, default_k: int | None) -> Featurizer:
+    from mona.features.mona import MonaFeaturizer
+
+    opts = with_defaults(opts)
+    k = opts.k if opts.k is not None or default_k is None else min(default_k, _sae_k(opts))
+    # compact storage keeps Jaccard's |z|_1 exact (pooling.keep_top_m); other similarities get full vectors
+    top_m = opts.top_m if opts.similarity == "jaccard" and opts.top_m != 0 else None
+    return MonaFeaturizer(runner, opts.sae, k=k, pooling=opts.pooling, top_m=top_m)
 
 
 def _mona(opts: MethodOptions, runner: LMRunner) -> Featurizer:
-    from mona.features.mona import MonaFeaturizer
+    return _mona_featurizer(opts, runner, MONA_DEFAULT_K)
 
-    # compact storage keeps Jaccard's |z|_1 exact (pooling.keep_top_m); other similarities get full vectors
-    top_m = opts.top_m if (opts.similarity or "jaccard") == "jaccard" else None
-    return MonaFeaturizer(runner, opts.sae, k=opts.k, pooling=opts.pooling, top_m=top_m)
+
+def _mona_paper(opts: MethodOptions, runner: LMRunner) -> Featurizer:
+    return _mona_featurizer(opts, runner, None)  # the SAE's own k
 
 
 def _sae_k(opts: MethodOptions) -> int:
@@ -82,13 +113,13 @@ def _sae_k(opts: MethodOptions) -> int:
 def _neurons(opts: MethodOptions, runner: LMRunner) -> Featurizer:
     from mona.features.neurons import NeuronFeaturizer
 
-    return NeuronFeaturizer(runner, k=_sae_k(opts), pooling=opts.pooling)
+    return NeuronFeaturizer(runner, k=_sae_k(opts), pooling=with_defaults(opts).pooling)
 
 
 def _hidden(opts: MethodOptions, runner: LMRunner) -> Featurizer:
     from mona.features.hidden import HiddenFeaturizer
 
-    return HiddenFeaturizer(runner, pooling=opts.pooling)
+    return HiddenFeaturizer(runner, pooling=with_defaults(opts).pooling)
 
 
 def _dsir(opts: MethodOptions, _runner: LMRunner) -> Featurizer:
@@ -150,8 +181,13 @@ def _random(pool: Sequence[Sample], _targets: Sequence[Sample], opts: MethodOpti
 
 
 METHODS: dict[str, MethodSpec] = {
-    "mona": MethodSpec("SAE (monosemantic) features of the selection model, mean-pooled, generalized Jaccard "
-                       "to the mean target", "jaccard", build=_mona),
+    "mona": MethodSpec("SAE (monosemantic) features of the selection model: the 16 largest codes per token, "
+                       "max-pooled over the sample's tokens, generalized Jaccard to the mean target (defaults "
+                       "chosen on the relevance dev suite; mona-paper is the published variant)", "jaccard",
+                       build=_mona, defaults=MONA_DEFAULTS),
+    "mona-paper": MethodSpec("MoNA exactly as published: mean pooling, generalized Jaccard to one mean-target "
+                             "prototype, the SAE's k, whole vectors", "jaccard", build=_mona_paper,
+                             defaults={"pooling": "mean", "prototype": "single", "top_m": 0}),
     "neurons": MethodSpec("raw gated-MLP activations TopK(SiLU(W_gate x)) with the SAE's K, mean-pooled, "
                           "generalized Jaccard (the paper's polysemantic ablation)", "jaccard", build=_neurons),
     "hidden": MethodSpec("raw hidden states of the selection layer, mean-pooled, cosine (DLRDS-LLM)", "cosine",
