@@ -476,7 +476,7 @@ def bench_top_m(
 @bench_app.command("relevance")
 def bench_relevance(
     methods: Annotated[str, typer.Option(help="Comma-separated methods (see `mona methods`).")] =
-        "mona,neurons,hidden,dense,bm25,dsir,random",
+        "mona,mona-paper,neurons,hidden,dense,bm25,dsir,random",
     k: Annotated[int, typer.Option(help="Budget: rows selected per target set.")] = 100,
     pool_size: Annotated[int, typer.Option(help="Rows in the labelled pool.")] = 5000,
     per_task: Annotated[int, typer.Option(help="Pool rows per BIG-bench task.")] = 100,
