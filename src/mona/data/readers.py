@@ -189,18 +189,20 @@ def read_records(path: str | Path, rejects: list[Rejected] | None = None) -> lis
 
 
 def iter_samples(path: str | Path, *, text_field: str | None = None, allow_empty: bool = False,
-                 rejects: list[Rejected] | None = None) -> Iterator[Sample]:
+                 rejects: list[Rejected] | None = None, check_ids: bool = True) -> Iterator[Sample]:
     """Every row of a file as a `Sample` (id, conversation or plain text, original row), read lazily.
 
     Raises InputError naming file and line for unparseable rows, rows without text, empty text or duplicate
     ids; with a `rejects` list (--on-error skip) those rows are appended to it and left out instead. An empty
     file (or one whose every row was rejected) is an InputError unless `allow_empty`, raised when the
-    iteration reaches the end. Only the ids seen so far are kept (for the duplicate check).
+    iteration reaches the end. Only the ids seen so far are kept (for the duplicate check); `check_ids=False`
+    skips that check and keeps nothing, for a file already read once with it.
     """
     records = iter_records(path, rejects)
 
     def samples() -> Iterator[Sample]:
         seen: dict[str, int] = {}
+        n_samples = 0
         fmt = None
         n_records = 0
         for rec in records:
@@ -209,7 +211,7 @@ def iter_samples(path: str | Path, *, text_field: str | None = None, allow_empty
                 if fmt is None and text_field is None:
                     fmt = detect_format(rec.row, path=str(path), line=rec.line)
                 sample = to_sample(rec, fmt=fmt, text_field=text_field, path=str(path))
-                if sample.id in seen:
+                if check_ids and sample.id in seen:
                     raise InputError(f"duplicate id '{sample.id}' (first seen on line {seen[sample.id]})",
                                      path=str(path), line=rec.line, field="id")
             except InputError as exc:
@@ -218,9 +220,11 @@ def iter_samples(path: str | Path, *, text_field: str | None = None, allow_empty
                 raw = rec.raw or json.dumps(rec.row, ensure_ascii=False, default=str)
                 rejects.append(Rejected(str(path), rec.line, exc.reason, raw))
                 continue
-            seen[sample.id] = rec.line
+            if check_ids:
+                seen[sample.id] = rec.line
+            n_samples += 1
             yield sample
-        if not seen and not allow_empty:
+        if not n_samples and not allow_empty:
             raise InputError("file has no rows" if not n_records and not rejects else "file has no usable rows",
                              path=str(path))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,15 +292,19 @@ def stream_scores(config: SelectConfig, scorer: PoolScorer, n_rows: int, rejects
     The pool has been validated (`n_rows` usable rows; bad ones already in `rejects`): only rows refused as
     too long are added to `rejects` here."""
     ids: list[str] = []
-    lines: list[int] = []
+    lines = array("q")  # 8 bytes a row, not a Python int's 36
     parts: list[np.ndarray] = []
     group_parts: list[np.ndarray] = []
     bar = progress is not None and scorer.featurizer is not None
     if bar:
         progress.start("pool", n_rows)
     try:
+        # the validation pass checked the ids; rows it rejected (duplicate ids, with --on-error skip) stay out
+        skip = {r.line for r in rejects or [] if r.path == str(config.pool)}
         samples = iter_samples(config.pool, text_field=config.text_field,
-                               rejects=None if rejects is None else [])
+                               rejects=None if rejects is None else [], check_ids=False)
+        if skip:
+            samples = (s for s in samples if s.record.line not in skip)
         for chunk in _chunks(samples, config.stream_rows):
             if config.too_long == "refuse" and scorer.featurizer is not None:
                 chunk = refuse_too_long(chunk, config.options, config.pool, rejects)
@@ -316,7 +321,7 @@ def stream_scores(config: SelectConfig, scorer: PoolScorer, n_rows: int, rejects
             progress.finish()
     if not ids:
         raise InputError("no rows left within --max-length", path=str(config.pool))
-    return PoolScores(ids, np.asarray(lines, dtype=np.int64), np.concatenate(parts),
+    return PoolScores(ids, np.frombuffer(lines, dtype=np.int64), np.concatenate(parts),
                       np.concatenate(group_parts) if group_parts else None)
 
 
@@ -324,7 +329,7 @@ def read_selected(config: SelectConfig, pool: PoolScores, positions: np.ndarray)
     """The pool rows at `positions` (in that order), found again by their line in a second pass over the file."""
     wanted = {int(pool.lines[p]): i for i, p in enumerate(positions)}
     found: list[Sample | None] = [None] * len(positions)
-    for sample in iter_samples(config.pool, text_field=config.text_field, rejects=[]):
+    for sample in iter_samples(config.pool, text_field=config.text_field, rejects=[], check_ids=False):
         i = wanted.get(sample.record.line)
         if i is not None:
             found[i] = sample
