@@ -121,7 +121,8 @@ def test_select_mona_end_to_end_and_cache(files, model_dir, sae_dir):
 
 
 def test_select_in_process_matches_and_uses_cache(files, model_dir, sae_dir):
-    extra = ["--model", str(model_dir), "--sae", str(sae_dir), "--ratio", "0.25"]
+    # whole vectors (--top-m 0): the top-m storage is for Jaccard only, other similarities read whole vectors
+    extra = ["--model", str(model_dir), "--sae", str(sae_dir), "--ratio", "0.25", "--top-m", "0"]
     result = _invoke(_args(files, *extra, budget=None), files["cache"])
     assert result.exit_code == 0, result.stderr
     _check_outputs(files, 3)
