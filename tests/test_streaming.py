@@ -59,7 +59,7 @@ def test_bad_row_at_the_end_fails_before_any_featurization(files, model_dir, sae
 
 def test_top_m_certified_selection_matches_full_vectors(files, model_dir, sae_dir):
     base = _args(files, "--model", str(model_dir), "--sae", str(sae_dir))
-    assert _invoke(base, files["cache"]).exit_code == 0
+    assert _invoke([*base, "--top-m", "0"], files["cache"]).exit_code == 0  # whole vectors
     full = files["out"].read_bytes()
     full_scores = [json.loads(line)["score"] for line in files["scores"].read_text().splitlines()]
     # m larger than any row's nonzeros: nothing is cut, scores equal, selection certified

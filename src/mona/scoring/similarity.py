@@ -15,55 +15,56 @@ def prototype(targets: sp.csr_matrix | np.ndarray) -> np.ndarray:
     return np.asarray(targets.mean(axis=0), dtype=np.float64).ravel()
 
 
+def _shared_mass(pool: sp.csr_matrix | np.ndarray, proto: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(S = sum_k min(z_k, p_k), |z|_1) per row, touching only each row's own nonzeros."""
+    if not sp.issparse(pool):
+        dense = np.asarray(pool, dtype=np.float64)
+        return np.minimum(dense, proto).sum(axis=1), dense.sum(axis=1)
+    csr = sp.csr_matrix(pool)
+    n = csr.shape[0]
+    shared, z_l1 = np.zeros(n), np.zeros(n)
+    # float32 rows (every cache) are compared in float32, other rows in float64
+    data_all = csr.data if csr.data.dtype == np.float32 else csr.data.astype(np.float64)
+    proto_typed = proto.astype(data_all.dtype)
+    # Row blocks over views of the CSR arrays keep temporaries small whatever the pool's size; reduceat over each
+    # row's own nonzeros (summed in float64) replaced a bincount over row ids with float64 copies of every block:
+    # 0.78 s instead of 2.49 s for 65,536 random rows x 1,300 nonzeros (best of 3, idle machine).
+    for start in range(0, n, CHUNK_ROWS):
+        stop = min(start + CHUNK_ROWS, n)
+        lo, hi = csr.indptr[start], csr.indptr[stop]
+        data = data_all[lo:hi]
+        mins = np.minimum(data, proto_typed[csr.indices[lo:hi]])
+        offsets = csr.indptr[start:stop] - lo
+        rows = np.flatnonzero(np.diff(csr.indptr[start:stop + 1]) > 0)  # reduceat needs non-empty segments
+        if len(rows):
+            shared[start + rows] = np.add.reduceat(mins, offsets[rows], dtype=np.float64)
+            z_l1[start + rows] = np.add.reduceat(data, offsets[rows], dtype=np.float64)
+    return shared, z_l1
+
+
+def _jaccard_from(shared: np.ndarray, z_l1: np.ndarray, p_l1: float) -> np.ndarray:
+    denom = z_l1 + p_l1 - shared
+    return np.divide(shared, denom, out=np.zeros_like(shared), where=denom > 0)
+
+
 def generalized_jaccard(pool: sp.csr_matrix | np.ndarray, proto: np.ndarray) -> np.ndarray:
     """J(z, p) = sum_k min(z_k, p_k) / sum_k max(z_k, p_k) for non-negative vectors, computed as
     S / (|z|_1 + |p|_1 - S) with S = sum_k min(z_k, p_k): only the shared nonzeros matter."""
     proto = np.asarray(proto, dtype=np.float64)
-    p_l1 = float(proto.sum())
-    if sp.issparse(pool):
-        csr = sp.csr_matrix(pool)
-        n = csr.shape[0]
-        shared, z_l1 = np.zeros(n), np.zeros(n)
-        # float32 rows (every cache) are compared in float32, other rows in float64
-        data_all = csr.data if csr.data.dtype == np.float32 else csr.data.astype(np.float64)
-        proto_typed = proto.astype(data_all.dtype)
-        # Row blocks over views of the CSR arrays keep temporaries small whatever the pool's size; reduceat over
-        # each row's own nonzeros, summed in float64, was 20x faster here than bincount over row ids (2.2 s vs
-        # 44 s for 65,536 rows x 1,300 nonzeros).
-        for start in range(0, n, CHUNK_ROWS):
-            stop = min(start + CHUNK_ROWS, n)
-            lo, hi = csr.indptr[start], csr.indptr[stop]
-            data = data_all[lo:hi]
-            mins = np.minimum(data, proto_typed[csr.indices[lo:hi]])
-            offsets = csr.indptr[start:stop] - lo
-            rows = np.flatnonzero(np.diff(csr.indptr[start:stop + 1]) > 0)  # reduceat needs non-empty segments
-            if len(rows):
-                shared[start + rows] = np.add.reduceat(mins, offsets[rows], dtype=np.float64)
-                z_l1[start + rows] = np.add.reduceat(data, offsets[rows], dtype=np.float64)
-    else:
-        dense = np.asarray(pool, dtype=np.float64)
-        shared = np.minimum(dense, proto).sum(axis=1)
-        z_l1 = dense.sum(axis=1)
-    denom = z_l1 + p_l1 - shared
-    return np.divide(shared, denom, out=np.zeros_like(shared), where=denom > 0)
+    return _jaccard_from(*_shared_mass(pool, proto), float(proto.sum()))
 
 
 def jaccard_upper_bound(pool: sp.csr_matrix, proto: np.ndarray) -> np.ndarray:
     """For rows stored by features.pooling.keep_top_m (last column = left-out mass r, prototype 0 there): the
     largest generalized Jaccard the full vector could have. The left-out entries share at most r with the
-    prototype, so S lies in [S_kept, S_kept + r] and J, increasing in S, in [J(S_kept), J(S_kept + r)]."""
+    prototype (and at most what the prototype has beyond the kept overlap), so S lies in [S_kept, S_kept + r]
+    and J, increasing in S, in [J(S_kept), J(S_kept + r)]."""
     csr = sp.csr_matrix(pool)
     proto = np.asarray(proto, dtype=np.float64)
-    residual = np.asarray(csr[:, -1].toarray(), dtype=np.float64).ravel()
-    # S_kept and |z|_1 recovered from the lower estimate J = S / (|z|_1 + |p|_1 - S) and the row sums
-    z_l1 = np.asarray(csr.sum(axis=1), dtype=np.float64).ravel()
-    lower = generalized_jaccard(csr, proto)
     p_l1 = float(proto.sum())
-    shared = lower * (z_l1 + p_l1) / (1.0 + lower)
-    # the left-out mass can add to S at most r and at most what the prototype has beyond the kept overlap
-    upper_s = shared + np.minimum(residual, max(p_l1, 0.0) - shared)
-    denom = z_l1 + p_l1 - upper_s
-    return np.divide(upper_s, denom, out=np.zeros_like(upper_s), where=denom > 0)
+    shared, z_l1 = _shared_mass(csr, proto)
+    residual = np.asarray(csr[:, -1].toarray(), dtype=np.float64).ravel()
+    return _jaccard_from(shared + np.minimum(residual, p_l1 - shared), z_l1, p_l1)
 
 
 def _row_norms(pool: sp.csr_matrix | np.ndarray) -> np.ndarray:

@@ -213,6 +213,7 @@ class PoolScorer:
         # top-m storage: also track each score's upper bound, to report how far truncation could move it
         self.bounded = (getattr(self.featurizer, "top_m", None) is not None and options.prototype == "single"
                         and options.similarity == "jaccard")
+        self.proto = prototype(self.target_matrix) if self.bounded else None
         self.upper: list[np.ndarray] = []
 
     @property
@@ -231,7 +232,7 @@ class PoolScorer:
                                   (lambda d, t: progress.update(done_before + d, t)) if progress else None,
                                   self.pool_stats, self.compute)
         if self.bounded:
-            self.upper.append(jaccard_upper_bound(matrix, prototype(self.target_matrix)))
+            self.upper.append(jaccard_upper_bound(matrix, self.proto))
         return prototype_scores(self.spec.matrix_scorer, matrix, self.target_matrix, self.targets, self.options)
 
     def truncation_report(self, scores: np.ndarray, order: np.ndarray, n: int) -> tuple[float, bool] | None:
