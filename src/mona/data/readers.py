@@ -188,6 +188,17 @@ def read_records(path: str | Path, rejects: list[Rejected] | None = None) -> lis
     return list(iter_records(path, rejects))
 
 
+def duplicate_id_error(sample_id: str, first_line: int, path: str | Path, line: int) -> InputError:
+    """The error for a row whose id an earlier row (on `first_line`) already has."""
+    return InputError(f"duplicate id '{sample_id}' (first seen on line {first_line})", path=str(path), line=line,
+                      field="id")
+
+
+def raw_row(rec: Record) -> str:
+    """The row as read (the JSONL line), or as JSON for formats without one (for the quarantine file)."""
+    return rec.raw or json.dumps(rec.row, ensure_ascii=False, default=str)
+
+
 def iter_samples(path: str | Path, *, text_field: str | None = None, allow_empty: bool = False,
                  rejects: list[Rejected] | None = None, check_ids: bool = True) -> Iterator[Sample]:
     """Every row of a file as a `Sample` (id, conversation or plain text, original row), read lazily.
@@ -212,13 +223,11 @@ def iter_samples(path: str | Path, *, text_field: str | None = None, allow_empty
                     fmt = detect_format(rec.row, path=str(path), line=rec.line)
                 sample = to_sample(rec, fmt=fmt, text_field=text_field, path=str(path))
                 if check_ids and sample.id in seen:
-                    raise InputError(f"duplicate id '{sample.id}' (first seen on line {seen[sample.id]})",
-                                     path=str(path), line=rec.line, field="id")
+                    raise duplicate_id_error(sample.id, seen[sample.id], path, rec.line)
             except InputError as exc:
                 if rejects is None:
                     raise
-                raw = rec.raw or json.dumps(rec.row, ensure_ascii=False, default=str)
-                rejects.append(Rejected(str(path), rec.line, exc.reason, raw))
+                rejects.append(Rejected(str(path), rec.line, exc.reason, raw_row(rec)))
                 continue
             if check_ids:
                 seen[sample.id] = rec.line

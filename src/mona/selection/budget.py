@@ -27,14 +27,20 @@ def resolve_budget(n_pool: int, *, ratio: float | None = None, budget: int | Non
 
 
 def rank(ids: Sequence[str], scores: np.ndarray) -> np.ndarray:
-    """Pool positions ordered best first: score descending, ties broken by id (ascending)."""
+    """Pool positions ordered best first: score descending, ties broken by id (ascending). Only the ids of tied
+    rows are looked at, so `ids` may be a compact column that decodes on access."""
     if len(ids) != len(scores):
         raise ValueError("ids and scores differ in length")
-    id_order = np.argsort(np.asarray(ids, dtype=object), kind="stable")
-    id_rank = np.empty(len(ids), dtype=np.int64)
-    id_rank[id_order] = np.arange(len(ids))
-    # lexsort sorts by the last key first
-    return np.lexsort((id_rank, -np.asarray(scores, dtype=np.float64)))
+    neg = -np.asarray(scores, dtype=np.float64)
+    order = np.argsort(neg, kind="stable")
+    ordered = neg[order]
+    tied = (ordered[1:] == ordered[:-1]) | (np.isnan(ordered[1:]) & np.isnan(ordered[:-1]))
+    if tied.any():
+        edges = np.diff(np.concatenate(([0], tied.astype(np.int8), [0])))
+        for start, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) + 1, strict=True):
+            run = order[start:end]
+            order[start:end] = run[np.argsort(np.asarray([ids[int(i)] for i in run], dtype=object), kind="stable")]
+    return order
 
 
 def round_robin(ids: Sequence[str], group_scores: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from mona.data.formats import Sample
+from mona.data.ids import IdColumn, scan_samples
 from mona.data.readers import Rejected, iter_samples, read_samples
 from mona.data.render import RENDER_MODES
 from mona.errors import ConfigError, InputError
@@ -280,7 +281,7 @@ class PoolScores:
     """Scores of a pool read once: its ids, the line of each row in the file (to find the selected rows
     again) and the scores."""
 
-    ids: list[str]
+    ids: Sequence[str]
     lines: np.ndarray
     scores: np.ndarray
     groups: np.ndarray | None
@@ -289,10 +290,11 @@ class PoolScores:
 def stream_scores(config: SelectConfig, scorer: PoolScorer, n_rows: int, rejects: list[Rejected] | None,
                   progress: Progress | None) -> PoolScores:
     """Read, featurize (through the cache: a killed run resumes from the shards written) and score the pool
-    chunk by chunk: memory holds one chunk's rows and vectors, plus an id, a line number and a score per row.
+    chunk by chunk: memory holds one chunk's rows and vectors, plus an id (compact), a line number and a score
+    per row.
     The pool has been validated (`n_rows` usable rows; bad ones already in `rejects`): only rows refused as
     too long are added to `rejects` here."""
-    ids: list[str] = []
+    ids = IdColumn()
     lines = array("q")  # 8 bytes a row, not a Python int's 36
     parts: list[np.ndarray] = []
     group_parts: list[np.ndarray] = []
@@ -358,7 +360,7 @@ def select(config: SelectConfig, progress: Progress | None = None) -> SelectResu
     if spec.rowwise:
         # a validation pass (parse, ids) before any model is loaded: bad input fails at once, the bar has a
         # total, and a budget larger than the pool is refused before any work
-        n_rows = sum(1 for _ in iter_samples(config.pool, text_field=config.text_field, rejects=rejects))
+        n_rows = scan_samples(config.pool, text_field=config.text_field, rejects=rejects)
         resolve_budget(n_rows, ratio=config.ratio, budget=config.budget)
     else:
         whole = read_samples(config.pool, text_field=config.text_field, rejects=rejects)

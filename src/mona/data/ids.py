@@ -1,0 +1,98 @@
+"""Per-row ids of a pool too large to keep as Python objects: a compact id column, and a validation pass whose
+duplicate-id check keeps 16 bytes a row (a 64-bit hash and a line number) instead of a dict of strings
+(about 130 bytes a row), so the memory of `mona select` on a streamed pool hardly grows with its rows."""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mona.data.readers import Rejected, duplicate_id_error, iter_samples, raw_row
+
+
+class IdColumn(Sequence[str]):
+    """Ids as one UTF-8 buffer plus end offsets: about the id's length + 8 bytes a row."""
+
+    def __init__(self, ids: Iterable[str] = ()) -> None:
+        self._data = bytearray()
+        self._ends = array("q")
+        self.extend(ids)
+
+    def append(self, sample_id: str) -> None:
+        self._data += sample_id.encode("utf-8")
+        self._ends.append(len(self._data))
+
+    def extend(self, ids: Iterable[str]) -> None:
+        for sample_id in ids:
+            self.append(sample_id)
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __getitem__(self, i):  # type: ignore[override]  # int indexing only
+        if not isinstance(i, int | np.integer):
+            raise TypeError("IdColumn supports integer indexing only")
+        n = len(self._ends)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(i)
+        start = self._ends[i - 1] if i else 0
+        return self._data[start:self._ends[i]].decode("utf-8")
+
+    def __iter__(self) -> Iterator[str]:
+        start = 0
+        for end in self._ends:
+            yield self._data[start:end].decode("utf-8")
+            start = end
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._data) + self._ends.itemsize * len(self._ends)
+
+
+def scan_samples(path: str | Path, *, text_field: str | None = None,
+                 rejects: list[Rejected] | None = None) -> int:
+    """Validate every row of a file in one pass without keeping its ids; returns the number of usable rows.
+
+    The same errors as `iter_samples` (and, with `rejects`, the same rows left out), but duplicate ids are found
+    after the pass: rows with equal 64-bit id hashes are read again to compare their ids exactly, so a hash
+    collision never rejects a row. A failing run therefore names the first duplicate in file order, as
+    `iter_samples` does, only after reading to the end."""
+    hashes = array("q")
+    lines = array("q")
+    n_before = len(rejects) if rejects is not None else 0
+    for sample in iter_samples(path, text_field=text_field, rejects=rejects, check_ids=False):
+        hashes.append(hash(sample.id))  # str hashes are stable within a process, which is all this needs
+        lines.append(sample.record.line)
+    h = np.frombuffer(hashes, dtype=np.int64)
+    order = np.argsort(h, kind="stable")  # stable: equal hashes stay in file order
+    sorted_h = h[order]
+    same = np.flatnonzero(sorted_h[1:] == sorted_h[:-1])
+    n_rows = len(h)
+    if not len(same):
+        return n_rows
+    suspects = {int(lines[i]) for i in np.unique(np.concatenate([order[same], order[same + 1]]))}
+    del h, order, sorted_h, hashes  # only the suspect lines matter from here
+    first_line: dict[str, int] = {}
+    duplicates: list[tuple[int, str, int, str]] = []  # (line, id, first line, raw)
+    for sample in iter_samples(path, text_field=text_field, rejects=[], check_ids=False):
+        line = sample.record.line
+        if line not in suspects:
+            continue
+        if sample.id in first_line:
+            duplicates.append((line, sample.id, first_line[sample.id], raw_row(sample.record)))
+        else:
+            first_line[sample.id] = line
+    if duplicates and rejects is None:
+        line, sample_id, first, _ = duplicates[0]
+        raise duplicate_id_error(sample_id, first, path, line)
+    if rejects is not None:
+        for line, sample_id, first, raw in duplicates:
+            reason = duplicate_id_error(sample_id, first, path, line).reason
+            rejects.append(Rejected(str(path), line, reason, raw))
+        rejects[n_before:] = sorted(rejects[n_before:], key=lambda r: r.line or 0)
+    return n_rows - len(duplicates)
