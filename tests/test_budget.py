@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mona.errors import ConfigError
-from mona.selection.budget import rank, resolve_budget
+from mona.selection.budget import rank, resolve_budget, top_order
 
 
 @pytest.mark.parametrize(("n", "ratio", "expected"), [
@@ -54,3 +54,18 @@ def test_rank_ties_do_not_depend_on_input_order():
 def test_rank_length_mismatch():
     with pytest.raises(ValueError):
         rank(["a"], np.zeros(2))
+
+
+@pytest.mark.parametrize("n", [1, 7, 50, 199, 200])
+def test_top_order_is_the_head_of_the_full_ranking(n):
+    rng = np.random.default_rng(n)
+    ids = [f"r{v:03d}" for v in rng.permutation(200)]
+    scores = rng.integers(0, 6, 200).astype(np.float64)  # ties across the budget boundary
+    scores[rng.choice(200, 20, replace=False)] = np.nan
+    assert top_order(ids, scores, n).tolist() == rank(ids, scores)[:n].tolist()
+
+
+def test_top_order_when_nans_reach_the_budget():
+    ids = ["b", "a", "c", "d"]
+    scores = np.array([np.nan, 1.0, np.nan, np.nan])
+    assert top_order(ids, scores, 3).tolist() == rank(ids, scores)[:3].tolist() == [1, 0, 2]

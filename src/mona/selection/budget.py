@@ -43,6 +43,32 @@ def rank(ids: Sequence[str], scores: np.ndarray) -> np.ndarray:
     return order
 
 
+class _Subset(Sequence[str]):
+    """The ids at some positions of a larger id sequence, looked up only when asked for."""
+
+    def __init__(self, ids: Sequence[str], positions: np.ndarray) -> None:
+        self.ids, self.positions = ids, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.ids[int(self.positions[i])]
+
+
+def top_order(ids: Sequence[str], scores: np.ndarray, n: int) -> np.ndarray:
+    """The first `n` positions of `rank(ids, scores)`, without sorting the whole pool: the rows scoring at
+    least the n-th best score (ties included, so the boundary is broken by id as in `rank`) are ranked alone."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if n >= len(scores):
+        return rank(ids, scores)
+    kth = np.partition(-scores, n - 1)[n - 1]
+    if np.isnan(kth):  # fewer than n real scores: NaNs take part in the ranking
+        return rank(ids, scores)[:n]
+    candidates = np.flatnonzero(-scores <= kth)
+    return candidates[rank(_Subset(ids, candidates), scores[candidates])[:n]]
+
+
 def round_robin(ids: Sequence[str], group_scores: np.ndarray) -> np.ndarray:
     """Pool positions interleaving the groups' rankings (one prototype per target subtask): the best row not yet
     taken for group 1, then for group 2, ..., then again from group 1."""

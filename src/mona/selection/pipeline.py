@@ -21,7 +21,7 @@ from mona.features.lm import LMRunner
 from mona.features.pooling import POOLINGS
 from mona.paths import cache_root
 from mona.scoring.similarity import SIMILARITIES, jaccard_upper_bound, prototype
-from mona.selection.budget import rank, resolve_budget, round_robin
+from mona.selection.budget import rank, resolve_budget, round_robin, top_order
 from mona.selection.output import row_line, write_quarantine, write_scores, write_selection
 from mona.selection.registry import PROTOTYPES, MatrixScorer, MethodOptions, get_method, with_defaults
 
@@ -100,9 +100,9 @@ def refuse_too_long(samples: list[Sample], options: MethodOptions, path: Path,
 class SelectResult:
     """What a selection produced and cost: the pool's ids and scores, the ranking, the selected rows."""
 
-    ids: list[str]
+    ids: Sequence[str]
     scores: np.ndarray
-    order: np.ndarray
+    order: np.ndarray  # pool positions best first: every row with SCORES or per-subtask groups, else the selected
     n_selected: int
     selected: list[Sample]
     pool_stats: FeaturizeStats
@@ -243,8 +243,9 @@ class PoolScorer:
         if not self.bounded or not self.upper:
             return None
         upper = np.concatenate(self.upper)
-        rest = order[n:]
-        certified = bool(len(rest) == 0 or scores[order[:n]].min() > upper[rest].max())
+        rest = np.ones(len(upper), dtype=bool)
+        rest[order[:n]] = False
+        certified = bool(not rest.any() or scores[order[:n]].min() > upper[rest].max())
         return float((upper - scores).max()), certified
 
 
@@ -383,7 +384,12 @@ def select(config: SelectConfig, progress: Progress | None = None) -> SelectResu
         pool = PoolScores([s.id for s in whole], np.asarray([s.record.line for s in whole], dtype=np.int64),
                           scores, groups)
     n = resolve_budget(len(pool.ids), ratio=config.ratio, budget=config.budget)
-    order = rank(pool.ids, pool.scores) if pool.groups is None else round_robin(pool.ids, pool.groups)
+    if pool.groups is not None:
+        order = round_robin(pool.ids, pool.groups)
+    elif config.scores is not None:  # SCORES gives every row its rank
+        order = rank(pool.ids, pool.scores)
+    else:
+        order = top_order(pool.ids, pool.scores, n)
     selected = [whole[int(i)] for i in order[:n]] if whole is not None else read_selected(config, pool, order[:n])
     if config.out is not None:
         write_selection(config.out, selected)
