@@ -105,7 +105,16 @@ def test_smaller_k_gives_sparser_vectors(model_dir, sae_dir):
     assert (b <= a + 1e-6).all() and (b > 0).sum() < (a > 0).sum()
 
 
-def test_layer_default_is_penultimate(model_dir):
+def test_default_layer_is_the_shipped_saes_on_the_embedded_model_else_penultimate():
+    from mona.sae.topk import default_layer, sae_metadata, shipped_sae_path
+
+    shipped = int(sae_metadata(shipped_sae_path())["layer"])
+    assert default_layer(None) == default_layer("smollm2-135m-instruct") == shipped
+    assert 0 <= shipped < 30
+    assert default_layer("/models/some-other-model") == -2
+
+
+def test_layer_default_is_penultimate_on_other_models(model_dir):
     runner = LMRunner(LMConfig(model=str(model_dir)))
     assert runner.resolved_layer() == N_LAYERS - 2
     assert LMRunner(LMConfig(model=str(model_dir), layer=-1)).resolved_layer() == N_LAYERS - 1

@@ -14,6 +14,9 @@ from rich.markup import escape
 
 from mona.errors import ConfigError, MissingFileError, MonaError
 
+LAYER_HELP = ("Decoder layer to read (0-based; default: the shipped SAE's layer on the embedded model, else the "
+              "penultimate).")
+
 app = typer.Typer(help="Select task-specific instruction-tuning data from a language model's monosemantic "
                        "(sparse-autoencoder) features, or with any of the baselines.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -59,7 +62,7 @@ def select(
                                                    "(default: embedded SmolLM2-135M-Instruct).")] = None,
     sae: Annotated[str | None, typer.Option(help="SAE directory (sparsify or SAELens layout); default: the "
                                                  "shipped SmolLM2 SAE.")] = None,
-    layer: Annotated[int | None, typer.Option(help="Decoder layer to read (0-based; default: penultimate).")] = None,
+    layer: Annotated[int | None, typer.Option(help=LAYER_HELP)] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: $MONA_CACHE or "
                                                         "~/.cache/mona).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the feature cache.")] = False,
@@ -265,7 +268,7 @@ def sae_train(
                                             "from every task file).")] = "bigbench-mix",
     samples: Annotated[int, typer.Option(help="Number of texts to read.")] = 16000,
     model: Annotated[str | None, typer.Option(help="Model (default: embedded SmolLM2-135M-Instruct).")] = None,
-    layer: Annotated[int | None, typer.Option(help="Decoder layer (0-based; default: penultimate).")] = None,
+    layer: Annotated[int | None, typer.Option(help=LAYER_HELP)] = None,
     expansion_factor: Annotated[int, typer.Option(help="Latents = this x the model's hidden size.")] = 16,
     k: Annotated[int, typer.Option(help="Active latents per token.")] = 32,
     epochs: Annotated[int, typer.Option(help="Passes over the collected activations.")] = 4,
@@ -298,7 +301,7 @@ def bench_speed(
     render: Annotated[str, typer.Option(help="chat or plain.")] = "chat",
     model: Annotated[str | None, typer.Option(help="Selection model (default: embedded SmolLM2).")] = None,
     sae: Annotated[str | None, typer.Option(help="SAE directory (default: the shipped one).")] = None,
-    layer: Annotated[int | None, typer.Option(help="Decoder layer (default: penultimate).")] = None,
+    layer: Annotated[int | None, typer.Option(help=LAYER_HELP)] = None,
     dtype: Annotated[str, typer.Option(help="dtype of mona's featurization and the bare forward: fp32, bf16, "
                                             "fp16 or int8 (dynamic quantization); the naive run stays fp32.")
                      ] = "fp32",
@@ -481,7 +484,7 @@ def bench_relevance(
     pool_size: Annotated[int, typer.Option(help="Rows in the labelled pool.")] = 5000,
     per_task: Annotated[int, typer.Option(help="Pool rows per BIG-bench task.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the pool and target sets.")] = 0,
-    layer: Annotated[int | None, typer.Option(help="Layer for LM methods (default: penultimate).")] = None,
+    layer: Annotated[int | None, typer.Option(help="LM methods: " + LAYER_HELP)] = None,
     render: Annotated[str, typer.Option(help="chat or plain.")] = "chat",
     similarity: Annotated[str | None, typer.Option(help="Override every method's similarity.")] = None,
     prototype: Annotated[str | None, typer.Option(help="single, max or per-subtask (see `mona select`; default: "
@@ -747,7 +750,7 @@ def plot_profiles_cmd(
     units: Annotated[int, typer.Option(help="Most variant units per panel.")] = 100,
     model: Annotated[str | None, typer.Option(help="Selection model (default: embedded SmolLM2).")] = None,
     sae: Annotated[str | None, typer.Option(help="SAE directory (default: the shipped SAE).")] = None,
-    layer: Annotated[int | None, typer.Option(help="Decoder layer (default: penultimate).")] = None,
+    layer: Annotated[int | None, typer.Option(help=LAYER_HELP)] = None,
     render: Annotated[str, typer.Option(help="chat or plain.")] = "chat",
     seed: Annotated[int, typer.Option(help="Seed of the samples drawn.")] = 0,
 ) -> None:

@@ -13,6 +13,7 @@ from mona.data.render import Rendered, render
 from mona.errors import ConfigError
 from mona.features.base import FeatureBlock, Featurizer, Matrix
 from mona.models import TokenBatch, TruncatedLM, load_lm, model_fingerprint, resolve_device
+from mona.sae.topk import default_layer
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class LMConfig:
     """How samples go through the selection model."""
 
     model: str | None = None
-    layer: int | None = None  # None: the penultimate decoder layer
+    layer: int | None = None  # None: sae.topk.default_layer (the shipped SAE's on the embedded model)
     render: str = "chat"
     max_length: int = 512
     dtype: str = "fp32"  # measured here: bf16 is ~7x slower on this CPU (no AVX-512 BF16)
@@ -53,7 +54,7 @@ class LMRunner:
     def resolved_layer(self) -> int:
         _ = self.tokenizer
         assert self.n_layers is not None
-        layer = self.config.layer if self.config.layer is not None else -2  # the paper's penultimate layer
+        layer = self.config.layer if self.config.layer is not None else default_layer(self.config.model)
         resolved = layer if layer >= 0 else self.n_layers + layer
         if not 0 <= resolved < self.n_layers:
             raise ConfigError(f"layer {layer} out of range: the model has {self.n_layers} decoder layers "

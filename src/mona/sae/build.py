@@ -18,6 +18,7 @@ from mona.models import TruncatedLM, load_lm, model_fingerprint
 from mona.paths import cache_root
 from mona.sae.collect import collect_activations, load_activations
 from mona.sae.textmix import default_text_mix
+from mona.sae.topk import default_layer
 from mona.sae.train import SaeTrainConfig, save_sae, train_sae
 
 DEFAULT_MIX = "bigbench-mix"
@@ -71,7 +72,8 @@ def build_sae(out: Path, *, texts: str = DEFAULT_MIX, n_samples: int = 16000, mo
     """Train an SAE on `texts` (a file, or the default BIG-bench mix) and write it to `out`."""
     config = config or SaeTrainConfig()
     model_obj, tokenizer = load_lm(model)
-    lm = TruncatedLM(model_obj, tokenizer, layer, max_length=max_length, batch_tokens=4096)
+    lm = TruncatedLM(model_obj, tokenizer, default_layer(model) if layer is None else layer, max_length=max_length,
+                     batch_tokens=4096)
     layer_idx = lm.layers[0]
     items, texts_id = text_items(texts, n_samples, tokenizer, config.seed)
     acts_dir, n_shards = collect_cached(lm, items, [model_fingerprint(model), texts_id], log=log)

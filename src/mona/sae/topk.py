@@ -56,6 +56,16 @@ def sae_metadata(path: Path) -> dict:
     return json.loads(cfg.read_text())
 
 
+def default_layer(model: str | None) -> int:
+    """The decoder layer read when none is given: on the embedded model, the shipped SAE's layer (chosen on the
+    relevance dev suite, docs/relevance.md); on any other model, the penultimate (-2), as in the paper."""
+    from mona.models import DEFAULT_MODEL
+
+    if model not in (None, DEFAULT_MODEL):
+        return -2
+    return int(sae_metadata(shipped_sae_path())["layer"])
+
+
 @lru_cache(maxsize=8)
 def _file_hash(path: str, size: int, mtime: float) -> str:
     digest = hashlib.sha256()
