@@ -35,7 +35,7 @@ def _all_rows(lm: TruncatedLM, items, layer: int):
     out = {}
     for batch in lm.run(items):
         for row, pos in enumerate(batch.positions):
-            n = len(lm.tokenize([items[pos]])[0].ids)
+            n = len(lm.tokenize([items[pos]])[0].ids) - batch.offset
             out[pos] = (batch.input_ids[row, :n], batch.pool_mask[row, :n], batch.resid[layer][row, :n])
             assert not batch.pool_mask[row, n:].any()  # padding is never pooled
     return out
@@ -155,3 +155,24 @@ def test_layer_out_of_range(tiny_model, tokenizer, layer):
 
 def test_negative_layer_counts_from_the_end(tiny_model, tokenizer):
     assert TruncatedLM(tiny_model, tokenizer, -1).layers == [N_LAYERS - 1]
+
+
+def test_a_shared_prefix_runs_once_and_changes_nothing_pooled(model_dir, tokenizer):
+    prefix = "the cat sat on the mat and "
+    texts = ["add two numbers", "what is two plus two ?", "hello world", "the dog"]
+    items = [Rendered(prefix + t, ((len(prefix), len(prefix) + len(t)),)) for t in texts]
+    shared = TruncatedLM(_fresh(model_dir), tokenizer, 1)
+    plain = TruncatedLM(_fresh(model_dir), tokenizer, 1, share_prefix=False)
+    tokenized = shared.tokenize(items)
+    assert shared.shared_prefix(tokenized, [0, 1, 2, 3]) == 1 + len(prefix.split())  # first token + prefix
+    calls = []
+    decoder_layers(shared.model)[0].register_forward_hook(lambda _m, inputs, _o: calls.append(inputs[0].shape[1]))
+    got, want = {}, {}
+    for lm, out in ((shared, got), (plain, want)):
+        for batch in lm.run(items):
+            for row, pos in enumerate(batch.positions):
+                out[pos] = batch.resid[1][row][batch.pool_mask[row]]
+    assert max(calls) < max(len(t.ids) for t in tokenized)  # no call saw a whole row: the prefix ran apart
+    for pos in range(len(items)):
+        assert got[pos].shape == want[pos].shape and got[pos].shape[0] > 0
+        torch.testing.assert_close(got[pos], want[pos], atol=1e-5, rtol=1e-5)

@@ -4,14 +4,18 @@ first token and template text out of anything pooled downstream."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from mona.data.render import Rendered
 from mona.errors import ConfigError
+
+MIN_SHARED_PREFIX = 4  # shorter common prefixes are not worth a cache copy
 
 
 @dataclass
@@ -23,6 +27,7 @@ class TokenBatch:
     pool_mask: torch.Tensor  # [B, T] bool: tokens that may enter a pooled vector
     resid: dict[int, torch.Tensor]  # layer -> [B, T, d_model] residual stream after that layer
     gate: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [B, T, d_mlp] SiLU(W_gate x)
+    offset: int = 0  # leading tokens every row shares and none pools, run once and left out of the tensors
 
     @property
     def n_tokens(self) -> int:
@@ -68,7 +73,7 @@ class TruncatedLM:
 
     def __init__(self, model: nn.Module, tokenizer, layers: Sequence[int] | int | None = None, *,
                  max_length: int = 512, batch_tokens: int = 8192, max_batch_size: int = 64,
-                 capture_gate: bool = False) -> None:
+                 capture_gate: bool = False, share_prefix: bool = True) -> None:
         all_layers = decoder_layers(model)
         n_layers = len(all_layers)
         if layers is None:
@@ -84,6 +89,8 @@ class TruncatedLM:
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.share_prefix = share_prefix
+        self._prefix_cache: dict[tuple[int, ...], Any] = {}
         self.batch_tokens = batch_tokens
         self.max_batch_size = max_batch_size
         self.capture_gate = capture_gate
@@ -161,18 +168,55 @@ class TruncatedLM:
             pool[row, :n] = torch.tensor(tokenized[i].pool)
         return ids, attn, pool
 
+    def shared_prefix(self, tokenized: Sequence[Tokenized], positions: list[int]) -> int:
+        """Length of the leading tokens every row of the batch has in common and none pools (the first token and a
+        chat template's fixed system prompt), leaving each row at least one token of its own; 0 below
+        MIN_SHARED_PREFIX."""
+        rows = [tokenized[i] for i in positions]
+        limit = min(len(t.ids) for t in rows) - 1
+        first = rows[0].ids
+        n = 0
+        while n < limit and not any(t.pool[n] for t in rows) and all(t.ids[n] == first[n] for t in rows):
+            n += 1
+        return n if n >= MIN_SHARED_PREFIX else 0
+
+    def _prefix_kv(self, prefix: tuple[int, ...]) -> Any:
+        """The key/value cache of a shared prefix, computed once per distinct prefix."""
+        from transformers import DynamicCache
+
+        if prefix not in self._prefix_cache:
+            if len(self._prefix_cache) >= 8:  # a few distinct system prompts at most; keep memory bounded
+                self._prefix_cache.pop(next(iter(self._prefix_cache)))
+            cache = DynamicCache()
+            ids = torch.tensor([prefix], device=self.device)
+            self.base(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache, use_cache=True)
+            self._prefix_cache[prefix] = cache
+        return self._prefix_cache[prefix]
+
     @torch.inference_mode()
     def forward(self, tokenized: Sequence[Tokenized], positions: list[int]) -> TokenBatch:
-        """Run one batch (right-padded) and return the captured activations."""
+        """Run one batch (right-padded) and return the captured activations. A prefix every row shares and none
+        pools (`shared_prefix`) runs once and is reused from its key/value cache: with the chat template's
+        system prompt that is about a third of a short row's tokens. The activations returned start after it
+        (`input_ids` and `pool_mask` are cut to match); they agree with a full forward up to float rounding."""
         ids, attn, pool = self.pad(tokenized, positions)
+        shared = self.shared_prefix(tokenized, positions) if self.share_prefix else 0
         self._captured.clear()
-        self.base(input_ids=ids.to(self.device), attention_mask=attn.to(self.device), use_cache=False)
+        if shared:
+            cache = copy.deepcopy(self._prefix_kv(tuple(tokenized[positions[0]].ids[:shared])))
+            cache.batch_repeat_interleave(len(positions))
+            self._captured.clear()
+            self.base(input_ids=ids[:, shared:].to(self.device), attention_mask=attn.to(self.device),
+                      past_key_values=cache, use_cache=True)
+            ids, pool = ids[:, shared:], pool[:, shared:]
+        else:
+            self.base(input_ids=ids.to(self.device), attention_mask=attn.to(self.device), use_cache=False)
         # .cpu() is a no-op for a model on the CPU; from a GPU it keeps every consumer of TokenBatch on the CPU
         resid = {lyr: self._captured[("resid", lyr)].float().cpu() for lyr in self.layers}
         gate = ({lyr: self._captured[("gate", lyr)].float().cpu() for lyr in self.layers} if self.capture_gate
                 else {})
         self._captured.clear()
-        return TokenBatch(list(positions), ids, pool, resid, gate)
+        return TokenBatch(list(positions), ids, pool, resid, gate, shared)
 
     def run(self, items: Sequence[Rendered]) -> Iterator[TokenBatch]:
         """Tokenize, bucket by length and yield one TokenBatch per forward pass."""
