@@ -73,7 +73,7 @@ def run_scoring_bench(n_rows: int, *, source: Path, target: Path, top_m: int | N
     """Featurize the source pool and target (through the cache), write N resampled vectors, score them in a
     child process and return its time and peak RSS."""
     # imported here so that the scoring child (this module run with -m) loads no torch or model code
-    from mona.bench.host import describe_host, host_line
+    from mona.bench.host import describe_host, host_line, load_average
     from mona.data.readers import read_samples
     from mona.features.cached import featurize_cached
     from mona.features.lm import LMConfig, LMRunner
@@ -95,6 +95,7 @@ def run_scoring_bench(n_rows: int, *, source: Path, target: Path, top_m: int | N
     np.save(work_dir / "proto.npy", proto)
     cmd = [sys.executable, "-m", "mona.bench.scoring", info["dir"], str(work_dir / "proto.npy"), str(budget),
            str(threads)]
+    load_before = load_average()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     # wait4: the kernel's high-water mark of the child's resident memory (see bench.memory)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -104,7 +105,8 @@ def run_scoring_bench(n_rows: int, *, source: Path, target: Path, top_m: int | N
         raise RuntimeError(f"scoring child failed: {out}")
     child = json.loads(out)
     return {**info, **child, "top_m": top_m, "budget": budget, "source_rows": vectors.shape[0],
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "machine": host_line(describe_host())}
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "machine": host_line(describe_host()),
+            "load_before": load_before, "load_after": load_average()}
 
 
 def scoring_markdown(results: list[dict], command: str) -> str:
@@ -114,14 +116,15 @@ def scoring_markdown(results: list[dict], command: str) -> str:
              f"Real pooled MoNA vectors ({results[0]['source_rows']} rows of the source pool, shipped SAE) resampled "
              "to N rows and written as feature-cache shards of 65,536 rows; a fresh child process streams the "
              "shards (load, generalized Jaccard against the target prototype, keep the scores) and takes the top "
-             "rows. Peak memory is the child's resident high-water mark (wait4), interpreter included.", "",
-             "| rows | storage | stored entries/row | on disk | threads | wall s | peak RSS MB |",
-             "|---|---|---|---|---|---|---|"]
+             "rows. Peak memory is the child's resident high-water mark (wait4), interpreter included. Load: the "
+             "1-minute load average just before the child started (above 0.5: other jobs were running).", "",
+             "| rows | storage | stored entries/row | on disk | threads | wall s | peak RSS MB | load |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results:
         storage = f"top-m {r['top_m']}" if r["top_m"] else "full vectors"
         lines.append(f"| {r['rows']:,} | {storage} | {r['stored_per_row']:.0f} | "
                      f"{r['bytes_on_disk'] / 2**30:.2f} GiB | {r['threads']} | {r['seconds']:.1f} | "
-                     f"{r['peak_rss_mb']:.0f} |")
+                     f"{r['peak_rss_mb']:.0f} | {(r.get('load_before') or ['n/a'])[0]} |")
     return "\n".join(lines) + "\n"
 
 
