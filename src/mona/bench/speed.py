@@ -151,8 +151,9 @@ def speed_markdown(result: SpeedResult, command: str, pool: str, json_name: str 
         f"Load: {load_line(result.load_before, result.load_after)}.", "",
         "| run | what runs | tokens/s |",
         "|---|---|---|",
-        f"| bare truncated forward | decoder layers 0..{result.layer}; no later layers, final norm or LM head "
-        f"| {r['forward_tok_s']} |",
+        f"| bare truncated forward | decoder layers 0..{result.layer}; no later layers, final norm or LM head; a "
+        "prefix every row of a batch shares and none pools (the first token and the chat template's system "
+        f"prompt) runs once per distinct prefix, from its key/value cache | {r['forward_tok_s']} |",
         f"| mona featurization | the same forward + TopK SAE encoding + pooling into sparse vectors "
         f"| {r['mona_tok_s']} |",
         f"| naive MoNA | every decoder layer, final norm and LM head (logits for every token), "
