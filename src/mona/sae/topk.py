@@ -17,7 +17,7 @@ import torch
 from mona.errors import ConfigError, MissingFileError
 from mona.paths import package_asset
 
-SHIPPED_SAE = "smollm2-135m-instruct-L28"
+SHIPPED_SAE = "smollm2-135m-instruct-L18"
 
 
 def _sparsify():
