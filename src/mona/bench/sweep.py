@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from mona.models import TruncatedLM, load_lm, model_fingerprint
 from mona.paths import cache_root
 from mona.sae.build import DEFAULT_MIX, collect_cached, text_items, train_and_save
 from mona.sae.collect import load_activations, load_by_sample
-from mona.sae.topk import encode, load_sae, resolve_sae_path, sae_metadata
+from mona.sae.topk import default_layer, encode, load_sae, resolve_sae_path, sae_metadata
 from mona.sae.train import SaeTrainConfig
 from mona.scoring.similarity import prototype, score
 from mona.selection.pipeline import compute_scores, prototype_scores
@@ -41,7 +41,7 @@ class SweepConfig:
     """The axes swept, each around the base point (the shipped defaults)."""
 
     layers: tuple[int, ...] = (6, 12, 18, 24, 28)
-    base_layer: int = 28
+    base_layer: int = field(default_factory=lambda: default_layer(None))  # the shipped SAE's
     widths: tuple[int, ...] = (8, 16, 32)
     ks: tuple[int, ...] = (16, 32, 64)
     base_width: int = 16
@@ -77,8 +77,8 @@ def _samples(rows: Sequence[dict]) -> list[Sample]:
 
 def variants(cfg: SweepConfig) -> list[Variant]:
     """The sweep's variants, grouped by axis; each changes one thing from the base point."""
-    base = Variant("base", "mona as shipped (chat, layer 28, shipped SAE, mean, jaccard, single prototype)",
-                   layer=cfg.base_layer)
+    base = Variant("base", f"mona as shipped (chat, layer {cfg.base_layer}, shipped SAE, mean, jaccard, single "
+                   "prototype)", layer=cfg.base_layer)
     trained = f"x{cfg.base_width}-k{cfg.base_k}"
     out = [base]
     out += [replace(base, axis="layer (SAE trained per layer)", label=f"layer {lyr}", layer=lyr, sae=trained)
@@ -88,7 +88,7 @@ def variants(cfg: SweepConfig) -> list[Variant]:
     out += [replace(base, axis="SAE width (trained)", label=f"{w}x", sae=f"x{w}-k{cfg.base_k}") for w in cfg.widths]
     out += [replace(base, axis="SAE k (trained)", label=f"k {k}", sae=f"x{cfg.base_width}-k{k}") for k in cfg.ks]
     out += [replace(base, axis="SAE training tokens", label="sweep mix", sae=trained),
-            replace(base, axis="SAE training tokens", label="shipped (1.1 M tokens)")]
+            replace(base, axis="SAE training tokens", label="shipped SAE")]
     out += [replace(base, axis="k at inference (shipped SAE)", label=f"k {k}", k=k) for k in cfg.inference_ks]
     out += [replace(base, axis="pooling", label=p, pooling=p) for p in ("mean", "max", "sum")]
     out += [replace(base, axis="similarity", label=s, similarity=s) for s in ("jaccard", "cosine")]
