@@ -83,6 +83,8 @@ def variants(cfg: SweepConfig) -> list[Variant]:
     out = [base]
     out += [replace(base, axis="layer (SAE trained per layer)", label=f"layer {lyr}", layer=lyr, sae=trained)
             for lyr in cfg.layers]
+    out += [replace(base, axis="layer, mona's defaults (SAE trained per layer, max pooling, k 16)",
+                    label=f"layer {lyr}", layer=lyr, sae=trained, pooling="max", k=16) for lyr in cfg.layers]
     out += [replace(base, axis="layer (hidden states, cosine)", label=f"layer {lyr}", layer=lyr, sae=None,
                     similarity="cosine") for lyr in cfg.layers]
     out += [replace(base, axis="SAE width (trained)", label=f"{w}x", sae=f"x{w}-k{cfg.base_k}") for w in cfg.widths]

@@ -21,7 +21,7 @@ class IdColumn(Sequence[str]):
     even by a killed run. Reads go through the file, not a memory map, so they do not grow the resident set."""
 
     def __init__(self, ids: Iterable[str] = (), *, buffer_bytes: int = 1 << 20) -> None:
-        self._file = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115  # lives as long as the column
+        self._file = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115  # closed with the column (GC)
         self._buffer = bytearray()  # not yet written; starts at file offset self._written
         self._buffer_bytes = buffer_bytes
         self._written = 0
@@ -70,9 +70,6 @@ class IdColumn(Sequence[str]):
                 block_start = start
             yield block[start - block_start:end - block_start].decode("utf-8")
             start = end
-
-    def close(self) -> None:
-        self._file.close()
 
 
 def scan_samples(path: str | Path, *, text_field: str | None = None,

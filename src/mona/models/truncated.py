@@ -197,20 +197,18 @@ class TruncatedLM:
     def forward(self, tokenized: Sequence[Tokenized], positions: list[int]) -> TokenBatch:
         """Run one batch (right-padded) and return the captured activations. A prefix every row shares and none
         pools (`shared_prefix`) runs once and is reused from its key/value cache: with the chat template's
-        system prompt that is about a third of a short row's tokens. The activations returned start after it
+        system prompt that is about a quarter of a short row's tokens. The activations returned start after it
         (`input_ids` and `pool_mask` are cut to match); they agree with a full forward up to float rounding."""
         ids, attn, pool = self.pad(tokenized, positions)
         shared = self.shared_prefix(tokenized, positions) if self.share_prefix else 0
-        self._captured.clear()
-        if shared:
+        cache = None
+        if shared:  # may run the prefix itself, so before the hooks' captures are cleared
             cache = copy.deepcopy(self._prefix_kv(tuple(tokenized[positions[0]].ids[:shared])))
             cache.batch_repeat_interleave(len(positions))
-            self._captured.clear()
-            self.base(input_ids=ids[:, shared:].to(self.device), attention_mask=attn.to(self.device),
-                      past_key_values=cache, use_cache=True)
             ids, pool = ids[:, shared:], pool[:, shared:]
-        else:
-            self.base(input_ids=ids.to(self.device), attention_mask=attn.to(self.device), use_cache=False)
+        self._captured.clear()
+        self.base(input_ids=ids.to(self.device), attention_mask=attn.to(self.device), past_key_values=cache,
+                  use_cache=cache is not None)
         # .cpu() is a no-op for a model on the CPU; from a GPU it keeps every consumer of TokenBatch on the CPU
         resid = {lyr: self._captured[("resid", lyr)].float().cpu() for lyr in self.layers}
         gate = ({lyr: self._captured[("gate", lyr)].float().cpu() for lyr in self.layers} if self.capture_gate

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from mona.errors import ConfigError, MissingFileError
+from mona.models.loader import DEFAULT_MODEL
 from mona.paths import package_asset
 
 SHIPPED_SAE = "smollm2-135m-instruct-L18"
@@ -59,8 +60,6 @@ def sae_metadata(path: Path) -> dict:
 def default_layer(model: str | None) -> int:
     """The decoder layer read when none is given: on the embedded model, the shipped SAE's layer (chosen on the
     relevance dev suite, docs/relevance.md); on any other model, the penultimate (-2), as in the paper."""
-    from mona.models import DEFAULT_MODEL
-
     if model not in (None, DEFAULT_MODEL):
         return -2
     return int(sae_metadata(shipped_sae_path())["layer"])
