@@ -709,11 +709,13 @@ def explain(
     from mona.explain.explain import explain as run_explain
     from mona.explain.explain import format_explanation
     from mona.features.lm import LMConfig
+    from mona.outputs import check_outputs
     from mona.paths import cache_root
     from mona.selection.output import atomic_write
     from mona.selection.registry import MethodOptions
 
     try:
+        check_outputs({"--pool": pool, "--target": target, "--selection": selection}, {"--out": out})
         pool_samples = read_samples(pool, text_field=text_field)
         by_id = {s.id: s for s in pool_samples}
         if (selection is None) == (ids is None):

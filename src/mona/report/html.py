@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mona.errors import ConfigError, InputError, MissingFileError
+from mona.outputs import check_outputs
 
 DEFAULT_LABEL_FIELDS = ("task", "group", "category", "source")
 TEMPLATE = "report.html.j2"
@@ -350,6 +351,9 @@ def build_report(pool: Path, scores: list[Path], out: Path, *, names: list[str] 
 
     pool, out = Path(pool), Path(out)
     scores = [Path(s) for s in scores]
+    inputs: dict[str, Path | None] = {"--pool": pool, "--explanations": explanations}
+    inputs.update({f"--scores {s}": s for s in scores})
+    check_outputs(inputs, {"--out": out})
     if not scores:
         raise ConfigError("give at least one scores file (mona select --scores)")
     if top < 0:

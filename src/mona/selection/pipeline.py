@@ -19,6 +19,7 @@ from mona.errors import ConfigError, InputError
 from mona.features.cached import ComputeFn, FeaturizeStats, featurize_cached
 from mona.features.lm import LMRunner
 from mona.features.pooling import POOLINGS
+from mona.outputs import check_output_dir, check_outputs
 from mona.paths import cache_root
 from mona.scoring.similarity import SIMILARITIES, jaccard_upper_bound, prototype
 from mona.selection.budget import rank, resolve_budget, round_robin, top_order
@@ -354,6 +355,12 @@ def select(config: SelectConfig, progress: Progress | None = None) -> SelectResu
         raise ConfigError(f"unknown --too-long {config.too_long!r}; choose one of {', '.join(TOO_LONG)}")
     if config.stream_rows < 1:
         raise ConfigError(f"--stream-rows must be at least 1, got {config.stream_rows}")
+    quarantine_path = config.quarantine or (config.out.with_name(config.out.name + ".rejected.jsonl")
+                                            if config.out is not None and config.on_error == "skip" else None)
+    check_outputs({"--pool": config.pool, "--target": config.target},
+                  {"--out": config.out, "--scores": config.scores, "--quarantine": quarantine_path})
+    if not config.no_cache:
+        check_output_dir("--cache-dir", config.cache_dir or cache_root())
     spec = get_method(config.options.method)
     rejects: list[Rejected] | None = [] if config.on_error == "skip" else None
     refuse = config.too_long == "refuse" and spec.build is not None
@@ -397,8 +404,7 @@ def select(config: SelectConfig, progress: Progress | None = None) -> SelectResu
         write_scores(config.scores, pool.ids, pool.scores, order, n)
     quarantine = None
     if rejects:
-        quarantine = config.quarantine or (config.out.with_name(config.out.name + ".rejected.jsonl")
-                                           if config.out is not None else None)
+        quarantine = quarantine_path
         if quarantine is not None:
             write_quarantine(quarantine, rejects)
     return SelectResult(pool.ids, pool.scores, order, n, selected, scorer.pool_stats, scorer.target_stats,
