@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from conftest import N_LAYERS, SAE_LAYER, sentences
-from mona.bench.sweep import SweepConfig, hidden_vectors, rrf, sae_vectors, variants
+from mona.bench.sweep import (
+    SweepConfig,
+    generic_share,
+    hidden_vectors,
+    keep_row_top,
+    latent_weights,
+    rrf,
+    sae_vectors,
+    variants,
+)
 from mona.data.formats import Sample
 from mona.data.readers import Record
 from mona.data.render import render
@@ -82,14 +92,32 @@ def test_rrf_rewards_agreement():
     np.testing.assert_allclose(rrf(a), 1 / (60 + np.arange(1, 6)))
 
 
-def test_every_variant_changes_one_thing_from_the_base():
-    base, *rest = variants(SweepConfig())
-    fields = ("render", "layer", "sae", "pooling", "k", "similarity", "prototype", "centre", "fuse")
-    for v in rest:
-        changed = {f for f in fields if getattr(v, f) != getattr(base, f)}
-        # hidden-state rows swap the representation and its similarity together; the layer axis under mona's
-        # defaults sets their pooling and k on every row
-        same_kind = {"similarity"} if v.sae is None or v.centre else set()
-        if v.axis.startswith("layer, mona's defaults"):
-            same_kind = {"pooling", "k"}
-        assert len(changed - same_kind) <= 2, (v, changed)
+def test_every_variant_changes_one_thing_from_a_base():
+    all_variants = variants(SweepConfig())
+    bases = [v for v in all_variants if v.axis == "base"]
+    assert len(bases) == 2
+    fields = ("render", "layer", "sae", "pooling", "k", "similarity", "prototype", "centre", "fuse", "weighting",
+              "normalise", "row_top")
+    # things that go together count as one change: a layer and the SAE trained for it; a representation (or
+    # centring) and its similarity
+    together = [{"layer", "sae"}, {"sae", "similarity"}, {"centre", "similarity"}, {"layer", "sae", "similarity"},
+                {"centre", "sae", "similarity"}]
+    for v in all_variants[2:]:
+        changes = [{f for f in fields if getattr(v, f) != getattr(b, f)} for b in bases]
+        assert any(len(c) <= 1 or c in together for c in changes), (v, changes)
+
+
+def test_latent_weights_and_row_caps():
+    pool = sp.csr_matrix(np.array([[1.0, 2.0, 0.0, 0.0], [1.0, 0.0, 3.0, 0.0], [1.0, 0.0, 0.0, 4.0]]))
+    targets = sp.csr_matrix(np.array([[1.0, 0.0, 0.0, 5.0]]))
+    idf = latent_weights(pool, targets, "idf")
+    assert idf[0] < idf[1] == idf[2] == idf[3]  # latent 0 fires on every row, the others on one each
+    np.testing.assert_array_equal(latent_weights(pool, targets, "drop-common"), [0.0, 1.0, 1.0, 1.0])
+    spec = latent_weights(pool, targets, "specificity")
+    assert spec[3] > spec[0] > 0 and spec[1] == spec[2]  # latent 3 holds most of the target's mass
+    capped = keep_row_top(pool, 1).toarray()
+    np.testing.assert_array_equal(capped, [[0, 2, 0, 0], [0, 0, 3, 0], [0, 0, 0, 4]])
+    # latent 0 fires on all three rows: all of a pick's shared mass on it counts as generic
+    proto = np.array([1.0, 0.0, 0.0, 5.0])
+    assert generic_share(pool, proto, np.array([0, 1])) == 1.0
+    assert generic_share(pool, proto, np.array([2])) == 1.0 / 5.0

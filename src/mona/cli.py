@@ -480,9 +480,14 @@ def bench_top_m(
 def bench_relevance(
     methods: Annotated[str, typer.Option(help="Comma-separated methods (see `mona methods`).")] =
         "mona,mona-paper,neurons,hidden,dense,bm25,dsir,random",
-    k: Annotated[int, typer.Option(help="Budget: rows selected per target set.")] = 100,
-    pool_size: Annotated[int, typer.Option(help="Rows in the labelled pool.")] = 5000,
-    per_task: Annotated[int, typer.Option(help="Pool rows per BIG-bench task.")] = 100,
+    suite_name: Annotated[str, typer.Option("--suite", help="hard: cross-format targets (see "
+                                                            "mona.bench.hard_suite); easy: the first dev suite, "
+                                                            "mostly in the pool's own format.")] = "hard",
+    k: Annotated[int | None, typer.Option(help="Budget: rows selected per target set (default: --per-task).")]
+        = None,
+    pool_size: Annotated[int, typer.Option(help="Rows in the labelled pool (easy suite).")] = 5000,
+    per_task: Annotated[int | None, typer.Option(help="Pool rows per BIG-bench task (default: 40 hard, 100 "
+                                                      "easy).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the pool and target sets.")] = 0,
     layer: Annotated[int | None, typer.Option(help="LM methods: " + LAYER_HELP)] = None,
     render: Annotated[str, typer.Option(help="chat or plain.")] = "chat",
@@ -497,21 +502,25 @@ def bench_relevance(
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
     out_dir: Annotated[Path, typer.Option(help="Where to write <name>.json and <name>.md.")] =
         Path("docs/benchmarks"),
-    name: Annotated[str | None, typer.Option(help="Report name (default: relevance, or relevance-sweep).")] = None,
+    name: Annotated[str | None, typer.Option(help="Report name (default: relevance or relevance-sweep, with "
+                                                  "-easy for the easy suite).")] = None,
     sweep: Annotated[bool, typer.Option("--sweep", help="Sweep MoNA's design choices (layer, SAE width and k, "
                                                         "pooling, similarity, prototype, centring, rendering, "
                                                         "rank fusion) instead of comparing methods.")] = False,
-    sweep_layers: Annotated[str, typer.Option(help="--sweep: layers, comma-separated.")] = "6,12,18,24,28",
-    sweep_widths: Annotated[str, typer.Option(help="--sweep: SAE widths (x hidden size).")] = "8,16,32",
-    sweep_ks: Annotated[str, typer.Option(help="--sweep: SAE k values.")] = "16,32,64",
-    sweep_sae_samples: Annotated[int, typer.Option(help="--sweep: BIG-bench rows to train each SAE on.")] = 4000,
-    sweep_sae_epochs: Annotated[int, typer.Option(help="--sweep: epochs per SAE.")] = 3,
+    sweep_layers: Annotated[str | None, typer.Option(help="--sweep: layers read (hidden-state axis), "
+                                                          "comma-separated (default: SweepConfig's).")] = None,
+    sweep_sae_layers: Annotated[str | None, typer.Option(help="--sweep: layers an SAE is trained for.")] = None,
+    sweep_widths: Annotated[str | None, typer.Option(help="--sweep: SAE widths (x hidden size) to train.")] = None,
+    sweep_ks: Annotated[str | None, typer.Option(help="--sweep: SAE k values to train.")] = None,
+    sweep_sae_samples: Annotated[int | None, typer.Option(help="--sweep: BIG-bench rows to train each SAE "
+                                                               "on.")] = None,
+    sweep_sae_epochs: Annotated[int | None, typer.Option(help="--sweep: epochs per SAE.")] = None,
 ) -> None:
     """Precision/recall/nDCG@k of every method on a labelled BIG-bench pool and a dev suite of targets
     (--sweep: of MoNA's variants)."""
     _quiet_libraries()
     from mona.bench.relevance import prefetch_lm_methods, run_method, write_report
-    from mona.bench.suite import build_suite
+    from mona.bench.suite import load_suite
     from mona.features.lm import LMConfig
     from mona.paths import cache_root
     from mona.progress import RichProgress
@@ -522,19 +531,24 @@ def bench_relevance(
         names = [m.strip() for m in methods.split(",") if m.strip()]
         for m in names:
             get_method(m)
-        suite = build_suite(pool_size=pool_size, per_task=per_task, seed=seed)
+        suite = load_suite(suite_name, pool_size=pool_size, per_task=per_task, seed=seed)
+        k = k or int(suite.config["per_task"])
+        suffix = "" if suite_name == "hard" else f"-{suite_name}"
         if sweep:
             from mona.bench.sweep import SweepConfig, run_sweep, write_sweep_report
 
             def ints(text: str) -> tuple[int, ...]:
                 return tuple(int(v) for v in text.split(",") if v.strip())
 
-            cfg = SweepConfig(layers=ints(sweep_layers), widths=ints(sweep_widths), ks=ints(sweep_ks),
-                              sae_samples=sweep_sae_samples, sae_epochs=sweep_sae_epochs, seed=seed)
+            given = {"layers": sweep_layers, "sae_layers": sweep_sae_layers, "widths": sweep_widths,
+                     "ks": sweep_ks}
+            cfg = SweepConfig(seed=seed, **{f: ints(v) for f, v in given.items() if v is not None},
+                              **{f: v for f, v in (("sae_samples", sweep_sae_samples),
+                                                   ("sae_epochs", sweep_sae_epochs)) if v is not None})
             results, sae_meta = run_sweep(suite, k, cfg, cache_dir=cache_dir or cache_root(),
                                           log=lambda s: err.print(s, highlight=False))
             json_path, md_path = write_sweep_report(results, sae_meta, suite, k, cfg, command, out_dir,
-                                                    name or "relevance-sweep")
+                                                    name or f"relevance-sweep{suffix}")
             stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
             err.print(f"wrote {json_path} and {md_path}")
             return
@@ -551,7 +565,7 @@ def bench_relevance(
                 run.featurize_seconds, run.tokens = shared_stats.seconds, shared_stats.tokens
                 run.computed = shared_stats.computed
             runs.append(run)
-        json_path, md_path = write_report(runs, suite, k, command, out_dir, name or "relevance")
+        json_path, md_path = write_report(runs, suite, k, command, out_dir, name or f"relevance{suffix}")
     except MonaError as exc:
         _fail(exc)
         return

@@ -34,23 +34,66 @@ class MethodRun:
     computed: int = 0
     cache_hits: int = 0
 
-    def mean(self, metric: str, kinds: Sequence[str] | None = None, targets: Sequence[TargetSet] = ()) -> float:
-        names = [t.name for t in targets if kinds is None or t.kind in kinds] if targets else list(self.per_target)
+    def mean(self, metric: str, kinds: Sequence[str] | None = None, targets: Sequence[TargetSet] = (),
+             half: str | None = None) -> float:
+        """Mean of a metric over the targets (all, or those of `kinds` and/or of one `half`)."""
+        names = ([t.name for t in targets if (kinds is None or t.kind in kinds) and (half is None or t.half == half)]
+                 if targets else list(self.per_target))
         values = [self.per_target[n][metric] for n in names if n in self.per_target]
         return float(np.mean(values)) if values else float("nan")
+
+
+def suite_kinds(suite: Suite) -> list[str]:
+    """The suite's target kinds in order of first appearance."""
+    return list(dict.fromkeys(t.kind for t in suite.targets))
+
+
+def halves(suite: Suite) -> list[str]:
+    """The suite's fixed halves ("A", "B"), or none for a suite without them."""
+    return sorted({t.half for t in suite.targets if t.half})
+
+
+def summary_columns(suite: Suite) -> tuple[list[str], list[tuple[str | None, list[str] | None]]]:
+    """Headers and (half, kinds) selectors of the mean-precision columns: all, each half, each kind."""
+    heads, cols = ["P@k all"], [(None, None)]
+    for h in halves(suite):
+        heads.append(f"half {h}")
+        cols.append((h, None))
+    for kd in suite_kinds(suite):
+        heads.append(kd)
+        cols.append((None, [kd]))
+    return heads, cols
 
 
 def _samples(rows: Sequence[dict]) -> list[Sample]:
     return [to_sample(Record(row, i, i + 1)) for i, row in enumerate(rows)]
 
 
-def evaluate(ids: Sequence[str], scores: np.ndarray, groups: np.ndarray | None, relevant: set[str], k: int
-             ) -> dict[str, float]:
-    """Rank by score (or round-robin over per-subtask score columns) and measure the top k."""
+def evaluate(ids: Sequence[str], scores: np.ndarray, groups: np.ndarray | None, relevant: set[str], k: int,
+             words: np.ndarray | None = None) -> dict[str, float]:
+    """Rank by score (or round-robin over per-subtask score columns) and measure the top k. With `words` (each
+    pool row's length in words) also the mean length of the picks and of the relevant rows."""
     order = rank(ids, scores) if groups is None else round_robin(ids, groups)
     ranked = [ids[int(i)] for i in order[:k]]
-    return {"precision": precision_at_k(ranked, relevant, k), "recall": recall_at_k(ranked, relevant, k),
-            "ndcg": ndcg_at_k(ranked, relevant, k)}
+    out = {"precision": precision_at_k(ranked, relevant, k), "recall": recall_at_k(ranked, relevant, k),
+           "ndcg": ndcg_at_k(ranked, relevant, k)}
+    if words is not None:
+        is_relevant = np.fromiter((i in relevant for i in ids), dtype=bool, count=len(ids))
+        out["pick_words"] = float(words[order[:k]].mean())
+        out["relevant_words"] = float(words[is_relevant].mean()) if is_relevant.any() else float("nan")
+    return out
+
+
+def row_words(samples: Sequence[Sample]) -> np.ndarray:
+    """Length of each row in words (whitespace-separated), for the length diagnostics."""
+    return np.asarray([len(s.plain_text().split()) for s in samples], dtype=np.float64)
+
+
+def length_ratio(run: MethodRun, targets: Sequence[TargetSet]) -> float:
+    """Mean over targets of (mean words of the picks) / (mean words of the relevant rows)."""
+    values = [run.per_target[t.name]["pick_words"] / run.per_target[t.name]["relevant_words"] for t in targets
+              if "pick_words" in run.per_target.get(t.name, {})]
+    return float(np.mean(values)) if values else float("nan")
 
 
 def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_dir: Path | None,
@@ -58,12 +101,13 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
     """Score every target set with one method configuration."""
     pool = _samples(suite.pool)
     ids = [s.id for s in pool]
+    words = row_words(pool)
     run = MethodRun(label)
     for target in suite.targets:
         t0 = time.perf_counter()
         scores, pool_stats, target_stats, _, groups = compute_scores(pool, _samples(target.rows), options, cache_dir,
                                                                   progress)
-        run.per_target[target.name] = evaluate(ids, scores, groups, target.relevant, k)
+        run.per_target[target.name] = evaluate(ids, scores, groups, target.relevant, k, words)
         for stats in (pool_stats, target_stats):
             if stats.computed:
                 run.featurize_seconds += stats.seconds
@@ -109,16 +153,26 @@ def machine() -> str:
            f"Python {platform.python_version()}, torch {torch.__version__}"
 
 
+def _cell(metrics: dict[str, float]) -> str:
+    # precision, and the mean length of the picks in words where it was measured
+    words = f" ({metrics['pick_words']:.0f} w)" if "pick_words" in metrics else ""
+    return f"{metrics['precision']:.2f}{words}"
+
+
 def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, out_dir: Path,
                  name: str = "relevance") -> tuple[Path, Path]:
-    """Write `<name>.json` and `<name>.md` (per-target and average tables) into out_dir."""
+    """Write `<name>.json` and `<name>.md` (averages overall, per half and per target kind; per-target table;
+    mean length of each method's picks against the relevant rows') into out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    kinds = ["in-pool", "natural-instructions", "lm-eval"]
+    heads, cols = summary_columns(suite)
     data = {"command": command, "machine": machine(), "k": k, "suite": suite.config,
-            "targets": [{"name": t.name, "kind": t.kind, "examples": len(t.rows), "relevant": len(t.relevant)}
-                        for t in suite.targets],
+            "targets": [{"name": t.name, "kind": t.kind, "half": t.half, "examples": len(t.rows),
+                         "relevant": len(t.relevant)} for t in suite.targets],
             "methods": [{"name": r.name, "per_target": r.per_target,
                          "mean": {m: r.mean(m) for m in ("precision", "recall", "ndcg")},
+                         "mean_by_half": {h: r.mean("precision", targets=suite.targets, half=h)
+                                          for h in halves(suite)},
+                         "pick_length_ratio": length_ratio(r, suite.targets),
                          "featurize_seconds": round(r.featurize_seconds, 2), "tokens": r.tokens,
                          "tokens_per_second": round(r.tokens / r.featurize_seconds, 1)
                          if r.featurize_seconds and r.tokens else None,
@@ -126,22 +180,25 @@ def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, 
     json_path = out_dir / f"{name}.json"
     json_path.write_text(json.dumps(data, indent=1) + "\n")
     lines = [f"# Relevance benchmark: {name}", "", f"Command: `{command}`", "", f"Machine: {machine()}", "",
-             f"Pool: {len(suite.pool)} BIG-bench rows over {len(suite.config.get('groups', []))} tasks "
-             f"(seed {suite.config.get('seed')}); budget k = {k} for every method.", "",
-             "## Averages", "",
-             "| method | P@k all | P@k in-pool | P@k NI | P@k lm-eval | R@k all | nDCG@k all | featurize s | tok/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"Suite: {suite.config.get('suite', 'easy')}; pool: {len(suite.pool)} BIG-bench rows over "
+             f"{len(suite.config.get('groups', []))} tasks (seed {suite.config.get('seed')}); "
+             f"{len(suite.targets)} target sets; budget k = {k} for every method.", "",
+             "## Mean precision@k", "",
+             "| method | " + " | ".join(heads) + " | nDCG@k all | picks' length / relevant rows' | featurize s "
+             "| tok/s |", "|---|" + "---|" * (len(heads) + 4)]
     for r in sorted(runs, key=lambda r: -r.mean("precision")):
         tps = f"{r.tokens / r.featurize_seconds:.0f}" if r.featurize_seconds and r.tokens else "-"
         fs = f"{r.featurize_seconds:.0f}" if r.computed else "cached"
-        by_kind = [r.mean("precision", [kd], suite.targets) for kd in kinds]
-        lines.append(f"| {r.name} | {r.mean('precision'):.3f} | " + " | ".join(f"{v:.3f}" for v in by_kind)
-                     + f" | {r.mean('recall'):.3f} | {r.mean('ndcg'):.3f} | {fs} | {tps} |")
-    lines += ["", "## Precision@k per target", "", "| target | kind | relevant | " +
-              " | ".join(r.name for r in runs) + " |", "|---|---|---|" + "---|" * len(runs)]
+        values = [r.mean("precision", kinds, suite.targets, half) for half, kinds in cols]
+        lines.append(f"| {r.name} | " + " | ".join(f"{v:.3f}" for v in values)
+                     + f" | {r.mean('ndcg'):.3f} | {length_ratio(r, suite.targets):.2f} | {fs} | {tps} |")
+    lines += ["", "## Precision@k per target", "", "| target | half | relevant | words (relevant) | " +
+              " | ".join(r.name for r in runs) + " |", "|---|---|---|---|" + "---|" * len(runs)]
     for t in suite.targets:
-        lines.append(f"| {t.name} | {t.kind} | {len(t.relevant)} | " +
-                     " | ".join(f"{r.per_target[t.name]['precision']:.2f}" for r in runs) + " |")
+        rel_words = runs[0].per_target[t.name].get("relevant_words") if runs else None
+        lines.append(f"| {t.name} | {t.half or '-'} | {len(t.relevant)} | "
+                     + (f"{rel_words:.0f}" if rel_words is not None else "-") + " | "
+                     + " | ".join(_cell(r.per_target[t.name]) for r in runs) + " |")
     md_path = out_dir / f"{name}.md"
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path

@@ -39,10 +39,11 @@ class TargetSet:
     """A target task: its examples and the pool ids that count as relevant."""
 
     name: str
-    kind: str  # in-pool | natural-instructions | lm-eval
+    kind: str  # easy suite: in-pool | natural-instructions | lm-eval; hard suite: see hard_suite
     rows: list[dict]
     relevant: set[str]
     subtask_field: str = "subtask"
+    half: str = ""  # the hard suite's fixed halves: "A" (settings chosen here) or "B"
 
 
 @dataclass
@@ -114,3 +115,20 @@ def build_suite(pool_size: int = 5000, per_task: int = 100, n_target: int = 5, n
     config = {"pool_size": pool_size, "per_task": per_task, "n_target": n_target, "n_in_pool": n_in_pool,
               "n_ni": n_ni, "seed": seed, "groups": sorted(chosen + ni_chosen)}
     return Suite(pool, targets, config)
+
+
+SUITES = ("hard", "easy")
+
+
+def load_suite(name: str = "hard", *, pool_size: int = 5000, per_task: int | None = None, seed: int = 0) -> Suite:
+    """A suite by name: "hard" (cross-format targets, the default) or "easy" (mostly in the pool's own format).
+    `pool_size` applies to the easy suite; the hard one's pool follows from its targets (per_task rows each)."""
+    if name == "hard":
+        from mona.bench.hard_suite import build_hard_suite
+
+        return build_hard_suite(per_task=per_task or 40, seed=seed)
+    if name == "easy":
+        return build_suite(pool_size=pool_size, per_task=per_task or 100, seed=seed)
+    from mona.errors import ConfigError
+
+    raise ConfigError(f"unknown suite {name!r}; choose one of {', '.join(SUITES)}")

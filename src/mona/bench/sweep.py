@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from mona.bench.relevance import MethodRun, evaluate, machine
+from mona.bench.relevance import MethodRun, evaluate, halves, length_ratio, machine, row_words, summary_columns
 from mona.bench.suite import Suite
 from mona.data.formats import Sample, to_sample
 from mona.data.readers import Record
@@ -30,6 +30,7 @@ from mona.sae.collect import load_activations, load_by_sample
 from mona.sae.topk import default_layer, encode, load_sae, resolve_sae_path, sae_metadata
 from mona.sae.train import SaeTrainConfig
 from mona.scoring.similarity import prototype, score
+from mona.selection.budget import rank, round_robin
 from mona.selection.pipeline import compute_scores, prototype_scores
 from mona.selection.registry import MethodOptions
 
@@ -40,15 +41,16 @@ Matrix = sp.csr_matrix | np.ndarray
 class SweepConfig:
     """The axes swept, each around the base point (the shipped defaults)."""
 
-    layers: tuple[int, ...] = (6, 12, 18, 24, 28)
+    layers: tuple[int, ...] = (12, 18, 24, 28)
+    sae_layers: tuple[int, ...] = (18, 28)  # layers an SAE is trained for (alike, on the sweep's text mix)
     base_layer: int = field(default_factory=lambda: default_layer(None))  # the shipped SAE's
-    widths: tuple[int, ...] = (8, 16, 32)
-    ks: tuple[int, ...] = (16, 32, 64)
+    widths: tuple[int, ...] = ()
+    ks: tuple[int, ...] = ()
     base_width: int = 16
     base_k: int = 32
-    inference_ks: tuple[int, ...] = (8, 16)
+    inference_ks: tuple[int, ...] = (8, 16, 32)
     renders: tuple[str, ...] = ("chat", "plain")
-    sae_samples: int = 4000
+    sae_samples: int = 2000
     sae_epochs: int = 3
     max_length: int = 512
     seed: int = 0
@@ -69,6 +71,9 @@ class Variant:
     prototype: str = "single"
     centre: bool = False  # subtract the pool's mean vector (then cosine)
     fuse: str | None = None  # rank-fuse with this method's ranking (reciprocal rank fusion)
+    weighting: str | None = None  # latent weights (latent_weights): idf | drop-common | specificity
+    normalise: str | None = None  # row scaling before scoring: l1 (each row sums to 1)
+    row_top: int | None = None  # keep each pooled row's n largest latents (the same number for short and long rows)
 
 
 def _samples(rows: Sequence[dict]) -> list[Sample]:
@@ -76,39 +81,38 @@ def _samples(rows: Sequence[dict]) -> list[Sample]:
 
 
 def variants(cfg: SweepConfig) -> list[Variant]:
-    """The sweep's variants, grouped by axis; each changes one thing from the base point."""
-    base = Variant("base", f"mona as shipped (chat, layer {cfg.base_layer}, shipped SAE, mean, jaccard, single "
-                   "prototype)", layer=cfg.base_layer)
+    """The sweep's variants, grouped by axis; each changes one thing from one of two base points: mona's
+    shipped defaults (max pooling, 16 codes per token) and the paper's configuration (mean pooling, all codes)."""
+    mona = Variant("base", f"mona's defaults (chat, layer {cfg.base_layer}, shipped SAE, max pooling, k 16, "
+                   "jaccard, one prototype)", layer=cfg.base_layer, pooling="max", k=16)
+    paper = Variant("base", "the paper's configuration (mean pooling, all k codes)", layer=cfg.base_layer)
     trained = f"x{cfg.base_width}-k{cfg.base_k}"
-    out = [base]
-    out += [replace(base, axis="layer (SAE trained per layer)", label=f"layer {lyr}", layer=lyr, sae=trained)
-            for lyr in cfg.layers]
-    out += [replace(base, axis="layer, mona's defaults (SAE trained per layer, max pooling, k 16)",
-                    label=f"layer {lyr}", layer=lyr, sae=trained, pooling="max", k=16) for lyr in cfg.layers]
-    out += [replace(base, axis="layer (hidden states, cosine)", label=f"layer {lyr}", layer=lyr, sae=None,
+    out = [mona, paper]
+    for name, b in (("mona", mona), ("paper", paper)):
+        out += [replace(b, axis=f"layer, {name} (SAE trained per layer)", label=f"layer {lyr}", layer=lyr,
+                        sae=trained) for lyr in cfg.sae_layers]
+    out += [replace(paper, axis="layer (hidden states, cosine)", label=f"layer {lyr}", layer=lyr, sae=None,
                     similarity="cosine") for lyr in cfg.layers]
-    out += [replace(base, axis="SAE width (trained)", label=f"{w}x", sae=f"x{w}-k{cfg.base_k}") for w in cfg.widths]
-    out += [replace(base, axis="SAE k (trained)", label=f"k {k}", sae=f"x{cfg.base_width}-k{k}") for k in cfg.ks]
-    out += [replace(base, axis="SAE training tokens", label="sweep mix", sae=trained),
-            replace(base, axis="SAE training tokens", label="shipped SAE")]
-    out += [replace(base, axis="k at inference (shipped SAE)", label=f"k {k}", k=k) for k in cfg.inference_ks]
-    out += [replace(base, axis="pooling", label=p, pooling=p) for p in ("mean", "max", "sum")]
-    out += [replace(base, axis="similarity", label=s, similarity=s) for s in ("jaccard", "cosine")]
-    out += [replace(base, axis="centring", label="mona centred, cosine", centre=True, similarity="cosine"),
-            replace(base, axis="centring", label="hidden, cosine", sae=None, similarity="cosine"),
-            replace(base, axis="centring", label="hidden centred, cosine", sae=None, similarity="cosine",
-                    centre=True)]
-    out += [replace(base, axis="prototype", label=p, prototype=p) for p in ("single", "max", "per-subtask")]
-    out += [replace(base, axis="rendering", label=r, render=r) for r in cfg.renders]
-    out += [replace(base, axis="rank fusion", label=f"mona + {m}", fuse=m) for m in ("bm25", "dense")]
-    # the best single changes above, together (max pooling was the largest single gain)
-    best = replace(base, axis="combinations", label="max pooling", pooling="max")
-    out += [best, replace(best, label="max pooling, cosine", similarity="cosine"),
-            replace(best, label="max pooling, k 16 at inference", k=16),
-            replace(best, label="max pooling, per-subtask prototypes", prototype="per-subtask"),
-            replace(best, label="max pooling, plain text", render="plain"),
-            replace(best, label="max pooling + dense (rank fusion)", fuse="dense"),
-            replace(best, label="sum pooling, per-subtask prototypes", pooling="sum", prototype="per-subtask")]
+    out += [replace(paper, axis="SAE width (trained)", label=f"{w}x", sae=f"x{w}-k{cfg.base_k}") for w in cfg.widths]
+    out += [replace(paper, axis="SAE k (trained)", label=f"k {k}", sae=f"x{cfg.base_width}-k{k}") for k in cfg.ks]
+    for pooling in ("mean", "max"):
+        out += [replace(mona, axis=f"k at inference, {pooling} pooling", label=f"k {k}", pooling=pooling, k=k)
+                for k in cfg.inference_ks]
+    out += [replace(mona, axis="pooling (k 16)", label=p, pooling=p) for p in ("mean", "max", "sum")]
+    for name, b in (("mona", mona), ("paper", paper)):
+        out += [replace(b, axis=f"latent weighting, {name}", label=w or "none", weighting=w)
+                for w in (None, "idf", "drop-common", "specificity")]
+        out += [replace(b, axis=f"length: row normalisation, {name}", label="l1", normalise="l1")]
+        out += [replace(b, axis=f"length: latents kept per row, {name}", label=f"{n}", row_top=n)
+                for n in (32, 64, 128)]
+        out += [replace(b, axis=f"similarity, {name}", label="cosine", similarity="cosine")]
+        out += [replace(b, axis=f"centring, {name}", label="centred, cosine", centre=True, similarity="cosine")]
+        out += [replace(b, axis=f"prototype, {name}", label=p, prototype=p) for p in ("max", "per-subtask")]
+        out += [replace(b, axis=f"rendering, {name}", label=r, render=r) for r in cfg.renders]
+        out += [replace(b, axis=f"rank fusion, {name}", label=f"+ {m}", fuse=m) for m in ("bm25", "dense")]
+    out += [replace(paper, axis="centring (hidden states)", label="hidden, cosine", sae=None, similarity="cosine"),
+            replace(paper, axis="centring (hidden states)", label="hidden centred, cosine", sae=None,
+                    similarity="cosine", centre=True)]
     return out
 
 
@@ -188,6 +192,48 @@ def hidden_vectors(acts: np.ndarray, offsets: np.ndarray, pooling: str) -> np.nd
     return pool_dense(rows, torch.from_numpy(acts.astype(np.float32)), len(offsets) - 1, pooling)
 
 
+def latent_weights(pool: sp.csr_matrix, targets: sp.csr_matrix, how: str) -> np.ndarray:
+    """Per-latent weights from the pool's statistics. idf: log((1 + N) / (1 + df)) + 1, df = pool rows the latent
+    fires on; drop-common: 0 for latents firing on over half the pool rows, else 1; specificity: the latent's
+    share of the target prototype's mass over its share of the pool's mean mass, capped at 1 from below by 0
+    and smoothed (as DSIR's importance weights, on SAE latents instead of n-grams)."""
+    n = pool.shape[0]
+    df = np.bincount(sp.csr_matrix(pool).indices, minlength=pool.shape[1]).astype(np.float64)
+    if how == "idf":
+        return np.log((1 + n) / (1 + df)) + 1
+    if how == "drop-common":
+        return (df <= n / 2).astype(np.float64)
+    if how == "specificity":
+        t = np.asarray(targets.mean(axis=0)).ravel()
+        q = np.asarray(pool.mean(axis=0)).ravel()
+        t, q = t / max(t.sum(), 1e-12), q / max(q.sum(), 1e-12)
+        return np.log1p(t / (q + 1.0 / pool.shape[1]))
+    raise ValueError(f"unknown weighting {how!r}")
+
+
+def keep_row_top(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
+    """Each row's n largest entries (ties: lower latent index)."""
+    csr = sp.csr_matrix(matrix, copy=True)
+    for r in range(csr.shape[0]):
+        lo, hi = csr.indptr[r], csr.indptr[r + 1]
+        if hi - lo > n:
+            vals = csr.data[lo:hi]
+            drop = np.lexsort((csr.indices[lo:hi], -vals))[n:]
+            vals[drop] = 0
+    csr.eliminate_zeros()
+    return csr
+
+
+def generic_share(pool: sp.csr_matrix, proto: np.ndarray, picks: np.ndarray) -> float:
+    """Share of the picks' shared mass sum_k min(z_k, p_k) carried by latents that fire on over half the pool."""
+    df = np.bincount(sp.csr_matrix(pool).indices, minlength=pool.shape[1])
+    common = df > pool.shape[0] / 2
+    coo = sp.csr_matrix(pool[picks]).tocoo()
+    shared = np.minimum(coo.data, proto[coo.col])
+    total = shared.sum()
+    return float(shared[common[coo.col]].sum() / total) if total > 0 else float("nan")
+
+
 def rrf(*score_lists: np.ndarray, c: float = 60.0) -> np.ndarray:
     """Reciprocal rank fusion: sum of 1 / (c + rank) over the rankings (rank 1 = best; c = 60 as in Cormack
     et al. 2009)."""
@@ -209,6 +255,7 @@ def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = Non
     saes = SweepSaes(cfg, lm, tokenizer, model, log)
     n_pool = len(suite.pool)
     ids = [s.id for s in _samples(suite.pool)]
+    words = row_words(_samples(suite.pool))
     starts = np.cumsum([n_pool] + [len(t.rows) for t in suite.targets])
     target_samples = [_samples(t.rows) for t in suite.targets]
     fused: dict[str, list[np.ndarray]] = {}
@@ -224,57 +271,85 @@ def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = Non
                 path = resolve_sae_path(None) if v.sae == "shipped" else saes.get(v.layer, v.sae)
                 vectors[key] = sae_vectors(load_sae(path), x, offsets, v.pooling, v.k)
         matrix = vectors[key]
+        if v.row_top is not None and sp.issparse(matrix):
+            matrix = keep_row_top(matrix, v.row_top)
+        if v.normalise == "l1":
+            sums = np.asarray(abs(matrix).sum(axis=1)).ravel()
+            scale = 1.0 / np.maximum(sums, 1e-12)
+            matrix = sp.diags(scale) @ matrix if sp.issparse(matrix) else matrix * scale[:, None]
+            matrix = sp.csr_matrix(matrix) if sp.issparse(matrix) else matrix
         if v.centre:
             dense = matrix.toarray() if sp.issparse(matrix) else matrix
             matrix = dense - dense[:n_pool].mean(axis=0)
         options = MethodOptions(prototype=v.prototype, similarity=v.similarity, group_field="subtask")
         run = MethodRun(f"{v.axis}: {v.label}")
         for ti, target in enumerate(suite.targets):
+            pool_m, target_m = matrix[:n_pool], matrix[starts[ti]:starts[ti + 1]]
+            if v.weighting is not None:
+                w = latent_weights(pool_m, target_m, v.weighting)
+                pool_m, target_m = sp.csr_matrix(pool_m @ sp.diags(w)), sp.csr_matrix(target_m @ sp.diags(w))
             scores, groups = prototype_scores(lambda p, t, o: score(p, prototype(t), o.similarity),
-                                              matrix[:n_pool], matrix[starts[ti]:starts[ti + 1]],
-                                              target_samples[ti], options)
+                                              pool_m, target_m, target_samples[ti], options)
             if v.fuse:
                 if v.fuse not in fused:
                     pool = _samples(suite.pool)
                     fused[v.fuse] = [compute_scores(pool, ts, MethodOptions(method=v.fuse), cache_dir).scores
                                      for ts in target_samples]
                 scores = rrf(scores, fused[v.fuse][ti])
-            run.per_target[target.name] = evaluate(ids, scores, groups, target.relevant, k)
+            run.per_target[target.name] = metrics = evaluate(ids, scores, groups, target.relevant, k, words)
+            if sp.issparse(pool_m) and not v.centre:
+                picks = (rank(ids, scores) if groups is None else round_robin(ids, groups))[:k]
+                metrics["generic_share"] = generic_share(pool_m, prototype(target_m), np.asarray(picks))
         log(f"{run.name:<60} P@{k} {run.mean('precision'):.3f}")
         results.append((v, run))
     return results, saes.meta
 
 
+def _mean_of(run: MethodRun, metric: str) -> float:
+    values = [m[metric] for m in run.per_target.values() if metric in m]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def write_sweep_report(results: Sequence[tuple[Variant, MethodRun]], sae_meta: dict[str, dict], suite: Suite,
                        k: int, cfg: SweepConfig, command: str, out_dir: Path, name: str) -> tuple[Path, Path]:
-    """`<name>.json` and `<name>.md`: one table per axis (mean P@k overall and per target kind, nDCG@k)."""
+    """`<name>.json` and `<name>.md`: one table per axis (mean P@k overall, per half and per target kind;
+    nDCG@k; the picks' length against the relevant rows'; the share of shared mass on latents firing on most
+    pool rows)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    kinds = ["in-pool", "natural-instructions", "lm-eval"]
+    heads, cols = summary_columns(suite)
     data = {"command": command, "machine": machine(), "k": k, "suite": suite.config, "sweep": asdict(cfg),
             "saes": {n: {f: m.get(f) for f in ("fvu", "l0", "dead_fraction", "train_tokens", "num_latents")}
                      for n, m in sae_meta.items()},
             "variants": [{**asdict(v), "per_target": r.per_target,
-                          "mean": {m: r.mean(m) for m in ("precision", "recall", "ndcg")}} for v, r in results]}
+                          "mean": {m: r.mean(m) for m in ("precision", "recall", "ndcg")},
+                          "mean_by_half": {h: r.mean("precision", targets=suite.targets, half=h)
+                                           for h in halves(suite)},
+                          "pick_length_ratio": length_ratio(r, suite.targets),
+                          "generic_share": _mean_of(r, "generic_share")} for v, r in results]}
     json_path = out_dir / f"{name}.json"
     json_path.write_text(json.dumps(data, indent=1) + "\n")
     lines = [f"# Relevance sweep: {name}", "", f"Command: `{command}`", "", f"Machine: {machine()}", "",
-             f"Pool: {len(suite.pool)} BIG-bench rows over {len(suite.config.get('groups', []))} tasks "
-             f"(seed {suite.config.get('seed')}); {len(suite.targets)} target sets; budget k = {k}. Each axis "
-             "changes one thing from the base point. Sweep SAEs: trained on "
-             f"{cfg.sae_samples} rows of the BIG-bench text mix for {cfg.sae_epochs} epochs.", ""]
+             f"Suite: {suite.config.get('suite', 'easy')}; pool: {len(suite.pool)} BIG-bench rows over "
+             f"{len(suite.config.get('groups', []))} tasks (seed {suite.config.get('seed')}); {len(suite.targets)} "
+             f"target sets; budget k = {k}. Each axis changes one thing from a base point. Sweep SAEs: trained "
+             f"alike on {cfg.sae_samples} rows of the BIG-bench text mix for {cfg.sae_epochs} epochs. "
+             "'length' is the mean over targets of the picks' mean length in words over the relevant rows'; "
+             "'generic' the share of the picks' shared mass min(z, p) on latents that fire on over half the "
+             "pool rows.", ""]
     axes: dict[str, list[tuple[Variant, MethodRun]]] = {}
     for v, r in results:
         axes.setdefault(v.axis, []).append((v, r))
     for axis, rows in axes.items():
-        lines += [f"## {axis}", "", "| variant | P@k all | in-pool | NI | lm-eval | nDCG@k | SAE FVU | dead |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"## {axis}", "", "| variant | " + " | ".join(heads) + " | nDCG@k | length | generic | SAE FVU |",
+                  "|---|" + "---|" * (len(heads) + 4)]
         for v, r in rows:
             meta = sae_meta.get(f"L{v.layer}-{v.sae}", {}) if v.sae not in (None, "shipped") else {}
             fvu = f"{meta['fvu']:.3f}" if meta.get("fvu") is not None else ""
-            dead = f"{meta['dead_fraction']:.1%}" if meta.get("dead_fraction") is not None else ""
-            lines.append(f"| {v.label} | {r.mean('precision'):.3f} | " +
-                         " | ".join(f"{r.mean('precision', [kd], suite.targets):.3f}" for kd in kinds) +
-                         f" | {r.mean('ndcg'):.3f} | {fvu} | {dead} |")
+            generic = _mean_of(r, "generic_share")
+            lines.append(f"| {v.label} | " + " | ".join(f"{r.mean('precision', kinds, suite.targets, half):.3f}"
+                                                       for half, kinds in cols)
+                         + f" | {r.mean('ndcg'):.3f} | {length_ratio(r, suite.targets):.2f} | "
+                         + (f"{generic:.2f}" if generic == generic else "") + f" | {fvu} |")
         lines.append("")
     lines += ["## Precision@k per target", "", "| variant | " + " | ".join(t.name for t in suite.targets) + " |",
               "|---|" + "---|" * len(suite.targets)]
