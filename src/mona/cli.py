@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from mona.errors import ConfigError, MissingFileError, MonaError
+from mona.errors import ConfigError, MonaError
 
 LAYER_HELP = ("Decoder layer to read (0-based; default: the shipped SAE's layer on the embedded model, else the "
               "penultimate).")
@@ -278,11 +278,15 @@ def sae_train(
 ) -> None:
     """Train a TopK SAE on a layer's activations (collected once into the cache; a killed run resumes)."""
     _quiet_libraries()
+    from mona.outputs import check_outputs, local_path
     from mona.sae.build import build_sae
     from mona.sae.train import SaeTrainConfig
 
     command = "mona " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("mona") else ""
     try:
+        # the SAE directory is replaced whole when training ends: nothing in it may be an input
+        check_outputs({"--texts": local_path(texts), "--model": local_path(model)},
+                      {"--out": [out, out.with_name(out.name + ".partial")]}, dirs=("--out",))
         meta = build_sae(out, texts=texts, n_samples=samples, model=model, layer=layer, max_length=max_length,
                          config=SaeTrainConfig(expansion_factor=expansion_factor, k=k, epochs=epochs, lr=lr,
                                                seed=seed),
@@ -290,7 +294,8 @@ def sae_train(
     except MonaError as exc:
         _fail(exc)
         return
-    err.print(f"SAE written to {out}: FVU {meta['fvu']}, L0 {meta['l0']}, dead {meta['dead_fraction']:.2%}")
+    err.print(f"SAE written to {out}: FVU {meta['fvu']}, L0 {meta['l0']}, dead {meta['dead_fraction']:.2%}",
+              markup=False, highlight=False)
 
 
 @bench_app.command("speed")
@@ -317,6 +322,7 @@ def bench_speed(
     from mona.bench.speed import measure_speed, speed_markdown
     from mona.data.readers import read_samples
     from mona.features.lm import LMConfig
+    from mona.outputs import check_outputs, local_path
 
     try:
         if threads is not None:
@@ -325,6 +331,8 @@ def bench_speed(
             import torch
 
             torch.set_num_threads(threads)
+        check_outputs({"--pool": pool, "--model": local_path(model), "--sae": local_path(sae)},
+                      {"--out": out, "--out-md": out_md})
         samples = read_samples(pool)[:rows]
         config = LMConfig(model=model, layer=layer, render=render, dtype=dtype)
         result = measure_speed(samples, config, sae, repeats=repeats)
@@ -367,6 +375,7 @@ def bench_memory(
 
     from mona.bench.host import command_line
     from mona.bench.memory import memory_markdown, run_memory_bench
+    from mona.outputs import check_outputs
 
     try:
         sizes_n = [int(s) for s in sizes.split(",") if s.strip()]
@@ -378,6 +387,7 @@ def bench_memory(
         return
     methods = [m.strip() for m in method.split(",") if m.strip()]
     try:
+        check_outputs({}, {"--out": out, "--out-md": out_md})
         result = run_memory_bench(methods, sizes_n, budget, work_dir, shlex.split(select_args),
                                   log=lambda m: err.print(m, highlight=False))
     except MonaError as exc:
@@ -414,6 +424,7 @@ def bench_scoring(
     _quiet_libraries()
     from mona.bench.host import command_line
     from mona.bench.scoring import run_scoring_bench, scoring_markdown
+    from mona.outputs import check_outputs
     from mona.paths import cache_root
 
     try:
@@ -427,6 +438,7 @@ def bench_scoring(
     work = work_dir or cache_root() / "bench-scoring"
     results = []
     try:
+        check_outputs({"--source": source, "--target": target}, {"--out-md": [out_md, out_md.with_suffix(".json")]})
         for n in sizes:
             for m in ms:
                 for t in thread_counts:
@@ -641,14 +653,20 @@ def features_label(
 ) -> None:
     """Find each latent's max-activating token contexts in a text set and give it a short label."""
     _quiet_libraries()
-    from mona.explain.labels import compute_labels, labels_path, save_labels
+    from mona.explain.labels import LABELS_FILE, compute_labels, labels_path, save_labels
     from mona.models import TruncatedLM, load_lm
+    from mona.outputs import check_outputs, local_path
     from mona.progress import RichProgress
     from mona.sae.build import text_items
     from mona.sae.topk import load_sae, resolve_sae_path, sae_metadata
 
     try:
         sae_path = resolve_sae_path(sae)
+        path = out or labels_path(sae_path)
+        # the SAE's own files are inputs; its directory is where labels normally go
+        sae_files = [p for p in sae_path.iterdir() if p.name != LABELS_FILE]
+        check_outputs({"--sae": sae_files, "--texts": local_path(texts), "--model": local_path(model)},
+                      {"--out": path})
         layer = sae_metadata(sae_path).get("layer")
         model_obj, tokenizer = load_lm(model)
         lm = TruncatedLM(model_obj, tokenizer, layer)
@@ -660,13 +678,13 @@ def features_label(
         finally:
             progress.finish()
         doc["texts_id"] = texts_id
-        path = out or labels_path(sae_path)
         save_labels(doc, path)
     except MonaError as exc:
         _fail(exc)
         return
     labelled = sum(1 for v in doc["latents"].values() if v["examples"])
-    err.print(f"labelled {labelled} of {len(doc['latents'])} latents from {doc['tokens']} tokens -> {path}")
+    err.print(f"labelled {labelled} of {len(doc['latents'])} latents from {doc['tokens']} tokens -> {path}",
+              markup=False, highlight=False)
 
 
 @features_app.command("show")
@@ -773,19 +791,23 @@ def plot_profiles_cmd(
     """The paper's Figure 4: raw MLP neurons (top) vs SAE latents (bottom) for sample sets, one faint line per
     sample and a bold line per set mean; prints how well each panel separates the sets (silhouette)."""
     _quiet_libraries()
-    from mona.explain.profiles import plot_profiles, read_set
+    from mona.explain.profiles import figure_paths, plot_profiles, read_set
     from mona.features.lm import LMConfig
+    from mona.outputs import check_outputs, local_path
     from mona.paths import cache_root
 
     try:
-        sets = {}
+        specs = []
         for spec in set_:
             name, sep, source = spec.partition("=")
             if not sep or not name or not source:
                 raise ConfigError(f"--set wants NAME=SOURCE, got {spec!r}")
-            sets[name] = read_set(source, n, seed)
-        if len(sets) < 2:
+            specs.append((name, source))
+        if len(specs) < 2:
             raise ConfigError("give at least two --set")
+        check_outputs({"--set": [s for _, s in specs if not s.startswith("bigbench:")], "--model": local_path(model),
+                       "--sae": local_path(sae)}, {"--out": figure_paths(out)})
+        sets = {name: read_set(source, n, seed) for name, source in specs}
         summary = plot_profiles(sets, out, config=LMConfig(model=model, layer=layer, render=render), sae=sae,
                                 n_units=units, cache_dir=cache_root())
     except MonaError as exc:
@@ -796,7 +818,7 @@ def plot_profiles_cmd(
         shared = f"; Jaccard of the two set means {mean_j:.3f}" if mean_j is not None else ""
         stdout.print(f"{name}: silhouette {panel['silhouette']:.3f} on its {len(panel['units'])} most variant units"
                      f"{shared}", soft_wrap=True)
-    err.print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.svg')}")
+    err.print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.svg')}", markup=False, highlight=False)
 
 
 @plot_app.command("scores")
@@ -808,12 +830,12 @@ def plot_scores_cmd(
     """Score distributions, selected vs the rest, one panel per SCORES file."""
     from mona.explain.profiles import plot_scores
 
-    missing = [p for p in scores if not p.exists()]
-    if missing:
-        _fail(MissingFileError("no such file", path=str(missing[0])))
+    try:
+        plot_scores(scores, out, name)
+    except MonaError as exc:
+        _fail(exc)
         return
-    plot_scores(scores, out, name)
-    err.print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.svg')}")
+    err.print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.svg')}", markup=False, highlight=False)
 
 
 @app.command()
@@ -837,6 +859,7 @@ def judge(
 
     from mona.data.readers import read_samples
     from mona.explain.judge import CRITERIA, ApiJudge, LocalJudge, judge_selection
+    from mona.outputs import check_outputs, local_path
     from mona.progress import RichProgress
     from mona.selection.output import atomic_write
 
@@ -846,6 +869,7 @@ def judge(
             raise ConfigError("give one --name per --selection")
         if (api_base is None) != (api_model is None):
             raise ConfigError("--api-base and --api-model go together")
+        check_outputs({"--target": target, "--selection": selection, "--model": local_path(model)}, {"--out": out})
         targets = read_samples(target)
         selections = [read_samples(p) for p in selection]
         if api_base is not None:
@@ -933,10 +957,12 @@ def eval_cmd(
     match of a greedy answer."""
     _quiet_libraries()
     from mona.finetune.evaluate import EvalProgress, evaluate, run_lm_eval, summary_line, write_results
+    from mona.outputs import check_outputs, local_path
 
     try:
         if (data is None) == (lm_eval_tasks is None):
             raise ConfigError("give exactly one of --data or --lm-eval-tasks")
+        check_outputs({"--data": data, "--adapter": adapter, "--model": local_path(model)}, {"--out": out})
         if lm_eval_tasks is not None:
             tasks = [t.strip() for t in lm_eval_tasks.split(",") if t.strip()]
             result = run_lm_eval(tasks, model=model, adapter=adapter, limit=limit)

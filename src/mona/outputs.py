@@ -4,13 +4,17 @@ every output location must be writable, all checked before any work is done."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from mona.errors import ConfigError, MissingFileError
 
+# An option names no path (None), one path, or several (a repeated option, or the files of a directory input
+# such as an SAE, whose directory itself may legitimately receive outputs).
+Paths = Path | str | Iterable[Path | str] | None
 
-def _real(path: Path) -> Path:
+
+def _real(path: Path | str) -> Path:
     # strict=False: outputs usually do not exist yet; symlinks along the way (and a symlinked file) resolve
     return Path(os.path.realpath(os.path.expanduser(path)))
 
@@ -19,25 +23,52 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def check_outputs(inputs: Mapping[str, Path | None], outputs: Mapping[str, Path | None]) -> None:
+def _each(paths: Paths) -> list[Path]:
+    if paths is None:
+        return []
+    if isinstance(paths, Path | str):
+        return [Path(paths)]
+    return [Path(p) for p in paths]
+
+
+def local_path(spec: str | Path | None) -> Path | None:
+    """`spec` as a path when it names something on disk (a model or SAE option may also be a hub id or a
+    shipped asset's name, which no output can overwrite)."""
+    if spec is None:
+        return None
+    path = Path(spec).expanduser()
+    return path if path.exists() or path.is_symlink() else None
+
+
+def check_outputs(inputs: Mapping[str, Paths], outputs: Mapping[str, Paths], *,
+                  dirs: Collection[str] = (), writable: bool = True) -> None:
     """Refuse (ConfigError, exit 4) an output that resolves to an input, lies inside an input directory (a
     `save_to_disk` dataset) or holds an input inside it, and two outputs resolving to one path; refuse
-    (MissingFileError, exit 3) an output whose location cannot be written. Names are option names (`--out`)."""
-    ins = {name: _real(p) for name, p in inputs.items() if p is not None}
-    outs = {name: _real(p) for name, p in outputs.items() if p is not None}
-    for out_name, out in outs.items():
-        for in_name, src in ins.items():
+    (MissingFileError, exit 3) an output whose location cannot be written. Names are option names (`--out`);
+    outputs named in `dirs` are directories (a run or SAE folder) and are checked as such; `writable=False`
+    leaves the writability checks to the caller (outputs of mixed kinds inside one directory)."""
+    ins = [(name, p, _real(p)) for name, paths in inputs.items() for p in _each(paths)]
+    outs = [(name, p, _real(p)) for name, paths in outputs.items() for p in _each(paths)]
+    for out_name, shown, out in outs:
+        for in_name, src_shown, src in ins:
             if _inside(out, src) or _inside(src, out):
-                raise ConfigError(f"{out_name} {outputs[out_name]} would overwrite the input {in_name} "
-                                  f"{inputs[in_name]}; choose another path")
+                raise ConfigError(f"{out_name} {shown} would overwrite the input {in_name} {src_shown}; "
+                                  "choose another path")
     seen: dict[Path, str] = {}
-    for out_name, out in outs.items():
-        if out in seen:
-            raise ConfigError(f"{seen[out]} and {out_name} name the same file {outputs[out_name]}; "
-                              "choose different paths")
+    for out_name, shown, out in outs:
+        clash = next((p for p in seen if _inside(out, p) or _inside(p, out)), None)
+        if clash is not None:
+            first = seen[clash]
+            what = f"{first} and {out_name}" if first != out_name else f"{out_name} (given twice)"
+            raise ConfigError(f"{what} name the same file {shown}; choose different paths")
         seen[out] = out_name
-    for out_name, out in outs.items():
-        check_writable(out_name, out, outputs[out_name])
+    if not writable:
+        return
+    for out_name, shown, out in outs:
+        if out_name in dirs:
+            check_output_dir(out_name, out, shown)
+        else:
+            check_writable(out_name, out, shown)
 
 
 def check_writable(name: str, real: Path, shown: Path | None = None) -> None:
@@ -55,13 +86,14 @@ def check_writable(name: str, real: Path, shown: Path | None = None) -> None:
         raise MissingFileError(f"{name} {shown} cannot be written: no write permission in {parent}")
 
 
-def check_output_dir(name: str, path: Path) -> None:
+def check_output_dir(name: str, path: Path, shown: Path | None = None) -> None:
     """A directory output (a cache, an SAE folder) is a directory or can be created as one, and is writable."""
+    shown = shown if shown is not None else path
     real = _real(path)
     probe = real
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise MissingFileError(f"{name} {path} cannot be used: {probe} is a file, not a directory")
+        raise MissingFileError(f"{name} {shown} cannot be used: {probe} is a file, not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise MissingFileError(f"{name} {path} cannot be written: no write permission in {probe}")
+        raise MissingFileError(f"{name} {shown} cannot be written: no write permission in {probe}")

@@ -14,14 +14,20 @@ import scipy.sparse as sp
 from mona.data.bigbench import load_task, prepare_bigbench, task_index
 from mona.data.formats import Sample, to_sample
 from mona.data.readers import Record, read_samples
-from mona.errors import InputError
+from mona.errors import ConfigError, InputError, MissingFileError
 from mona.features.cached import featurize_cached
 from mona.features.lm import LMConfig, LMRunner
 from mona.features.mona import MonaFeaturizer
 from mona.features.neurons import NeuronFeaturizer
+from mona.outputs import check_outputs
 from mona.scoring.similarity import generalized_jaccard
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+
+
+def figure_paths(out: Path) -> list[Path]:
+    """The two files a figure command writes for OUT: OUT.png and OUT.svg."""
+    return [out.with_suffix(".png"), out.with_suffix(".svg")]
 
 
 def read_set(spec: str, n: int, seed: int = 0) -> list[Sample]:
@@ -98,24 +104,26 @@ def plot_profiles(sets: dict[str, list[Sample]], out: Path, *, config: LMConfig 
         ax.legend(loc="upper right")
         ax.margins(x=0.01)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for suffix in (".png", ".svg"):
-        fig.savefig(out.with_suffix(suffix), dpi=130)
+    for path in figure_paths(out):
+        fig.savefig(path, dpi=130)
     plt.close(fig)
     return summary
 
 
 def plot_scores(scores: Sequence[Path], out: Path, names: Sequence[str] | None = None) -> None:
-    """Histogram of SCORES files' scores, selected vs the rest, one panel per file (PNG and SVG)."""
+    """Histogram of SCORES files' scores, selected vs the rest, one panel per file (PNG and SVG). Every input is
+    read and checked before anything is drawn or written."""
+    if names is not None and len(names) != len(scores):
+        raise ConfigError("give one --name per --scores")
+    check_outputs({"--scores": scores}, {"--out": figure_paths(out)})
+    panels = [read_scores_file(Path(p)) for p in scores]
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(scores), 1, figsize=(9, 3.2 * len(scores)), constrained_layout=True, squeeze=False)
-    for ax, path, name in zip(axes[:, 0], scores, names or [Path(p).stem for p in scores], strict=True):
-        rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-        chosen = np.array([r["score"] for r in rows if r["selected"]])
-        rest = np.array([r["score"] for r in rows if not r["selected"]])
+    for ax, (chosen, rest), name in zip(axes[:, 0], panels, names or [Path(p).stem for p in scores], strict=True):
         bins = np.histogram_bin_edges(np.concatenate([chosen, rest]), bins=50)
         ax.hist(rest, bins=bins, color="#999999", label=f"rest ({len(rest)})")
         ax.hist(chosen, bins=bins, color=COLOURS[0], label=f"selected ({len(chosen)})")
@@ -123,6 +131,31 @@ def plot_scores(scores: Sequence[Path], out: Path, names: Sequence[str] | None =
         ax.set_xlabel("score")
         ax.legend()
     out.parent.mkdir(parents=True, exist_ok=True)
-    for suffix in (".png", ".svg"):
-        fig.savefig(out.with_suffix(suffix), dpi=120)
+    for path in figure_paths(out):
+        fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def read_scores_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(selected scores, other scores) of a SCORES file; InputError naming the line for anything else."""
+    if not path.is_file():
+        raise MissingFileError("no such file" if not path.exists() else "not a regular file", path=str(path))
+    chosen: list[float] = []
+    rest: list[float] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError("not a SCORES file of `mona select --scores` (not UTF-8 text)", path=str(path)) from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            score, selected = float(row["score"]), row["selected"]
+        except (ValueError, KeyError, TypeError):
+            raise InputError("not a SCORES line of `mona select --scores` (expected {id, score, rank, selected})",
+                             path=str(path), line=lineno) from None
+        (chosen if selected else rest).append(score)
+    if not chosen and not rest:
+        raise InputError("file has no rows", path=str(path))
+    return np.array(chosen), np.array(rest)

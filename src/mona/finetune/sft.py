@@ -45,6 +45,7 @@ from mona.data.readers import read_samples
 from mona.errors import ConfigError, InputError
 from mona.models.loader import DEFAULT_MODEL, load_lm, model_fingerprint
 from mona.models.truncated import length_batches
+from mona.outputs import check_output_dir, check_outputs, local_path
 from mona.progress import RichProgress
 from mona.selection.output import atomic_write
 
@@ -395,6 +396,12 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
+def run_outputs(out: Path) -> list[Path]:
+    """What a run writes (and, with overwrite, deletes) inside its directory; other files there are left
+    alone."""
+    return [out / name for name in ("checkpoint", ".checkpoint.old", "adapter", ".adapter.old", "train.json")]
+
+
 def _prepare_out(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
     """The checkpoint to resume from (None: start afresh). Refuses a DIR made with other arguments."""
     out.mkdir(parents=True, exist_ok=True)
@@ -475,6 +482,10 @@ def finetune(data: str | Path, out: str | Path, config: FinetuneConfig | None = 
     config = config or FinetuneConfig()
     config.check()
     data, out = Path(data), Path(out)
+    # before any work: nothing the run writes (or clears with overwrite) may be an input
+    check_outputs({"--data": data, "--model": local_path(config.model)}, {"--out": run_outputs(out)},
+                  writable=False)
+    check_output_dir("--out", out)
     samples = read_samples(data, text_field=config.text_field)
     fingerprint = run_fingerprint(config, data)
     saved = _prepare_out(out, fingerprint, overwrite)
