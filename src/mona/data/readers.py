@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,18 +39,113 @@ class Record:
 Reject = Callable[[InputError, str | None], None]
 
 
+class DamagedFile(Exception):
+    """A compressed container (gzip, zstd) whose data ends early or fails its checks."""
+
+
+class _ZstdReader(io.RawIOBase):
+    """zstd frames decompressed as a stream, like `zstandard`'s stream reader, but a stream that ends inside a
+    frame (a truncated file) is an error instead of a silent early end of data."""
+
+    def __init__(self, raw: io.BufferedIOBase) -> None:
+        import zstandard
+
+        self._zstd = zstandard
+        self._raw = raw
+        self._new_frame()
+        self._pending = b""
+        self._done = False
+
+    def _new_frame(self) -> None:
+        self._dobj = self._zstd.ZstdDecompressor().decompressobj()
+        self._fed = False  # bytes of the current frame seen (a file may hold several frames back to back)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        while not self._pending and not self._done:
+            chunk = self._raw.read(1 << 16)
+            if not chunk:
+                if self._fed:
+                    raise DamagedFile("truncated: the file ends inside a zstd frame")
+                self._done = True
+                break
+            while chunk:
+                self._fed = True
+                try:
+                    self._pending += self._dobj.decompress(chunk)
+                except self._zstd.ZstdError as exc:
+                    raise DamagedFile(str(exc)) from None
+                if not self._dobj.eof:
+                    break
+                chunk = self._dobj.unused_data
+                self._new_frame()
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def _open_binary(path: Path) -> io.BufferedIOBase:
     name = path.name.lower()
     if name.endswith(".gz"):
         return gzip.open(path, "rb")  # type: ignore[return-value]
     if name.endswith(".zst") or name.endswith(".zstd"):
         try:
-            import zstandard
+            import zstandard  # noqa: F401
         except ImportError as exc:
             raise DependencyError("reading .zst needs the 'zstandard' package: pip install zstandard",
                                   path=str(path)) from exc
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(path.open("rb")))
+        return io.BufferedReader(_ZstdReader(path.open("rb")), buffer_size=1 << 16)
     return path.open("rb")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _container(path: Path) -> str:
+    name = path.name.lower()
+    return "gzip" if name.endswith(".gz") else "zstd" if name.endswith((".zst", ".zstd")) else ""
+
+
+def _damaged(path: Path, exc: BaseException, after_line: int | None = None) -> InputError:
+    """A file-level error for a container that cannot be read to its end: never a skipped row, since the rows
+    it cut off are unknown."""
+    kind = _container(path) or "file"
+    where = f", found after line {after_line}" if after_line else ""
+    if isinstance(exc, EOFError) or "truncated" in str(exc):
+        why = f"truncated: the compressed data ends early{where}"
+    elif isinstance(exc, gzip.BadGzipFile) and "Not a gzipped file" in str(exc):
+        why = "not gzip data despite the .gz name"
+    else:
+        why = f"{_one_line(exc)}{where}"
+    return InputError(f"damaged {kind} data ({why}); no row of this file was used", path=str(path))
+
+
+# What decompressing a damaged container raises (zlib.error: a corrupt deflate stream).
+_CONTAINER_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, DamagedFile)
+
+
+def _lines(handle: io.BufferedIOBase, path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of each line, one line ahead of the reader: when the container turns out damaged,
+    the cut-off line it delivered last is never judged as a row (it would be reported as broken JSON)."""
+    lineno = 0
+    try:
+        it = iter(handle)
+        current = next(it, None)
+        while current is not None:
+            lineno += 1
+            following = next(it, None)
+            yield lineno, current
+            current = following
+    except _CONTAINER_ERRORS as exc:
+        raise _damaged(path, exc, lineno) from None
 
 
 def _kind(path: Path) -> str:
@@ -72,9 +168,11 @@ def _kind(path: Path) -> str:
 def _iter_jsonl(path: Path, reject: Reject) -> Iterator[Record]:
     # Lines are decoded one by one, so bad bytes are reported (or skipped) with their line number.
     index = 0
+    if _container(path):
+        reject = _container_checked(reject, path)
     try:
         with _open_binary(path) as handle:
-            for lineno, data in enumerate(handle, start=1):
+            for lineno, data in _lines(handle, path):
                 try:
                     text = data.decode("utf-8").rstrip("\r\n")
                 except UnicodeDecodeError as exc:
@@ -95,16 +193,35 @@ def _iter_jsonl(path: Path, reject: Reject) -> Iterator[Record]:
                     continue
                 yield Record(row=row, index=index, line=lineno, raw=text)
                 index += 1
-    except (OSError, EOFError) as exc:
+    except OSError as exc:
         if isinstance(exc, FileNotFoundError | PermissionError):
             raise
-        raise InputError(f"cannot read: {exc}", path=str(path)) from None
+        raise InputError(f"cannot read: {_one_line(exc)}", path=str(path)) from None
+
+
+def _container_checked(reject: Reject, path: Path) -> Reject:
+    """`reject` for a compressed file: before a bad row stops the run, the rest of the file is decompressed, so
+    a damaged container (corrupt data decodes to garbage rows before its checksum fails) is reported as what it
+    is rather than as the garbage row."""
+    def checked(error: InputError, raw: str | None) -> None:
+        try:
+            reject(error, raw)
+        except InputError:
+            with _open_binary(path) as handle:
+                for _ in _lines(handle, path):
+                    pass
+            raise
+
+    return checked
 
 
 def _iter_json(path: Path, reject: Reject) -> Iterator[Record]:
     try:
         with _open_binary(path) as handle:
-            data = json.loads(handle.read().decode("utf-8"))
+            raw = handle.read()
+        data = json.loads(raw.decode("utf-8"))
+    except _CONTAINER_ERRORS as exc:
+        raise _damaged(path, exc) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"broken JSON: {exc.msg} at column {exc.colno}", path=str(path),
                          line=exc.lineno) from None
@@ -128,15 +245,32 @@ def _iter_json(path: Path, reject: Reject) -> Iterator[Record]:
         index += 1
 
 
+def _batches(batches: Iterator[Any], path: Path, what: str) -> Iterator[Any]:
+    """The items of a columnar reader; any failure while decoding (a corrupt page, a missing or damaged Arrow
+    file) is a file-level error naming the row reached."""
+    done = 0
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as exc:  # pyarrow and datasets raise many unrelated types for bad data
+            raise InputError(f"damaged {what} ({_one_line(exc)}) after row {done}; no row of this file was used",
+                             path=str(path)) from None
+        # a pyarrow RecordBatch, or a dict of columns (datasets)
+        done += batch.num_rows if hasattr(batch, "num_rows") else len(next(iter(batch.values()), []))
+        yield batch
+
+
 def _iter_parquet(path: Path, _reject: Reject) -> Iterator[Record]:
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-        raise InputError(f"not a readable Parquet file: {exc}", path=str(path)) from None
+        raise InputError(f"not a readable Parquet file: {_one_line(exc)}", path=str(path)) from None
     index = 0
-    for batch in parquet.iter_batches(batch_size=4096):
+    for batch in _batches(iter(parquet.iter_batches(batch_size=4096)), path, "Parquet file"):
         for row in batch.to_pylist():
             yield Record(row=row, index=index, line=index + 1)
             index += 1
@@ -147,12 +281,25 @@ def _iter_hf(path: Path, _reject: Reject) -> Iterator[Record]:
         raise InputError("a directory must be a dataset saved with datasets.save_to_disk", path=str(path))
     from datasets import DatasetDict, load_from_disk
 
-    data = load_from_disk(str(path))
-    if isinstance(data, DatasetDict):
-        split = "train" if "train" in data else next(iter(data))
-        data = data[split]
-    for i, row in enumerate(data):
-        yield Record(row=dict(row), index=i, line=i + 1)
+    what = "dataset directory (datasets.save_to_disk)"
+    try:
+        data = load_from_disk(str(path))
+        if isinstance(data, DatasetDict):
+            split = "train" if "train" in data else next(iter(data))
+            data = data[split]
+    except Exception as exc:  # a bad state.json, a missing or truncated .arrow file, ...
+        raise InputError(f"damaged {what}: {_one_line(exc)}", path=str(path)) from None
+    index = 0
+    for batch in _batches(iter(data.iter(batch_size=1024)), path, what):
+        for row in _columns_to_rows(batch):
+            yield Record(row=row, index=index, line=index + 1)
+            index += 1
+
+
+def _columns_to_rows(batch: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
+    names = list(batch)
+    for values in zip(*(batch[n] for n in names), strict=True):
+        yield dict(zip(names, values, strict=True))
 
 
 _READERS = {"jsonl": _iter_jsonl, "json": _iter_json, "parquet": _iter_parquet, "hf": _iter_hf}
