@@ -10,8 +10,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
+from mona.display import for_display
 from mona.errors import ConfigError, MonaError
 
 LAYER_HELP = ("Decoder layer to read (0-based; default: the shipped SAE's layer on the embedded model, else the "
@@ -31,12 +32,14 @@ app.add_typer(plot_app, name="plot")
 features_app = typer.Typer(help="Label and inspect SAE latents (max-activating contexts).", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 
-err = Console(stderr=True)
-stdout = Console()
+# Everything printed holds text from the user's files (rows, ids, paths): never read it as rich markup, where
+# "[INST]" or "[/b]" would vanish or raise, and never highlight it.
+err = Console(stderr=True, markup=False, highlight=False)
+stdout = Console(markup=False, highlight=False)
 
 
 def _fail(exc: MonaError) -> None:
-    err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    err.print(Text.assemble(("error:", "red"), " ", for_display(str(exc), one_line=True)), soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -171,13 +174,14 @@ def select(
             gap, certified = result.top_m
             skipped += (f", top-m storage: scores low by at most {gap:.2e}, selection "
                         + ("certified unchanged" if certified else "not certified (bounds overlap)"))
-        err.print(f"selected {result.n_selected} of {len(result.ids)} rows with {method} in "
-                  f"{result.seconds:.1f} s (cache hits {hits}/{total}{rate}{trunc}{skipped}) -> {out}",
-                  highlight=False, soft_wrap=True)
+        err.print(for_display(f"selected {result.n_selected} of {len(result.ids)} rows with {method} in "
+                              f"{result.seconds:.1f} s (cache hits {hits}/{total}{rate}{trunc}{skipped}) -> {out}",
+                              one_line=True), soft_wrap=True)
     for rank_i, sample in enumerate(result.selected[:show], start=1):
-        text = " ".join(sample.plain_text().split())
+        text = for_display(sample.plain_text(), one_line=True)
         score = result.scores[int(result.order[rank_i - 1])]
-        stdout.print(f"{rank_i:>3}. [{score:.4f}] {sample.id}: {text[:110]}", highlight=False, soft_wrap=True)
+        stdout.print(f"{rank_i:>3}. [{score:.4f}] {for_display(sample.id, one_line=True)}: {text[:110]}",
+                     soft_wrap=True)
 
 
 @app.command()
@@ -712,7 +716,7 @@ def features_show(
                  f"(fires on {entry['frequency']:.3%} of {doc['tokens']:,} tokens)", markup=False, highlight=False)
     for e in entry["examples"]:
         context = f"{e['left']}[[{e['token']}]]{e['right']}".replace("\n", "\\n")
-        stdout.print(f"  {e['value']:8.3f}  {context}", markup=False, highlight=False, soft_wrap=True)
+        stdout.print(f"  {e['value']:8.3f}  {for_display(context)}", soft_wrap=True)
 
 
 @app.command()
@@ -773,7 +777,7 @@ def explain(
         _fail(exc)
         return
     for item in items:
-        stdout.print(format_explanation(item), markup=False, highlight=False, soft_wrap=True)
+        stdout.print(for_display(format_explanation(item)), soft_wrap=True)
 
 
 @plot_app.command("profiles")

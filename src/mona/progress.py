@@ -28,8 +28,9 @@ class RichProgress:
     def start(self, label: str, total: int | None) -> None:
         if not self.enabled:
             return
-        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("samples  {task.fields[rate]}"), TimeElapsedColumn(),
+        # the label may hold a user's name for a method or file: style it, never parse it as markup
+        self._progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                                  MofNCompleteColumn(), TextColumn("samples  {task.fields[rate]}"), TimeElapsedColumn(),
                                   TimeRemainingColumn(), console=self.console, transient=False)
         self._progress.start()
         self._task = self._progress.add_task(f"featurize {label}", total=total, rate="")
