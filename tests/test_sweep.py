@@ -6,16 +6,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from conftest import N_LAYERS, SAE_LAYER, sentences
 from mona.bench.sweep import (
     SweepConfig,
+    density_weights,
     generic_share,
     hidden_vectors,
     keep_row_top,
     latent_weights,
     rrf,
     sae_vectors,
+    token_turns,
+    turn_aware,
     variants,
 )
 from mona.data.formats import Sample
@@ -26,7 +30,7 @@ from mona.features.lm import LMConfig, LMRunner
 from mona.features.mona import MonaFeaturizer
 from mona.models import TruncatedLM
 from mona.sae.collect import collect_activations, load_activations, load_by_sample
-from mona.sae.topk import load_sae
+from mona.sae.topk import encode, load_sae
 
 
 def _samples(n: int = 11) -> list[Sample]:
@@ -97,7 +101,7 @@ def test_every_variant_changes_one_thing_from_a_base():
     bases = [v for v in all_variants if v.axis == "base"]
     assert len(bases) == 2
     fields = ("render", "layer", "sae", "pooling", "k", "similarity", "prototype", "centre", "fuse", "weighting",
-              "normalise", "row_top")
+              "normalise", "row_top", "answer_weight")
     # things that go together count as one change: a layer and the SAE trained for it; a representation (or
     # centring) and its similarity
     together = [{"layer", "sae"}, {"sae", "similarity"}, {"centre", "similarity"}, {"layer", "sae", "similarity"},
@@ -121,3 +125,33 @@ def test_latent_weights_and_row_caps():
     proto = np.array([1.0, 0.0, 0.0, 5.0])
     assert generic_share(pool, proto, np.array([0, 1])) == 1.0
     assert generic_share(pool, proto, np.array([2])) == 1.0 / 5.0
+
+
+def test_density_weights_favour_rare_latents(sae_dir):
+    sae = load_sae(sae_dir)
+    acts = np.random.default_rng(0).normal(size=(400, int(sae.b_dec.shape[0]))).astype(np.float16)
+    w = density_weights(sae, acts, None)
+    values, indices = encode(sae, torch.from_numpy(acts.astype(np.float32)))
+    counts = np.bincount(indices[values > 0].numpy(), minlength=len(w))
+    # log((N + 1) / (count + 1)): the weight falls as a latent fires on more tokens
+    np.testing.assert_allclose(w, np.log(401 / (counts + 1)), rtol=1e-6)
+    assert w[counts.argmax()] < w[counts.argmin()]
+
+
+def test_token_turns_line_up_with_collected_tokens(collected, tiny_model, tokenizer):
+    acts_dir, n_shards, rendered = collected
+    lm = TruncatedLM(tiny_model, tokenizer, [0, SAE_LAYER], batch_tokens=40)
+    turns = token_turns(lm, rendered)
+    _, offsets = load_by_sample(acts_dir, SAE_LAYER, n_shards)
+    assert [len(t) for t in turns] == list(np.diff(offsets))
+    two_turns = Sample("q", (("user", "what is two plus two ?"), ("assistant", "four , of course")), None,
+                       Record({}, 0, 1))
+    (t,) = token_turns(lm, [render(two_turns, tokenizer, "chat")])
+    assert t[0] == 0 and t[-1] == 1 and (np.diff(t) >= 0).all()  # the question's tokens, then the answer's
+
+
+def test_turn_aware_pooling_fixes_the_answer_share():
+    instruction = sp.csr_matrix(np.array([[2.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    answer = sp.csr_matrix(np.array([[0.0, 4.0, 4.0], [0.0, 0.0, 0.0], [0.0, 3.0, 0.0]]))
+    out = turn_aware(instruction, answer, 0.25).toarray()
+    np.testing.assert_allclose(out, [[1.5, 1.0, 1.0], [1.0, 0.0, 0.0], [0.0, 3.0, 0.0]])

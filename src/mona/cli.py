@@ -11,14 +11,51 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperGroup
 
 from mona.display import for_display
-from mona.errors import ConfigError, MonaError
+from mona.errors import USAGE_EXIT, ConfigError, Interrupted, MissingFileError, MonaError
 
 LAYER_HELP = ("Decoder layer to read (0-based; default: the shipped SAE's layer on the embedded model, else the "
               "penultimate).")
 
-app = typer.Typer(help="Select task-specific instruction-tuning data from a language model's monosemantic "
+def _usage_error() -> type[Exception]:
+    try:  # typer >= 0.2x carries its own copy of click
+        from typer._click.exceptions import UsageError
+    except ImportError:  # pragma: no cover - older typer on the real click
+        from click.exceptions import UsageError
+    return UsageError
+
+
+class MonaGroup(TyperGroup):
+    """The top-level group: a command line that cannot be parsed exits USAGE_EXIT, not 2 (bad input); Ctrl-C
+    prints one line and exits 130; a file operation that fails outside mona's own checks is one line, exit 3."""
+
+    def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return super().make_context(*args, **kwargs)
+        except _usage_error() as exc:
+            exc.exit_code = USAGE_EXIT  # type: ignore[attr-defined]
+            raise
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except _usage_error() as exc:
+            exc.exit_code = USAGE_EXIT  # type: ignore[attr-defined]
+            raise
+        except KeyboardInterrupt as exc:
+            # Typer would turn this into a silent exit 130; say what happened (and, from select, how to resume)
+            message = exc.message if isinstance(exc, Interrupted) else "interrupted (Ctrl-C)"
+            err.print(Text.assemble(("error:", "red"), " ", for_display(message, one_line=True)), soft_wrap=True)
+            raise typer.Exit(Interrupted.exit_code) from None
+        except OSError as exc:
+            reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+            _fail(MissingFileError(reason, path=None if exc.filename is None else str(exc.filename)))
+
+
+app = typer.Typer(cls=MonaGroup,
+                  help="Select task-specific instruction-tuning data from a language model's monosemantic "
                        "(sparse-autoencoder) features, or with any of the baselines.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 sae_app = typer.Typer(help="Train and inspect sparse autoencoders.", no_args_is_help=True)
@@ -258,8 +295,8 @@ def data_lm_eval_fewshot(
 def main() -> None:  # pragma: no cover - console entry point
     try:
         app()
-    except KeyboardInterrupt:
-        err.print("interrupted")
+    except KeyboardInterrupt:  # Ctrl-C outside a command (MonaGroup.invoke handles it inside one)
+        err.print("error: interrupted (Ctrl-C)")
         sys.exit(130)
 
 

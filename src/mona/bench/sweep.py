@@ -71,9 +71,10 @@ class Variant:
     prototype: str = "single"
     centre: bool = False  # subtract the pool's mean vector (then cosine)
     fuse: str | None = None  # rank-fuse with this method's ranking (reciprocal rank fusion)
-    weighting: str | None = None  # latent weights (latent_weights): idf | drop-common | specificity
+    weighting: str | None = None  # latent weights: idf | drop-common | specificity (latent_weights) | density
     normalise: str | None = None  # row scaling before scoring: l1 (each row sums to 1)
     row_top: int | None = None  # keep each pooled row's n largest latents (the same number for short and long rows)
+    answer_weight: float | None = None  # turn-aware pooling (turn_aware): the answer turns' share of a row
 
 
 def _samples(rows: Sequence[dict]) -> list[Sample]:
@@ -101,8 +102,10 @@ def variants(cfg: SweepConfig) -> list[Variant]:
     out += [replace(mona, axis="pooling (k 16)", label=p, pooling=p) for p in ("mean", "max", "sum")]
     for name, b in (("mona", mona), ("paper", paper)):
         out += [replace(b, axis=f"latent weighting, {name}", label=w or "none", weighting=w)
-                for w in (None, "idf", "drop-common", "specificity")]
+                for w in (None, "idf", "density", "drop-common", "specificity")]
         out += [replace(b, axis=f"length: row normalisation, {name}", label="l1", normalise="l1")]
+        out += [replace(b, axis=f"turn-aware pooling, {name}", label=f"answer weight {w}", answer_weight=w)
+                for w in (0.5, 0.25, 0.0)]
         out += [replace(b, axis=f"length: latents kept per row, {name}", label=f"{n}", row_top=n)
                 for n in (32, 64, 128)]
         out += [replace(b, axis=f"similarity, {name}", label="cosine", similarity="cosine")]
@@ -125,6 +128,14 @@ class SuiteActivations:
         self.suite, self.cfg, self.lm, self.tokenizer, self.model, self.log = suite, cfg, lm, tokenizer, model, log
         self._dirs: dict[str, tuple[Path, int]] = {}
         self._loaded: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._turns: dict[str, np.ndarray] = {}
+
+    def turns(self, render_mode: str) -> np.ndarray:
+        """The turn (content span) of every stored token, in the order of `get`'s tokens."""
+        if render_mode not in self._turns:
+            items = [render(s, self.tokenizer, render_mode) for s in self.samples]
+            self._turns[render_mode] = np.concatenate(token_turns(self.lm, items))
+        return self._turns[render_mode]
 
     def get(self, render_mode: str, layer: int) -> tuple[np.ndarray, np.ndarray]:
         """(float16 tokens [N, d], offsets [rows + 1]) in suite order."""
@@ -149,6 +160,14 @@ class SweepSaes:
         self._acts: tuple[Path, int] | None = None
         self.meta: dict[str, dict] = {}
 
+    def mix(self, layer: int) -> np.ndarray:
+        """The text mix's activations at a layer (collected on first use, cached)."""
+        if self._acts is None:
+            items, texts_id = text_items(DEFAULT_MIX, self.cfg.sae_samples, self.tokenizer, self.cfg.seed)
+            self._acts = collect_cached(self.lm, items, [model_fingerprint(self.model), texts_id], log=self.log)
+            self._texts_id, self._n_items = texts_id, len(items)
+        return load_activations(self._acts[0], layer, self._acts[1])
+
     def path(self, layer: int, point: str) -> Path:
         c = self.cfg
         return cache_root() / "sweep-saes" / f"{DEFAULT_MIX}-n{c.sae_samples}-e{c.sae_epochs}-L{layer}-{point}"
@@ -157,13 +176,9 @@ class SweepSaes:
         """The SAE for a layer and a "x<width>-k<k>" point, trained now if not cached."""
         out = self.path(layer, point)
         if not (out / "cfg.json").exists():
-            if self._acts is None:
-                items, texts_id = text_items(DEFAULT_MIX, self.cfg.sae_samples, self.tokenizer, self.cfg.seed)
-                self._acts = collect_cached(self.lm, items, [model_fingerprint(self.model), texts_id], log=self.log)
-                self._texts_id, self._n_items = texts_id, len(items)
             width, k = (int(v[1:]) for v in point.split("-"))
+            acts = self.mix(layer)
             self.log(f"training SAE layer {layer} {width}x k {k}")
-            acts = load_activations(self._acts[0], layer, self._acts[1])
             train_and_save(acts, out, config=SaeTrainConfig(expansion_factor=width, k=k,
                                                             epochs=self.cfg.sae_epochs, seed=self.cfg.seed),
                            meta={"model": self.model or "smollm2-135m-instruct", "layer": layer,
@@ -173,17 +188,49 @@ class SweepSaes:
         return out
 
 
+def token_turns(lm: TruncatedLM, items: Sequence) -> list[np.ndarray]:
+    """For each rendered item, the content-span index (0: the first turn, the instruction; 1 and up: the answer
+    turns) of each token `lm` pools, in token order, tokenized exactly as `lm.tokenize` does."""
+    enc = lm.tokenizer([it.text for it in items], add_special_tokens=False, return_offsets_mapping=True,
+                       truncation=False)
+    out = []
+    for item, tok, ids, offsets in zip(items, lm.tokenize(items), enc["input_ids"], enc["offset_mapping"],
+                                       strict=True):
+        offsets = list(offsets)
+        if not ids or ids[0] != lm.first_token:  # as tokenize: the fixed first token is prepended
+            offsets = [(0, 0), *offsets]
+        offsets = offsets[:len(tok.ids)]
+        turns = [next(i for i, (start, end) in enumerate(item.spans) if a < end and b > start)
+                 for (a, b), pooled in zip(offsets, tok.pool, strict=True) if pooled]
+        out.append(np.asarray(turns, dtype=np.int64))
+    return out
+
+
 def sae_vectors(sae, acts: np.ndarray, offsets: np.ndarray, pooling: str, k: int | None,
-                chunk: int = 8192) -> sp.csr_matrix:
-    """Pooled SAE codes per row from per-token activations."""
+                chunk: int = 8192, token_mask: np.ndarray | None = None) -> sp.csr_matrix:
+    """Pooled SAE codes per row from per-token activations (only the tokens of `token_mask`, if given)."""
     values, indices = [], []
     for start in range(0, len(acts), chunk):
         v, i = encode(sae, torch.from_numpy(acts[start:start + chunk].astype(np.float32)), k)
         values.append(v.float())
         indices.append(i)
     rows = torch.from_numpy(np.repeat(np.arange(len(offsets) - 1), np.diff(offsets)))
-    return pool_sparse_codes(rows, torch.cat(values), torch.cat(indices), len(offsets) - 1,
-                             int(sae.num_latents), pooling)
+    values_t, indices_t = torch.cat(values), torch.cat(indices)
+    if token_mask is not None:
+        keep = torch.from_numpy(token_mask)
+        rows, values_t, indices_t = rows[keep], values_t[keep], indices_t[keep]
+    return pool_sparse_codes(rows, values_t, indices_t, len(offsets) - 1, int(sae.num_latents), pooling)
+
+
+def turn_aware(instruction: sp.csr_matrix, answer: sp.csr_matrix, answer_weight: float) -> sp.csr_matrix:
+    """Instruction and answer tokens pooled apart, combined as (1 - w) * instruction + w * answer for rows that
+    have both; a row with one part keeps it whole. The answer's share of a row is then fixed, however long."""
+    has_i = np.diff(instruction.indptr) > 0
+    has_a = np.diff(answer.indptr) > 0
+    both = has_i & has_a
+    ci = np.where(both, 1.0 - answer_weight, 1.0)
+    ca = np.where(both, answer_weight, 1.0)
+    return sp.csr_matrix(sp.diags(ci) @ instruction + sp.diags(ca) @ answer)
 
 
 def hidden_vectors(acts: np.ndarray, offsets: np.ndarray, pooling: str) -> np.ndarray:
@@ -209,6 +256,17 @@ def latent_weights(pool: sp.csr_matrix, targets: sp.csr_matrix, how: str) -> np.
         t, q = t / max(t.sum(), 1e-12), q / max(q.sum(), 1e-12)
         return np.log1p(t / (q + 1.0 / pool.shape[1]))
     raise ValueError(f"unknown weighting {how!r}")
+
+
+def density_weights(sae, acts: np.ndarray, k: int | None, chunk: int = 8192) -> np.ndarray:
+    """log(1 / f) per latent, f = the fraction of the text mix's tokens on which the latent is among a token's
+    codes (its firing density, smoothed by one token): a property of the SAE, not of the pool, so a pool can
+    still be scored row by row."""
+    counts = np.zeros(int(sae.num_latents))
+    for start in range(0, len(acts), chunk):
+        values, indices = encode(sae, torch.from_numpy(acts[start:start + chunk].astype(np.float32)), k)
+        counts += np.bincount(indices[values > 0].numpy(), minlength=len(counts))
+    return np.log((len(acts) + 1) / (counts + 1))
 
 
 def keep_row_top(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
@@ -260,16 +318,26 @@ def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = Non
     target_samples = [_samples(t.rows) for t in suite.targets]
     fused: dict[str, list[np.ndarray]] = {}
     vectors: dict[tuple, Matrix] = {}
+    densities: dict[tuple, np.ndarray] = {}
     results = []
     for v in variants(cfg):
-        key = (v.render, v.layer, v.sae, v.pooling, v.k)
+        key = (v.render, v.layer, v.sae, v.pooling, v.k, v.answer_weight)
         if key not in vectors:
             x, offsets = acts.get(v.render, v.layer)
             if v.sae is None:
                 vectors[key] = hidden_vectors(x, offsets, v.pooling)
             else:
                 path = resolve_sae_path(None) if v.sae == "shipped" else saes.get(v.layer, v.sae)
-                vectors[key] = sae_vectors(load_sae(path), x, offsets, v.pooling, v.k)
+                sae = load_sae(path)
+                if v.answer_weight is None:
+                    vectors[key] = sae_vectors(sae, x, offsets, v.pooling, v.k)
+                else:
+                    turns = acts.turns(v.render)
+                    if len(turns) != len(x):
+                        raise RuntimeError("token turns do not line up with the stored activations")
+                    parts = [sae_vectors(sae, x, offsets, v.pooling, v.k, token_mask=m)
+                             for m in (turns == 0, turns > 0)]
+                    vectors[key] = turn_aware(*parts, v.answer_weight)
         matrix = vectors[key]
         if v.row_top is not None and sp.issparse(matrix):
             matrix = keep_row_top(matrix, v.row_top)
@@ -285,7 +353,14 @@ def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = Non
         run = MethodRun(f"{v.axis}: {v.label}")
         for ti, target in enumerate(suite.targets):
             pool_m, target_m = matrix[:n_pool], matrix[starts[ti]:starts[ti + 1]]
-            if v.weighting is not None:
+            if v.weighting == "density":
+                dkey = (v.layer, v.sae, v.k)
+                if dkey not in densities:
+                    path = resolve_sae_path(None) if v.sae == "shipped" else saes.get(v.layer, str(v.sae))
+                    densities[dkey] = density_weights(load_sae(path), saes.mix(v.layer), v.k)
+                w = densities[dkey]
+                pool_m, target_m = sp.csr_matrix(pool_m @ sp.diags(w)), sp.csr_matrix(target_m @ sp.diags(w))
+            elif v.weighting is not None:
                 w = latent_weights(pool_m, target_m, v.weighting)
                 pool_m, target_m = sp.csr_matrix(pool_m @ sp.diags(w)), sp.csr_matrix(target_m @ sp.diags(w))
             scores, groups = prototype_scores(lambda p, t, o: score(p, prototype(t), o.similarity),
