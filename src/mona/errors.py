@@ -53,3 +53,22 @@ class DependencyError(MonaError):
     """An optional dependency or asset is missing; the message says what to install."""
 
     exit_code = 5
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a long step, with one line saying what was kept (the feature cache) and how to resume. A
+    KeyboardInterrupt still, so code that stops on Ctrl-C keeps doing so."""
+
+    exit_code = 130
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# Exit code of a command line that cannot be parsed (unknown option, missing or malformed value): distinct from
+# bad input (2), as sysexits' EX_USAGE.
+USAGE_EXIT = 64

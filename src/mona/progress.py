@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 from rich.console import Console
@@ -45,7 +46,9 @@ class RichProgress:
 
     def finish(self) -> None:
         if self._progress is not None:
-            if self._task is not None:
+            # called from `finally`: only a step that ended normally is drawn as complete, not one that Ctrl-C
+            # or an error stopped halfway
+            if self._task is not None and sys.exc_info()[0] is None:
                 task = self._progress.tasks[0]
                 self._progress.update(self._task, completed=task.total)
             self._progress.stop()

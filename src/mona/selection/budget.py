@@ -10,17 +10,22 @@ import numpy as np
 from mona.errors import ConfigError
 
 
-def resolve_budget(n_pool: int, *, ratio: float | None = None, budget: int | None = None) -> int:
-    """Number of rows to select: exactly one of `ratio` in (0, 1] (rounded, at least 1) or `budget`."""
+def check_budget(*, ratio: float | None = None, budget: int | None = None) -> None:
+    """The checks of a budget that need no pool: exactly one of `ratio` in (0, 1] or `budget` >= 1."""
     if (ratio is None) == (budget is None):
         raise ConfigError("give exactly one of --ratio or --budget")
+    if ratio is not None and (not (0.0 < ratio <= 1.0) or math.isnan(ratio)):
+        raise ConfigError(f"--ratio must be in (0, 1], got {ratio}")
+    if budget is not None and budget < 1:
+        raise ConfigError(f"--budget must be at least 1, got {budget}")
+
+
+def resolve_budget(n_pool: int, *, ratio: float | None = None, budget: int | None = None) -> int:
+    """Number of rows to select: exactly one of `ratio` in (0, 1] (rounded, at least 1) or `budget`."""
+    check_budget(ratio=ratio, budget=budget)
     if ratio is not None:
-        if not (0.0 < ratio <= 1.0) or math.isnan(ratio):
-            raise ConfigError(f"--ratio must be in (0, 1], got {ratio}")
         return max(1, min(n_pool, round(ratio * n_pool)))
     assert budget is not None
-    if budget < 1:
-        raise ConfigError(f"--budget must be at least 1, got {budget}")
     if budget > n_pool:
         raise ConfigError(f"--budget {budget} is larger than the pool ({n_pool} rows)")
     return budget

@@ -15,15 +15,15 @@ from mona.data.formats import Sample
 from mona.data.ids import IdColumn, scan_samples
 from mona.data.readers import Rejected, iter_samples, read_samples
 from mona.data.render import RENDER_MODES
-from mona.errors import ConfigError, InputError
+from mona.errors import ConfigError, InputError, Interrupted, MissingFileError
 from mona.features.cached import ComputeFn, FeaturizeStats, featurize_cached
 from mona.features.lm import LMRunner
 from mona.features.pooling import POOLINGS
 from mona.outputs import check_output_dir, check_outputs
 from mona.paths import cache_root
 from mona.scoring.similarity import SIMILARITIES, jaccard_upper_bound, prototype
-from mona.selection.budget import rank, resolve_budget, round_robin, top_order
-from mona.selection.output import row_line, write_quarantine, write_scores, write_selection
+from mona.selection.budget import check_budget, rank, resolve_budget, round_robin, top_order
+from mona.selection.output import OutputSet, row_line, write_quarantine, write_scores, write_selection
 from mona.selection.registry import PROTOTYPES, MatrixScorer, MethodOptions, get_method, with_defaults
 
 # Pool rows per streamed chunk: large enough that per-chunk overhead (cache lookups, scoring calls) vanishes,
@@ -134,6 +134,24 @@ def validate_options(options: MethodOptions) -> None:
         raise ConfigError(f"--batch-tokens must be at least 1, got {options.lm.batch_tokens}")
     if options.lm.max_length < 2:
         raise ConfigError(f"--max-length must be at least 2, got {options.lm.max_length}")
+    spec = get_method(options.method)
+    if spec.text_scorer is not None and options.prototype != "single":
+        raise ConfigError(f"--prototype {options.prototype} needs a feature-based method, not {options.method}")
+    # the knobs of single methods, checked here too so that a bad one fails before the pool is read
+    if options.method == "dsir":
+        from mona.features.dsir import DsirConfig
+
+        DsirConfig.from_extra(options.extra)
+    elif options.method == "bm25":
+        from mona.features.bm25 import COMBINE
+
+        combine = options.extra.get("bm25_combine") or "mean"
+        if combine not in COMBINE:
+            raise ConfigError(f"unknown BM25 combination {combine!r}; choose one of {', '.join(COMBINE)}")
+    elif options.method == "less":
+        from mona.features.less import LessConfig
+
+        LessConfig.from_extra(options.extra)
 
 
 class ScoreSet(NamedTuple):
@@ -178,22 +196,20 @@ class PoolScorer:
 
     def __init__(self, targets: Sequence[Sample], options: MethodOptions, cache_dir: Path | None,
                  progress: Progress | None = None, compute: ComputeFn | None = None,
-                 pool: Sequence[Sample] | None = None) -> None:
+                 pool: Sequence[Sample] | None = None,
+                 stats: tuple[FeaturizeStats, FeaturizeStats] | None = None) -> None:
         self.spec = spec = get_method(options.method)
         validate_options(options)
         options = with_defaults(options)
         self.targets = list(targets)
         self.cache_dir, self.progress, self.compute = cache_dir, progress, compute
-        self.pool_stats, self.target_stats = FeaturizeStats(), FeaturizeStats()
+        # (pool, target) stats; a caller may pass its own to know what was done if this one is interrupted
+        self.pool_stats, self.target_stats = stats or (FeaturizeStats(), FeaturizeStats())
         self.featurizer = None
         self.runner: LMRunner | None = None
         if not spec.rowwise and pool is None:
             raise ValueError(f"{options.method} scores need the whole pool")
-        if spec.text_scorer is not None:
-            if options.prototype != "single":
-                raise ConfigError(f"--prototype {options.prototype} needs a feature-based method, not "
-                                  f"{options.method}")
-        else:
+        if spec.text_scorer is None:
             assert spec.build is not None
             self.runner = LMRunner(options.lm)
             self.featurizer = spec.build(options, self.runner)
@@ -345,16 +361,84 @@ def read_selected(config: SelectConfig, pool: PoolScores, positions: np.ndarray)
     return [s for s in found if s is not None]
 
 
-def select(config: SelectConfig, progress: Progress | None = None) -> SelectResult:
-    """Run one selection end to end; OUT and SCORES are written only if everything succeeded. Row-wise methods
-    stream the pool (memory does not grow with its rows' size); the others read it whole."""
-    t0 = time.perf_counter()
+def check_config(config: SelectConfig) -> None:
+    """Every option of a selection that can be judged without reading a file (budget, ratio, method and its
+    knobs, error modes, backend), checked before any work. The budget against the pool's size waits for the
+    pool's row count, but comes before any scoring."""
     if config.on_error not in ON_ERROR:
         raise ConfigError(f"unknown --on-error {config.on_error!r}; choose one of {', '.join(ON_ERROR)}")
     if config.too_long not in TOO_LONG:
         raise ConfigError(f"unknown --too-long {config.too_long!r}; choose one of {', '.join(TOO_LONG)}")
     if config.stream_rows < 1:
         raise ConfigError(f"--stream-rows must be at least 1, got {config.stream_rows}")
+    check_budget(ratio=config.ratio, budget=config.budget)
+    validate_options(config.options)
+    if config.backend not in BACKENDS:
+        raise ConfigError(f"unknown --backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
+    if config.backend == "ray":
+        if config.num_workers < 1:
+            raise ConfigError(f"--num-workers must be at least 1, got {config.num_workers}")
+        if config.num_gpus < 0:
+            raise ConfigError(f"--num-gpus must be at least 0, got {config.num_gpus}")
+
+
+@dataclass
+class _Run:
+    """What a selection has done so far, for the line printed if it is interrupted or fails to write."""
+
+    cache_dir: Path | None = None
+    pool_stats: FeaturizeStats = field(default_factory=FeaturizeStats)
+    target_stats: FeaturizeStats = field(default_factory=FeaturizeStats)
+    featurized: bool = False  # the method featurizes through the cache (not a text scorer like bm25)
+
+
+def select(config: SelectConfig, progress: Progress | None = None) -> SelectResult:
+    """Run one selection end to end; OUT and SCORES are written only if everything succeeded. Row-wise methods
+    stream the pool (memory does not grow with its rows' size); the others read it whole.
+
+    Every option is checked before any file is read. Ctrl-C raises `Interrupted` (a KeyboardInterrupt) whose
+    message says what the cache kept and how to resume; a file that cannot be written (an output or the cache)
+    is a MissingFileError, and the run leaves none of its outputs behind."""
+    check_config(config)
+    run = _Run()
+    try:
+        return _select(config, progress, run)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_message(run, config.options.method)) from None
+    except OSError as exc:  # outside the outputs (written below, with their own message): the cache
+        raise os_error(exc, run.cache_dir) from None
+
+
+def interrupted_message(run: _Run, method: str) -> str:
+    """One line for Ctrl-C: nothing was written; what the feature cache holds; how to resume."""
+    head = "interrupted (Ctrl-C); no output was written"
+    if not run.featurized:
+        return f"{head}; {method} keeps no feature cache, so a rerun starts over"
+    if run.cache_dir is None:
+        return f"{head}; nothing was cached (--no-cache), so a rerun starts over"
+    computed = run.pool_stats.computed + run.target_stats.computed
+    hits = run.pool_stats.cache_hits + run.target_stats.cache_hits
+    found = f" ({hits:,} more were cached already)" if hits else ""
+    return (f"{head}; {computed:,} rows featurized by this run are in the feature cache {run.cache_dir}{found}: "
+            "run the same command again to resume from them")
+
+
+def os_error(exc: OSError, cache_dir: Path | None) -> MissingFileError:
+    """A one-line error for a file operation that failed mid-run (a full disk, a read-only cache)."""
+    reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    path = exc.filename
+    if cache_dir is not None and path is not None:
+        real, cache = Path(path).resolve(), Path(cache_dir).resolve()
+        if real == cache or cache in real.parents:
+            return MissingFileError(f"cannot write to the feature cache: {reason} (choose another --cache-dir, "
+                                    "or --no-cache)", path=str(cache_dir))
+    return MissingFileError(reason, path=None if path is None else str(path))
+
+
+def _select(config: SelectConfig, progress: Progress | None, run: _Run) -> SelectResult:
+    t0 = time.perf_counter()
     quarantine_path = config.quarantine or (config.out.with_name(config.out.name + ".rejected.jsonl")
                                             if config.out is not None and config.on_error == "skip" else None)
     check_outputs({"--pool": config.pool, "--target": config.target},
@@ -362,6 +446,7 @@ def select(config: SelectConfig, progress: Progress | None = None) -> SelectResu
     if not config.no_cache:
         check_output_dir("--cache-dir", config.cache_dir or cache_root())
     spec = get_method(config.options.method)
+    run.featurized = spec.text_scorer is None
     rejects: list[Rejected] | None = [] if config.on_error == "skip" else None
     refuse = config.too_long == "refuse" and spec.build is not None
     whole: list[Sample] | None = None
@@ -372,16 +457,19 @@ def select(config: SelectConfig, progress: Progress | None = None) -> SelectResu
         resolve_budget(n_rows, ratio=config.ratio, budget=config.budget)
     else:
         whole = read_samples(config.pool, text_field=config.text_field, rejects=rejects)
+        resolve_budget(len(whole), ratio=config.ratio, budget=config.budget)  # before any scoring
         if refuse:
             whole = refuse_too_long(whole, config.options, config.pool, rejects)
     cache_dir = None if config.no_cache else (config.cache_dir or cache_root())
+    run.cache_dir = cache_dir
     compute = make_compute(config)
     targets = read_samples(config.target, text_field=config.text_field, rejects=rejects)
     if refuse:
         targets = refuse_too_long(targets, config.options, config.target, rejects)
         if not targets:
             raise InputError("no rows left within --max-length", path=str(config.target))
-    scorer = PoolScorer(targets, config.options, cache_dir, progress, compute, pool=whole)
+    scorer = PoolScorer(targets, config.options, cache_dir, progress, compute, pool=whole,
+                        stats=(run.pool_stats, run.target_stats))
     if whole is None:
         pool = stream_scores(config, scorer, n_rows, rejects, progress)
     else:
@@ -398,15 +486,20 @@ def select(config: SelectConfig, progress: Progress | None = None) -> SelectResu
     else:
         order = top_order(pool.ids, pool.scores, n)
     selected = [whole[int(i)] for i in order[:n]] if whole is not None else read_selected(config, pool, order[:n])
-    if config.out is not None:
-        write_selection(config.out, selected)
-    if config.scores is not None:
-        write_scores(config.scores, pool.ids, pool.scores, order, n)
-    quarantine = None
-    if rejects:
-        quarantine = quarantine_path
-        if quarantine is not None:
-            write_quarantine(quarantine, rejects)
+    quarantine = quarantine_path if rejects else None
+    try:
+        # all or nothing: if one of them cannot be written, none of the others is left behind
+        with OutputSet() as outputs:
+            if config.out is not None:
+                write_selection(config.out, selected, outputs)
+            if config.scores is not None:
+                write_scores(config.scores, pool.ids, pool.scores, order, n, outputs)
+            if quarantine is not None:
+                write_quarantine(quarantine, rejects or [], outputs)
+    except OSError as exc:
+        reason = exc.strerror or " ".join(str(exc).split())
+        raise MissingFileError(f"cannot write: {reason}; no output of this run was left behind",
+                               path=exc.filename) from None
     return SelectResult(pool.ids, pool.scores, order, n, selected, scorer.pool_stats, scorer.target_stats,
                         time.perf_counter() - t0, scorer.truncated, rejects or [], quarantine,
                         scorer.truncation_report(pool.scores, order, n))
