@@ -107,7 +107,8 @@ def select(
                                                         "~/.cache/mona).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the feature cache.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for random choices (the random method).")] = 0,
-    text_field: Annotated[str | None, typer.Option(help="Read text from this field as plain text.")] = None,
+    text_field: Annotated[str | None, typer.Option(help="Read text from this field as plain text, in the pool "
+                                                        "and the target alike.")] = None,
     render: Annotated[str, typer.Option(help="LM input rendering: chat (model's template) or plain.")] = "chat",
     similarity: Annotated[str | None, typer.Option(help="jaccard, cosine or euclidean (default: the "
                                                         "method's).")] = None,
@@ -207,6 +208,8 @@ def select(
         rate = f", {ps.tokens_per_second:.0f} tok/s" if ps.tokens else ""
         trunc = f", {result.truncated} truncated to {max_length} tokens" if result.truncated else ""
         skipped = f", {len(result.rejected)} bad rows skipped -> {result.quarantine}" if result.rejected else ""
+        if result.skipped_parts:
+            skipped += f", {result.skipped_parts} non-text content parts (images, audio, files) left out"
         if result.top_m is not None:
             gap, certified = result.top_m
             skipped += (f", top-m storage: scores low by at most {gap:.2e}, selection "

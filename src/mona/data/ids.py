@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mona.data.formats import has_fallback_id
 from mona.data.readers import Rejected, duplicate_id_error, iter_samples, raw_row
+from mona.errors import InputError
 
 
 class IdColumn(Sequence[str]):
@@ -95,22 +97,23 @@ def scan_samples(path: str | Path, *, text_field: str | None = None,
         return n_rows
     suspects = {int(lines[i]) for i in np.unique(np.concatenate([order[same], order[same + 1]]))}
     del h, order, sorted_h, hashes  # only the suspect lines matter from here
-    first_line: dict[str, int] = {}
-    duplicates: list[tuple[int, str, int, str]] = []  # (line, id, first line, raw)
+    first_line: dict[str, tuple[int, bool]] = {}  # id -> (line, known by its row number)
+    duplicates: list[tuple[InputError, str]] = []  # (error, raw row)
     for sample in iter_samples(path, text_field=text_field, rejects=[], check_ids=False):
         line = sample.record.line
         if line not in suspects:
             continue
         if sample.id in first_line:
-            duplicates.append((line, sample.id, first_line[sample.id], raw_row(sample.record)))
+            first, first_fallback = first_line[sample.id]
+            error = duplicate_id_error(sample.id, first, path, line, first_fallback=first_fallback,
+                                       fallback=has_fallback_id(sample.record.row))
+            duplicates.append((error, raw_row(sample.record)))
         else:
-            first_line[sample.id] = line
+            first_line[sample.id] = (line, has_fallback_id(sample.record.row))
     if duplicates and rejects is None:
-        line, sample_id, first, _ = duplicates[0]
-        raise duplicate_id_error(sample_id, first, path, line)
+        raise duplicates[0][0]
     if rejects is not None:
-        for line, sample_id, first, raw in duplicates:
-            reason = duplicate_id_error(sample_id, first, path, line).reason
-            rejects.append(Rejected(str(path), line, reason, raw))
+        for error, raw in duplicates:
+            rejects.append(Rejected(str(path), error.line, error.reason, raw))
         rejects[n_before:] = sorted(rejects[n_before:], key=lambda r: r.line or 0)
     return n_rows - len(duplicates)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import codecs
+import errno
 import gzip
 import io
 import json
+import os
+import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mona.data.formats import Sample, detect_format, to_sample
+from mona.data.formats import Sample, detect_format, has_fallback_id, to_sample
 from mona.errors import DependencyError, InputError, MissingFileError
 
 
@@ -165,29 +169,108 @@ def _kind(path: Path) -> str:
                      "or a directory saved with datasets.save_to_disk", path=str(path))
 
 
+def _sniff(path: Path) -> None:
+    """Refuse, in one line that says what the file looks like, a file whose name promises text JSON(L) but whose
+    first bytes are something else (compressed data, Parquet, UTF-16 text)."""
+    if _container(path):
+        return
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    name = path.name
+    if head.startswith(b"\x1f\x8b"):
+        raise InputError(f"this looks like gzip data; name it {name}.gz", path=str(path))
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        raise InputError(f"this looks like zstd data; name it {name}.zst", path=str(path))
+    if head.startswith(b"PAR1"):
+        raise InputError(f"this looks like a Parquet file; name it {path.stem}.parquet", path=str(path))
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or _utf16_like(head):
+        raise InputError("this looks like UTF-16 text; save it as UTF-8", path=str(path))
+
+
+def _utf16_like(head: bytes) -> bool:
+    # ASCII-heavy text in UTF-16 without a byte order mark: every other byte is NUL
+    if len(head) < 8:
+        return False
+    even, odd = head[0::2], head[1::2]
+    return (odd.count(0) > 0.8 * len(odd) and even.count(0) < 0.2 * len(even)) or (
+        even.count(0) > 0.8 * len(even) and odd.count(0) < 0.2 * len(odd))
+
+
+def _line_problem(data: bytes) -> str | None:
+    """What a line that failed to parse looks like, when that is more telling than the JSON error."""
+    body = data.rstrip(b"\r\n")
+    if b"\x00" in body:
+        if not body.strip(b"\x00"):
+            return "the line is NUL bytes only: the file looks padded or damaged (cut off while being written?)"
+        return (f"NUL bytes (\\x00) at column {body.index(0) + 1}: the file looks padded or damaged (cut off while "
+                "being written?)")
+    return None
+
+
+# rows joined by a bare CR: a file with old-Mac line endings read as one line
+_CR_ROWS = re.compile(r"\}\s*\r\s*\{")
+
+
+def _file_problem(text: str, first: bool, path: Path) -> str | None:
+    """A first line that shows the whole file is not JSONL: a JSON array or pretty-printed JSON, or old-Mac
+    line endings (one physical line holding every row)."""
+    if _CR_ROWS.search(text):
+        return ("lines end in CR alone (old Mac line endings), so the file reads as one line; convert them to LF "
+                "(or CRLF)")
+    if not first:
+        return None
+    stripped = text.strip()
+    if stripped.startswith("["):
+        return f"this looks like a JSON array, not JSONL (one object per line); name it {_as_json_name(path)}"
+    if stripped == "{":
+        return ("this looks like JSON spread over several lines, not JSONL (one object per line); name it "
+                f"{_as_json_name(path)} if it is one JSON document")
+    return None
+
+
+def _as_json_name(path: Path) -> str:
+    name = path.name
+    for suffix in (".jsonl", ".ndjson"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] + ".json"
+    return name + ".json"
+
+
 def _iter_jsonl(path: Path, reject: Reject) -> Iterator[Record]:
     # Lines are decoded one by one, so bad bytes are reported (or skipped) with their line number.
     index = 0
+    _sniff(path)
     if _container(path):
         reject = _container_checked(reject, path)
+    first = True  # no non-blank line seen yet
     try:
         with _open_binary(path) as handle:
             for lineno, data in _lines(handle, path):
+                if lineno == 1 and data.startswith(codecs.BOM_UTF8):
+                    data = data[len(codecs.BOM_UTF8):]  # a UTF-8 byte order mark is no part of the first row
+                problem = _line_problem(data)
                 try:
                     text = data.decode("utf-8").rstrip("\r\n")
                 except UnicodeDecodeError as exc:
-                    reject(InputError(f"undecodable bytes (not UTF-8) at column {exc.start + 1}", path=str(path),
-                                      line=lineno), data.decode("utf-8", errors="replace").rstrip("\r\n"))
+                    reject(InputError(problem or f"undecodable bytes (not UTF-8) at column {exc.start + 1}",
+                                      path=str(path), line=lineno),
+                           data.decode("utf-8", errors="replace").rstrip("\r\n"))
                     continue
-                if not text.strip():
+                if not text.strip(" \t\r\n\f\v"):  # not str.strip(): NUL padding is not blank
                     continue
+                was_first, first = first, False
                 try:
                     row = json.loads(text)
                 except json.JSONDecodeError as exc:
-                    reject(InputError(f"broken JSON: {exc.msg} at column {exc.colno}", path=str(path),
+                    whole = _file_problem(text, was_first, path)
+                    if whole:  # the file, not this row: skipping the "row" would skip everything
+                        raise InputError(whole, path=str(path)) from None
+                    reject(InputError(problem or f"broken JSON: {exc.msg} at column {exc.colno}", path=str(path),
                                       line=lineno), text)
                     continue
                 if not isinstance(row, dict):
+                    if was_first and isinstance(row, list):
+                        raise InputError(_file_problem(text, True, path) or "", path=str(path))
                     reject(InputError(f"expected a JSON object, got {type(row).__name__}", path=str(path),
                                       line=lineno), text)
                     continue
@@ -215,14 +298,31 @@ def _container_checked(reject: Reject, path: Path) -> Reject:
     return checked
 
 
+def _looks_like_jsonl(text: str) -> bool:
+    lines = [line for line in text.splitlines() if line.strip()][:2]
+    try:
+        return len(lines) == 2 and all(isinstance(json.loads(line), dict) for line in lines)
+    except json.JSONDecodeError:
+        return False
+
+
 def _iter_json(path: Path, reject: Reject) -> Iterator[Record]:
+    _sniff(path)
     try:
         with _open_binary(path) as handle:
             raw = handle.read()
-        data = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8-sig")  # -sig: a leading byte order mark is dropped
+        data = json.loads(text)
     except _CONTAINER_ERRORS as exc:
         raise _damaged(path, exc) from None
     except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data" and _looks_like_jsonl(text):
+            stem = path.name[: -len(".json")] if path.name.endswith(".json") else path.stem
+            raise InputError(f"this looks like JSONL (one object per line), not one JSON document; name it "
+                             f"{stem}.jsonl", path=str(path)) from None
+        if "\x00" in text:
+            raise InputError("NUL bytes (\\x00) in the file: it looks padded or damaged (cut off while being "
+                             "written?)", path=str(path), line=exc.lineno) from None
         raise InputError(f"broken JSON: {exc.msg} at column {exc.colno}", path=str(path),
                          line=exc.lineno) from None
     except UnicodeDecodeError as exc:
@@ -239,7 +339,7 @@ def _iter_json(path: Path, reject: Reject) -> Iterator[Record]:
     for i, row in enumerate(data):
         if not isinstance(row, dict):
             reject(InputError(f"row {i}: expected a JSON object, got {type(row).__name__}", path=str(path),
-                              line=i + 1), json.dumps(row, ensure_ascii=False, default=str))
+                              line=i + 1), _json_line(row))
             continue
         yield Record(row=row, index=index, line=i + 1)
         index += 1
@@ -311,6 +411,14 @@ def iter_records(path: str | Path, rejects: list[Rejected] | None = None) -> Ite
     instead of raising. A missing file fails at the call, before iteration."""
     p = Path(path)
     if not p.exists():
+        if p.is_symlink():
+            try:
+                os.stat(p)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise MissingFileError("symbolic link loop (the link leads back to itself)", path=str(p)) from None
+            raise MissingFileError(f"broken symbolic link: it points to {os.readlink(p)}, which does not exist",
+                                   path=str(p))
         raise MissingFileError("no such file or directory", path=str(p))
     if not p.is_dir() and not p.is_file():
         raise MissingFileError("not a regular file", path=str(p))
@@ -335,15 +443,56 @@ def read_records(path: str | Path, rejects: list[Rejected] | None = None) -> lis
     return list(iter_records(path, rejects))
 
 
-def duplicate_id_error(sample_id: str, first_line: int, path: str | Path, line: int) -> InputError:
-    """The error for a row whose id an earlier row (on `first_line`) already has."""
-    return InputError(f"duplicate id '{sample_id}' (first seen on line {first_line})", path=str(path), line=line,
-                      field="id")
+def duplicate_id_error(sample_id: str, first_line: int, path: str | Path, line: int, *,
+                       first_fallback: bool = False, fallback: bool = False) -> InputError:
+    """The error for a row whose id an earlier row (on `first_line`) already has. A row without an id is known
+    by its 0-based row number: the message says so when that is how one of the two got the id."""
+    if first_fallback:
+        why = f"line {first_line} has no id and is known by its row number '{sample_id}'"
+    elif fallback:
+        why = f"this row has no id, and its row number '{sample_id}' is the id of line {first_line}"
+    else:
+        why = f"first seen on line {first_line}"
+    return InputError(f"duplicate id '{sample_id}' ({why})", path=str(path), line=line, field="id")
+
+
+def validate_samples(samples: Sequence[Sample], name: str) -> None:
+    """The checks `iter_samples` makes on a file, for samples built in memory (the Python API): at least one
+    row, text in every row (not blank, valid Unicode) and unique ids. The InputError names `name` (e.g. "pool")
+    in place of a file, and the row's line (Record.line)."""
+    if not samples:
+        raise InputError("has no rows", path=name)
+    seen: dict[str, tuple[int, bool]] = {}
+    for sample in samples:
+        line, row = sample.record.line, sample.record.row
+        if not sample.plain_text().strip():
+            raise InputError("empty text", path=name, line=line)
+        for field, value in (("id", sample.id), ("text", sample.plain_text())):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InputError(f"lone surrogate \\u{ord(value[exc.start]):04x} at character {exc.start + 1} "
+                                 "(not valid Unicode text)", path=name, line=line, field=field) from None
+        if sample.id in seen:
+            first, first_fallback = seen[sample.id]
+            raise duplicate_id_error(sample.id, first, name, line, first_fallback=first_fallback,
+                                     fallback=has_fallback_id(row))
+        seen[sample.id] = (line, has_fallback_id(row))
+
+
+def _json_line(row: Any) -> str:
+    # ensure_ascii=False keeps text readable; a lone surrogate (which UTF-8 cannot hold) falls back to escapes
+    line = json.dumps(row, ensure_ascii=False, default=str)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(row, ensure_ascii=True, default=str)
+    return line
 
 
 def raw_row(rec: Record) -> str:
     """The row as read (the JSONL line), or as JSON for formats without one (for the quarantine file)."""
-    return rec.raw or json.dumps(rec.row, ensure_ascii=False, default=str)
+    return rec.raw or _json_line(rec.row)
 
 
 def iter_samples(path: str | Path, *, text_field: str | None = None, allow_empty: bool = False,
@@ -359,7 +508,7 @@ def iter_samples(path: str | Path, *, text_field: str | None = None, allow_empty
     records = iter_records(path, rejects)
 
     def samples() -> Iterator[Sample]:
-        seen: dict[str, int] = {}
+        seen: dict[str, tuple[int, bool]] = {}  # id -> (line, known by its row number)
         n_samples = 0
         fmt = None
         n_records = 0
@@ -370,14 +519,16 @@ def iter_samples(path: str | Path, *, text_field: str | None = None, allow_empty
                     fmt = detect_format(rec.row, path=str(path), line=rec.line)
                 sample = to_sample(rec, fmt=fmt, text_field=text_field, path=str(path))
                 if check_ids and sample.id in seen:
-                    raise duplicate_id_error(sample.id, seen[sample.id], path, rec.line)
+                    first, first_fallback = seen[sample.id]
+                    raise duplicate_id_error(sample.id, first, path, rec.line, first_fallback=first_fallback,
+                                             fallback=has_fallback_id(rec.row))
             except InputError as exc:
                 if rejects is None:
                     raise
                 rejects.append(Rejected(str(path), rec.line, exc.reason, raw_row(rec)))
                 continue
             if check_ids:
-                seen[sample.id] = rec.line
+                seen[sample.id] = (rec.line, has_fallback_id(rec.row))
             n_samples += 1
             yield sample
         if not n_samples and not allow_empty:

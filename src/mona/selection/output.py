@@ -13,8 +13,8 @@ from typing import IO
 
 import numpy as np
 
-from mona.data.formats import Sample
-from mona.data.readers import Rejected
+from mona.data.formats import Sample, id_value
+from mona.data.readers import Rejected, raw_row
 
 
 def _temp_beside(target: Path) -> tuple[int, str]:
@@ -118,7 +118,7 @@ def row_line(sample: Sample) -> str:
     rec = sample.record
     if rec.raw is not None:
         return rec.raw
-    return json.dumps(rec.row, ensure_ascii=False, default=str)
+    return raw_row(rec)
 
 
 def write_selection(path: str | Path, selected: Sequence[Sample], outputs: OutputSet | None = None) -> None:
@@ -130,13 +130,15 @@ def write_selection(path: str | Path, selected: Sequence[Sample], outputs: Outpu
 
 
 def write_scores(path: str | Path, ids: Sequence[str], scores: np.ndarray, order: np.ndarray, n: int,
-                 outputs: OutputSet | None = None) -> None:
-    """One line per pool row, in pool order: {id, score, rank, selected}; rank 1 is best."""
+                 outputs: OutputSet | None = None, id_kinds: np.ndarray | None = None) -> None:
+    """One line per pool row, in pool order: {id, score, rank, selected}; rank 1 is best. `id_kinds` (see
+    mona.data.formats.id_kind; None: all strings) gives ids back their JSON type: an integer id stays one."""
     ranks = np.empty(len(ids), dtype=np.int64)
     ranks[order] = np.arange(1, len(ids) + 1)
     with _open(path, outputs) as fh:
         for i, sample_id in enumerate(ids):
-            fh.write(json.dumps({"id": sample_id, "score": round(float(scores[i]), 8),
+            value = sample_id if id_kinds is None or not id_kinds[i] else id_value(sample_id, int(id_kinds[i]))
+            fh.write(json.dumps({"id": value, "score": round(float(scores[i]), 8),
                                  "rank": int(ranks[i]), "selected": bool(ranks[i] <= n)}) + "\n")
 
 

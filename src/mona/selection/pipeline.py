@@ -11,9 +11,9 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from mona.data.formats import Sample
+from mona.data.formats import Sample, id_kind
 from mona.data.ids import IdColumn, scan_samples
-from mona.data.readers import Rejected, iter_samples, read_samples
+from mona.data.readers import Rejected, iter_samples, read_samples, validate_samples
 from mona.data.render import RENDER_MODES
 from mona.errors import ConfigError, InputError, Interrupted, MissingFileError
 from mona.features.cached import ComputeFn, FeaturizeStats, featurize_cached
@@ -113,6 +113,7 @@ class SelectResult:
     rejected: list[Rejected] = field(default_factory=list)
     quarantine: Path | None = None
     top_m: tuple[float, bool] | None = None  # with --top-m: (largest score gap, selection certified)
+    skipped_parts: int = 0  # non-text content parts (images, audio...) left out of pool and target rows
 
 
 def validate_options(options: MethodOptions) -> None:
@@ -270,7 +271,10 @@ def compute_scores(pool: list[Sample], targets: list[Sample], options: MethodOpt
                    cache_dir: Path | None, progress: Progress | None = None, compute: ComputeFn | None = None
                    ) -> ScoreSet:
     """Scores of every pool sample (held in memory) against the targets under one method (`compute`: see
-    make_compute)."""
+    make_compute). The samples are checked as `mona select` checks a file's rows (unique ids, non-blank valid
+    text; InputError naming "pool" or "target" and the row's line), and the options as it checks them."""
+    validate_samples(pool, "pool")
+    validate_samples(targets, "target")
     scorer = PoolScorer(targets, options, cache_dir, progress, compute, pool=pool)
     bar = progress is not None and scorer.featurizer is not None
     if bar:
@@ -303,6 +307,8 @@ class PoolScores:
     lines: np.ndarray
     scores: np.ndarray
     groups: np.ndarray | None
+    skipped_parts: int = 0
+    id_kinds: np.ndarray | None = None  # JSON type of each id (mona.data.formats.id_kind); None: all strings
 
 
 def stream_scores(config: SelectConfig, scorer: PoolScorer, n_rows: int, rejects: list[Rejected] | None,
@@ -314,6 +320,8 @@ def stream_scores(config: SelectConfig, scorer: PoolScorer, n_rows: int, rejects
     too long are added to `rejects` here."""
     ids = IdColumn()
     lines = array("q")  # 8 bytes a row, not a Python int's 36
+    kinds = array("b")  # 1 byte a row: the JSON type of the id, so that SCORES gives it back
+    skipped_parts = 0
     parts: list[np.ndarray] = []
     group_parts: list[np.ndarray] = []
     bar = progress is not None and scorer.featurizer is not None
@@ -334,6 +342,8 @@ def stream_scores(config: SelectConfig, scorer: PoolScorer, n_rows: int, rejects
             scores, groups = scorer.score(chunk, done_before=len(ids))
             ids.extend(s.id for s in chunk)
             lines.extend(s.record.line for s in chunk)
+            skipped_parts += sum(s.skipped_parts for s in chunk)
+            kinds.extend(id_kind(s.record.row) for s in chunk)
             parts.append(scores)
             if groups is not None:
                 group_parts.append(groups)
@@ -343,7 +353,12 @@ def stream_scores(config: SelectConfig, scorer: PoolScorer, n_rows: int, rejects
     if not ids:
         raise InputError("no rows left within --max-length", path=str(config.pool))
     return PoolScores(ids, np.frombuffer(lines, dtype=np.int64), np.concatenate(parts),
-                      np.concatenate(group_parts) if group_parts else None)
+                      np.concatenate(group_parts) if group_parts else None, skipped_parts, _kinds(kinds))
+
+
+def _kinds(kinds) -> np.ndarray | None:
+    out = np.fromiter(kinds, dtype=np.int8) if not isinstance(kinds, array) else np.frombuffer(kinds, dtype=np.int8)
+    return out if out.any() else None
 
 
 def read_selected(config: SelectConfig, pool: PoolScores, positions: np.ndarray) -> list[Sample]:
@@ -477,7 +492,8 @@ def _select(config: SelectConfig, progress: Progress | None, run: _Run) -> Selec
             raise InputError("no rows left within --max-length", path=str(config.pool))
         scores, groups = scorer.score(whole)
         pool = PoolScores([s.id for s in whole], np.asarray([s.record.line for s in whole], dtype=np.int64),
-                          scores, groups)
+                          scores, groups, sum(s.skipped_parts for s in whole),
+                          _kinds(id_kind(s.record.row) for s in whole))
     n = resolve_budget(len(pool.ids), ratio=config.ratio, budget=config.budget)
     if pool.groups is not None:
         order = round_robin(pool.ids, pool.groups)
@@ -493,7 +509,7 @@ def _select(config: SelectConfig, progress: Progress | None, run: _Run) -> Selec
             if config.out is not None:
                 write_selection(config.out, selected, outputs)
             if config.scores is not None:
-                write_scores(config.scores, pool.ids, pool.scores, order, n, outputs)
+                write_scores(config.scores, pool.ids, pool.scores, order, n, outputs, pool.id_kinds)
             if quarantine is not None:
                 write_quarantine(quarantine, rejects or [], outputs)
     except OSError as exc:
@@ -502,4 +518,5 @@ def _select(config: SelectConfig, progress: Progress | None, run: _Run) -> Selec
                                path=exc.filename) from None
     return SelectResult(pool.ids, pool.scores, order, n, selected, scorer.pool_stats, scorer.target_stats,
                         time.perf_counter() - t0, scorer.truncated, rejects or [], quarantine,
-                        scorer.truncation_report(pool.scores, order, n))
+                        scorer.truncation_report(pool.scores, order, n),
+                        pool.skipped_parts + sum(s.skipped_parts for s in targets))
