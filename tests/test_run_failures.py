@@ -164,6 +164,19 @@ def test_ctrl_c_with_a_method_without_cache(files, monkeypatch):
                                      "cache, so a rerun starts over")
 
 
+def test_ctrl_c_while_the_pool_is_read(files, monkeypatch):
+    import mona.selection.pipeline as pipeline
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "scan_samples", interrupted)
+    result = _invoke(_select(files, method="hidden"), files["cache"])
+    assert result.exit_code == 130
+    assert result.stderr.strip() == ("error: interrupted (Ctrl-C); no output was written; no row was featurized "
+                                     "yet: run the same command again")
+
+
 def test_sigint_to_a_real_process(tmp_path, model_dir):
     """Ctrl-C as the terminal sends it: exit 130, one line, no OUT; the rerun reuses what was cached."""
     pool = write_jsonl(tmp_path / "pool.jsonl", [{"id": f"r{i:03d}", "text": t}

@@ -435,6 +435,8 @@ def interrupted_message(run: _Run, method: str) -> str:
         return f"{head}; nothing was cached (--no-cache), so a rerun starts over"
     computed = run.pool_stats.computed + run.target_stats.computed
     hits = run.pool_stats.cache_hits + run.target_stats.cache_hits
+    if not computed:
+        return f"{head}; no row was featurized yet: run the same command again"
     found = f" ({hits:,} more were cached already)" if hits else ""
     return (f"{head}; {computed:,} rows featurized by this run are in the feature cache {run.cache_dir}{found}: "
             "run the same command again to resume from them")
@@ -462,6 +464,8 @@ def _select(config: SelectConfig, progress: Progress | None, run: _Run) -> Selec
         check_output_dir("--cache-dir", config.cache_dir or cache_root())
     spec = get_method(config.options.method)
     run.featurized = spec.text_scorer is None
+    cache_dir = None if config.no_cache else (config.cache_dir or cache_root())
+    run.cache_dir = cache_dir  # set first: Ctrl-C while the pool is still being read must not say --no-cache
     rejects: list[Rejected] | None = [] if config.on_error == "skip" else None
     refuse = config.too_long == "refuse" and spec.build is not None
     whole: list[Sample] | None = None
@@ -475,8 +479,6 @@ def _select(config: SelectConfig, progress: Progress | None, run: _Run) -> Selec
         resolve_budget(len(whole), ratio=config.ratio, budget=config.budget)  # before any scoring
         if refuse:
             whole = refuse_too_long(whole, config.options, config.pool, rejects)
-    cache_dir = None if config.no_cache else (config.cache_dir or cache_root())
-    run.cache_dir = cache_dir
     compute = make_compute(config)
     targets = read_samples(config.target, text_field=config.text_field, rejects=rejects)
     if refuse:
