@@ -354,10 +354,10 @@ def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = Non
         for ti, target in enumerate(suite.targets):
             pool_m, target_m = matrix[:n_pool], matrix[starts[ti]:starts[ti + 1]]
             if v.weighting == "density":
-                dkey = (v.layer, v.sae, v.k)
-                if dkey not in densities:
+                dkey = (v.layer, v.sae)
+                if dkey not in densities:  # the SAE's own k, as the shipped labels' frequencies
                     path = resolve_sae_path(None) if v.sae == "shipped" else saes.get(v.layer, str(v.sae))
-                    densities[dkey] = density_weights(load_sae(path), saes.mix(v.layer), v.k)
+                    densities[dkey] = density_weights(load_sae(path), saes.mix(v.layer), None)
                 w = densities[dkey]
                 pool_m, target_m = sp.csr_matrix(pool_m @ sp.diags(w)), sp.csr_matrix(target_m @ sp.diags(w))
             elif v.weighting is not None:
