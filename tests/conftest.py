@@ -111,8 +111,7 @@ def sae_dir(tmp_path_factory, model_dir) -> Path:
     """A TopK SAE (sparsify layout) trained on the tiny model's penultimate-layer activations."""
     from transformers import AutoModelForCausalLM
 
-    from mona.data.formats import Sample
-    from mona.data.readers import Record
+    from mona.data.formats import Record, Sample
     from mona.data.render import render
     from mona.models import TruncatedLM
     from mona.sae.train import SaeTrainConfig, save_sae, train_sae

@@ -16,7 +16,8 @@ import scipy.sparse as sp
 
 from mona.errors import ConfigError
 from mona.features.bm25 import bm25_scores
-from mona.features.dsir import DsirConfig, DsirFeaturizer, dsir_log_weights, dsir_scorer, sha256_bucket, token_lengths
+from mona.features.dsir import DsirFeaturizer, dsir_log_weights, dsir_scorer, sha256_bucket, token_lengths
+from mona.features.options import Bm25Options, DsirOptions
 from mona.selection.pipeline import compute_scores
 from mona.selection.registry import METHODS, MethodOptions
 
@@ -34,8 +35,8 @@ def _samples(tmp_path: Path, name: str, texts: list[str]):
 
 def test_registry_lists_the_baselines():
     assert {"bm25", "dsir", "dense"} <= set(METHODS)
-    assert METHODS["bm25"].text_scorer is not None
-    assert METHODS["dsir"].build is not None and METHODS["dense"].build is not None
+    assert not METHODS["bm25"].featurizes
+    assert METHODS["dsir"].featurizes and METHODS["dense"].featurizes
     assert METHODS["dense"].similarity == "cosine"
 
 
@@ -98,11 +99,11 @@ def test_bm25_queries_without_known_words_score_zero():
 def test_bm25_through_the_registry(tmp_path):
     pool, targets = _samples(tmp_path, "pool", DOCS), _samples(tmp_path, "target", QUERIES)
     for combine in ("mean", "max"):
-        options = MethodOptions(method="bm25", extra={"bm25_combine": combine})
+        options = MethodOptions(method="bm25", params=Bm25Options(combine=combine))
         scores, *_ = compute_scores(pool, targets, options, tmp_path / "cache")
         np.testing.assert_allclose(scores, bm25_scores(DOCS, QUERIES, combine))
     with pytest.raises(ConfigError, match="median"):
-        compute_scores(pool, targets, MethodOptions(method="bm25", extra={"bm25_combine": "median"}), None)
+        compute_scores(pool, targets, MethodOptions(method="bm25", params=Bm25Options(combine="median")), None)
 
 
 def test_cli_bm25_combine_option(tmp_path):
@@ -195,9 +196,9 @@ def test_dsir_rejects_degenerate_settings():
     assert np.isfinite(dsir_log_weights(pool, sp.csr_matrix((1, 2)), smoothing=1.0)).all()
     np.testing.assert_array_equal(dsir_log_weights(sp.csr_matrix((3, 2)), targets), np.zeros(3))
     with pytest.raises(ConfigError, match="hashing"):
-        DsirConfig.from_extra({"dsir_hash": "md5"})
+        DsirOptions(hashing="md5").check()
     with pytest.raises(ConfigError, match="buckets"):
-        DsirConfig.from_extra({"dsir_buckets": 0})
+        DsirOptions(buckets=0).check()
     with pytest.raises(ConfigError, match="buckets"):
         DsirFeaturizer(n_features=0)
 
@@ -240,7 +241,7 @@ def test_dsir_sha256_reproduces_the_reference_scores(tmp_path):
     target_texts = ["What is 15 plus 27?\n\n42", "If John has 3 apples and buys 5 more, how many apples?"]
     pool, targets = _samples(tmp_path, "p", pool_texts), _samples(tmp_path, "t", target_texts)
     for buckets in (10_000, 7):  # 7 buckets: many collisions, still identical
-        options = MethodOptions(method="dsir", extra={"dsir_hash": "sha256", "dsir_buckets": buckets})
+        options = MethodOptions(method="dsir", params=DsirOptions(hashing="sha256", buckets=buckets))
         scores, *_ = compute_scores(pool, targets, options, None)
         np.testing.assert_allclose(scores, _reference_dsir(pool_texts, target_texts, buckets), rtol=1e-9)
 
@@ -255,30 +256,28 @@ def test_dsir_token_lengths_and_min_length():
     counts = feat.counts(texts)
     targets = feat.counts(["a b c one two"])
     plain = dsir_scorer(counts, targets, MethodOptions(method="dsir"))
-    filtered = dsir_scorer(counts, targets, MethodOptions(method="dsir", extra={"dsir_min_length": 4}))
+    filtered = dsir_scorer(counts, targets, MethodOptions(method="dsir", params=DsirOptions(min_length=4)))
     long_rows, short_rows = [2, 4], [0, 1, 3]
     assert filtered[long_rows].min() > filtered[short_rows].max()
     np.testing.assert_array_equal(filtered[long_rows], plain[long_rows])
     np.testing.assert_allclose(np.diff(filtered[short_rows]), np.diff(plain[short_rows]))  # same order
     # a threshold every row passes, or none does, changes nothing
     def scorer(rows, m):
-        return dsir_scorer(rows, targets, MethodOptions(method="dsir", extra={"dsir_min_length": m}))
+        return dsir_scorer(rows, targets, MethodOptions(method="dsir", params=DsirOptions(min_length=m)))
 
     np.testing.assert_array_equal(scorer(counts, 100), plain)
     np.testing.assert_array_equal(scorer(counts[[0, 1, 2, 4]], 1), scorer(counts[[0, 1, 2, 4]], 0))
 
 
-def test_dsir_options_from_extra():
-    assert DsirConfig.from_extra({}) == DsirConfig(10_000, 2, "murmur3", 0.0, 1e-8, 0, False)
-    cli_defaults = {"dsir_buckets": None, "dsir_hash": None, "dsir_min_length": None, "dsir_gumbel": False}
-    assert DsirConfig.from_extra(cli_defaults) == DsirConfig()
-    config = DsirConfig.from_extra({"dsir_buckets": 64, "dsir_hash": "sha256", "dsir_ngrams": 3,
-                                    "dsir_smoothing": 1, "dsir_epsilon": 0, "dsir_min_length": 5})
-    assert (config.buckets, config.hashing, config.ngrams, config.smoothing, config.epsilon,
-            config.min_length) == (64, "sha256", 3, 1.0, 0.0, 5)
-    feat = METHODS["dsir"].build(MethodOptions(method="dsir", extra={"dsir_buckets": 64, "dsir_hash": "sha256"}),
+def test_dsir_options_are_typed_and_reach_the_featurizer():
+    assert DsirOptions() == DsirOptions(10_000, 2, "murmur3", 0.0, 1e-8, 0, False)
+    with pytest.raises(TypeError):
+        DsirOptions(bucket=64)  # a typo is an error
+    feat = METHODS["dsir"].build(MethodOptions(method="dsir", params=DsirOptions(buckets=64, hashing="sha256")),
                                  None)
     assert (feat.n_features, feat.hashing, feat.ngrams) == (64, "sha256", 2)
+    with pytest.raises(ConfigError, match="takes DsirOptions, got Bm25Options"):
+        MethodOptions(method="dsir", params=Bm25Options()).check()
 
 
 def test_dsir_gumbel_is_seeded_noise_on_the_log_weights():
@@ -287,9 +286,9 @@ def test_dsir_gumbel_is_seeded_noise_on_the_log_weights():
     targets = sp.csr_matrix(rng.poisson(1.0, size=(4, 20)).astype(float))
     plain = dsir_scorer(pool, targets, MethodOptions(method="dsir"))
     np.testing.assert_allclose(plain, dsir_log_weights(pool, targets))
-    noisy = dsir_scorer(pool, targets, MethodOptions(method="dsir", seed=7, extra={"dsir_gumbel": True}))
-    again = dsir_scorer(pool, targets, MethodOptions(method="dsir", seed=7, extra={"dsir_gumbel": True}))
-    other = dsir_scorer(pool, targets, MethodOptions(method="dsir", seed=8, extra={"dsir_gumbel": True}))
+    noisy = dsir_scorer(pool, targets, MethodOptions(method="dsir", seed=7, params=DsirOptions(gumbel=True)))
+    again = dsir_scorer(pool, targets, MethodOptions(method="dsir", seed=7, params=DsirOptions(gumbel=True)))
+    other = dsir_scorer(pool, targets, MethodOptions(method="dsir", seed=8, params=DsirOptions(gumbel=True)))
     np.testing.assert_array_equal(noisy, again)
     assert not np.allclose(noisy, other)
     np.testing.assert_allclose(noisy - plain, np.random.default_rng(7).gumbel(size=50))
@@ -311,7 +310,7 @@ def test_dsir_end_to_end_and_cached(tmp_path):
     assert pool_stats.cache_hits == 4 and target_stats.cache_hits == 2 and pool_stats.computed == 0
     np.testing.assert_array_equal(scores, again)
     # other hashing settings are other cache entries
-    sha = MethodOptions(method="dsir", extra={"dsir_hash": "sha256"})
+    sha = MethodOptions(method="dsir", params=DsirOptions(hashing="sha256"))
     _, pool_stats, *_ = compute_scores(pool, targets, sha, tmp_path / "cache")
     assert pool_stats.computed == 4 and pool_stats.cache_hits == 0
 
@@ -330,9 +329,9 @@ def test_cli_dsir_options(tmp_path):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     got = np.array([r["score"] for r in sorted(rows, key=lambda r: int(r["id"][1:]))])
-    extra = {"dsir_hash": "sha256", "dsir_buckets": 512, "dsir_min_length": 3}
+    params = DsirOptions(hashing="sha256", buckets=512, min_length=3)
     expected, *_ = compute_scores(_samples(tmp_path, "p", pool_texts), _samples(tmp_path, "t", ["add 2 numbers"]),
-                                  MethodOptions(method="dsir", extra=extra), None)
+                                  MethodOptions(method="dsir", params=params), None)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
     result = CliRunner().invoke(app, ["select", "--pool", str(pool), "--target", str(target), "--budget", "2",
                                       "--out", str(tmp_path / "out2.jsonl"), "--method", "dsir", "--dsir-hash",

@@ -13,8 +13,7 @@ from typer.testing import CliRunner
 from conftest import N_LAYERS, SAE_LAYER, sentences, write_jsonl
 from mona.bench.speed import NaiveLM, measure_speed
 from mona.cli import app
-from mona.data.formats import Sample
-from mona.data.readers import Record
+from mona.data.formats import Record, Sample
 from mona.errors import ConfigError
 from mona.features.lm import LMConfig, LMRunner
 from mona.features.mona import MonaFeaturizer

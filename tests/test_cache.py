@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mona.data.formats import Sample
-from mona.data.readers import Record
+from mona.data.formats import Record, Sample
 from mona.features.base import FeatureBlock, Featurizer
 from mona.features.cache import FeatureCache, text_hash
 from mona.features.cached import FeaturizeStats, featurize_cached

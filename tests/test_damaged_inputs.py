@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mona.cli import app
-from mona.data.readers import Rejected, read_samples
+from mona.data.formats import Rejected
+from mona.data.readers import read_samples
 from mona.errors import InputError
 from test_cli import make_files
 

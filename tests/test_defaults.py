@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from mona.selection.registry import MONA_DEFAULTS, MethodOptions, get_method, with_defaults
+from mona.features.options import MonaOptions
+from mona.selection.registry import MethodOptions, get_method, with_defaults
 from test_cli import _args, _invoke, make_files
 
 
@@ -17,7 +18,7 @@ def files(tmp_path):
 def test_unset_options_take_the_method_defaults():
     mona = with_defaults(MethodOptions(method="mona"))
     assert (mona.pooling, mona.prototype, mona.top_m, mona.similarity) == (
-        MONA_DEFAULTS["pooling"], MONA_DEFAULTS["prototype"], MONA_DEFAULTS["top_m"], "jaccard")
+        MonaOptions.pooling, MonaOptions.prototype, MonaOptions.top_m, "jaccard")
     paper = with_defaults(MethodOptions(method="mona-paper"))
     assert (paper.pooling, paper.prototype, paper.top_m) == ("mean", "single", 0)
     hidden = with_defaults(MethodOptions(method="hidden", pooling="max"))
@@ -30,14 +31,14 @@ def test_mona_builds_its_chosen_representation(model_dir, sae_dir):
     runner = LMRunner(LMConfig(model=str(model_dir)))
     mona = get_method("mona").build(MethodOptions(sae=str(sae_dir)), runner)
     paper = get_method("mona-paper").build(MethodOptions(method="mona-paper", sae=str(sae_dir)), runner)
-    assert mona.pooling == "max" and mona.top_m == MONA_DEFAULTS["top_m"]
-    assert mona.k == min(16, mona.sae_k)  # 16 codes per token, or all of a smaller SAE's
+    assert mona.pooling == MonaOptions.pooling and mona.top_m == MonaOptions.top_m
+    assert mona.k == min(MonaOptions.codes, mona.sae_k)  # 16 codes per token, or all of a smaller SAE's
     assert paper.pooling == "mean" and paper.top_m is None and paper.k is None
     assert mona.key_config() != paper.key_config()
 
 
 @pytest.mark.parametrize(("method", "explicit"), [
-    ("mona", ["--pooling", "max", "--top-m", str(MONA_DEFAULTS["top_m"])]),
+    ("mona", ["--pooling", MonaOptions.pooling, "--top-m", str(MonaOptions.top_m)]),
     ("mona-paper", ["--pooling", "mean", "--top-m", "0", "--prototype", "single"]),
 ])
 def test_explicit_defaults_select_the_same(files, model_dir, sae_dir, method, explicit):

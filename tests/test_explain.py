@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from conftest import SAE_LAYER, sentences, write_jsonl
-from mona.data.formats import Sample
-from mona.data.readers import Record
+from mona.data.formats import Record, Sample
 from mona.data.render import render
 from mona.explain.explain import contributions
 from mona.explain.labels import compute_labels, labels_path, save_labels

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from conftest import HIDDEN, N_LAYERS, SAE_LAYER, sentences
-from mona.data.formats import Sample
-from mona.data.readers import Record
+from mona.data.formats import Record, Sample
 from mona.errors import ConfigError
 from mona.features.lm import LMConfig, LMRunner
 from mona.features.mona import MonaFeaturizer

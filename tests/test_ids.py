@@ -5,8 +5,9 @@ import pytest
 
 import mona.data.ids as ids_module
 from conftest import write_jsonl
+from mona.data.formats import Rejected
 from mona.data.ids import IdColumn, scan_samples
-from mona.data.readers import Rejected, read_samples
+from mona.data.readers import read_samples
 from mona.errors import InputError
 from mona.selection.budget import rank
 

@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from conftest import CHAT_TEMPLATE, SPECIALS, WORDS, make_model, write_jsonl
-from mona.data.formats import Sample
-from mona.data.readers import Record
+from mona.data.formats import Record, Sample
 from mona.errors import ConfigError
 from mona.explain.judge import CRITERIA, ApiJudge, LocalJudge, build_prompt, judge_selection
 from test_cli import _invoke

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from conftest import sentences, write_jsonl
 from mona.cli import app
-from mona.data.formats import Sample
-from mona.data.readers import Record
+from mona.data.formats import Record, Sample
 from mona.errors import ConfigError, DependencyError
 from mona.features import less
 from mona.features.lm import LMConfig, LMRunner
+from mona.features.options import LessOptions, Llm2VecOptions
 from mona.selection.registry import MethodOptions, get_method
 
 
@@ -36,11 +36,10 @@ def samples():
 @pytest.fixture(scope="module")
 def warm(model_dir, samples):
     """A LESS featurizer over the tiny model, warmed up (no cache dir: nothing written)."""
-    pool, targets = samples
-    f = less.LessFeaturizer(LMRunner(LMConfig(model=str(model_dir))), less.LessConfig(warmup_samples=6,
-                                                                                     batch_size=2, proj_dim=64,
-                                                                                     project_rows=3, max_batch_size=4))
-    f.prepare(pool, targets, None)
+    pool, _ = samples
+    f = less.LessFeaturizer(LMRunner(LMConfig(model=str(model_dir))),
+                            LessOptions(warmup_samples=6, batch_size=2, proj_dim=64, project_rows=3, max_batch_size=4))
+    f.prepare(pool, None)
     state = f.ensure_warm()
     assert f.warmup_source == "trained" and state.step == 3
     return f
@@ -125,9 +124,9 @@ def test_max_cosine_scorer_by_hand():
     np.testing.assert_allclose(less.max_cosine(pool, targets), [0.8, 1.0, 0.0])
     spec = get_method("less")
     opts = MethodOptions(method="less", similarity="cosine")
-    np.testing.assert_allclose(spec.matrix_scorer(pool, targets, opts), [0.8, 1.0, 0.0])
+    np.testing.assert_allclose(spec.matrix_scorer()(pool, targets, opts), [0.8, 1.0, 0.0])
     with pytest.raises(ConfigError):
-        spec.matrix_scorer(pool, targets, MethodOptions(method="less", similarity="jaccard"))
+        spec.matrix_scorer()(pool, targets, MethodOptions(method="less", similarity="jaccard"))
 
 
 def test_llm2vec_without_package_says_what_to_install(model_dir, monkeypatch, tmp_path):
@@ -137,7 +136,7 @@ def test_llm2vec_without_package_says_what_to_install(model_dir, monkeypatch, tm
     spec = get_method("llm2vec")
     runner = LMRunner(LMConfig(model=str(model_dir)))
     with pytest.raises(DependencyError) as info:
-        spec.build(MethodOptions(method="llm2vec", extra={"llm2vec_model": str(tmp_path)}), runner)
+        spec.build(MethodOptions(method="llm2vec", params=Llm2VecOptions(model=str(tmp_path))), runner)
     assert "pip install llm2vec" in str(info.value) and "--llm2vec-model" in str(info.value)
     monkeypatch.setattr(llm2vec, "llm2vec_available", lambda: True)  # installed, but no local model given
     with pytest.raises(DependencyError, match="--llm2vec-model"):

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mona.cli import app
-from mona.data.formats import Sample
-from mona.data.readers import Record, Rejected, read_samples
+from mona.data.formats import Record, Rejected, Sample
+from mona.data.readers import read_samples
 from mona.errors import InputError
 from mona.selection.pipeline import compute_scores
 from mona.selection.registry import MethodOptions

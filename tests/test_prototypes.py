@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mona.data.formats import to_sample
-from mona.data.readers import Record
+from mona.data.formats import Record, to_sample
 from mona.selection.budget import round_robin
 from mona.selection.pipeline import prototype_scores, target_groups
 from mona.selection.registry import MethodOptions, get_method
@@ -45,7 +44,7 @@ def matrices():
 
 def test_single_prototype_is_the_mean_target(matrices):
     pool, targets = matrices
-    scores, groups = prototype_scores(get_method("mona").matrix_scorer, pool, targets, _targets(["x", "y"]),
+    scores, groups = prototype_scores(get_method("mona").matrix_scorer(), pool, targets, _targets(["x", "y"]),
                                        MethodOptions(similarity="jaccard"))
     # prototype [0.5, 0.5, 0]: J(row0) = 0.5 / (1 + 1 - 0.5) = 1/3, J(row2) = 1
     assert groups is None
@@ -54,7 +53,7 @@ def test_single_prototype_is_the_mean_target(matrices):
 
 def test_max_prototype_takes_the_best_target_row(matrices):
     pool, targets = matrices
-    scores, groups = prototype_scores(get_method("mona").matrix_scorer, pool, targets, _targets(["x", "y"]),
+    scores, groups = prototype_scores(get_method("mona").matrix_scorer(), pool, targets, _targets(["x", "y"]),
                                        MethodOptions(similarity="jaccard", prototype="max"))
     # row0 equals target 0 (J = 1); row2 vs target 0: min sum 0.5 / max sum 1.5 = 1/3
     assert groups is None
@@ -63,7 +62,7 @@ def test_max_prototype_takes_the_best_target_row(matrices):
 
 def test_per_subtask_prototypes_give_one_column_per_subtask(matrices):
     pool, targets = matrices
-    scores, groups = prototype_scores(get_method("mona").matrix_scorer, pool, targets, _targets(["x", "y"]),
+    scores, groups = prototype_scores(get_method("mona").matrix_scorer(), pool, targets, _targets(["x", "y"]),
                                        MethodOptions(similarity="jaccard", prototype="per-subtask"))
     assert groups is not None and groups.shape == (3, 2)
     assert groups[:, 0] == pytest.approx([1.0, 0.0, 1 / 3])

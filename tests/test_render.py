@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import make_tokenizer
-from mona.data.formats import Sample
-from mona.data.readers import Record
+from mona.data.formats import Record, Sample
 from mona.data.render import render
 
 

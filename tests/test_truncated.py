@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from conftest import N_LAYERS, make_tokenizer, sentences
-from mona.data.formats import Sample
-from mona.data.readers import Record
+from mona.data.formats import Record, Sample
 from mona.data.render import Rendered, render
 from mona.errors import ConfigError
 from mona.models import TruncatedLM, decoder_layers

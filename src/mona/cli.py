@@ -6,18 +6,20 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 
+from mona.bench.options import RelevanceConfig
+from mona.cli_options import Generated, generated, values_of, with_options
 from mona.display import for_display
 from mona.errors import USAGE_EXIT, ConfigError, Interrupted, MissingFileError, MonaError
+from mona.features.options import LAYER_HELP, LMConfig
+from mona.selection.config import MethodOptions, SelectConfig
 
-LAYER_HELP = ("Decoder layer to read (0-based; default: the shipped SAE's layer on the embedded model, else the "
-              "penultimate).")
 
 def _usage_error() -> type[Exception]:
     try:  # typer >= 0.2x carries its own copy of click
@@ -28,8 +30,9 @@ def _usage_error() -> type[Exception]:
 
 
 class MonaGroup(TyperGroup):
-    """The top-level group: a command line that cannot be parsed exits USAGE_EXIT, not 2 (bad input); Ctrl-C
-    prints one line and exits 130; a file operation that fails outside mona's own checks is one line, exit 3."""
+    """The top-level group: a command line that cannot be parsed exits USAGE_EXIT, not 2 (bad input); a MonaError
+    is one line and its exit code; Ctrl-C prints one line and exits 130; a file operation that fails outside
+    mona's own checks is one line, exit 3."""
 
     def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         try:
@@ -44,6 +47,8 @@ class MonaGroup(TyperGroup):
         except _usage_error() as exc:
             exc.exit_code = USAGE_EXIT  # type: ignore[attr-defined]
             raise
+        except MonaError as exc:  # every command's errors end here: one line, the error's exit code
+            _fail(exc)
         except KeyboardInterrupt as exc:
             # Typer would turn this into a silent exit 130; say what happened (and, from select, how to resume)
             message = exc.message if isinstance(exc, Interrupted) else "interrupted (Ctrl-C)"
@@ -88,140 +93,71 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
 
 
+def _method_groups() -> list[list[Generated]]:
+    from mona.selection.registry import METHODS
+
+    seen: set[type] = set()
+    groups = []
+    for spec in METHODS.values():
+        cls = spec.options
+        # a subclass (mona-paper's options of mona's) shares its parent's flags
+        if not any(c in seen for c in cls.__mro__):
+            seen.add(cls)
+            groups.append(generated(cls, prefix=cls.prefix, method_default=True))
+    return groups
+
+
+def _method_params(method: str, values: dict, options: list[Generated]):
+    """The chosen method's own options from the flags given (None: all its defaults)."""
+    from mona.selection.registry import get_method
+
+    cls = get_method(method).options
+    own = {}
+    for base in cls.__mro__:
+        own.update({k: v for k, v in values_of(options, values, base).items() if k not in own})
+    return cls(**own) if own else None
+
+
+SELECT_OPTIONS = [generated(SelectConfig, required=("out",)), generated(MethodOptions), generated(LMConfig),
+                  *_method_groups()]
+
+
 @app.command()
+@with_options(*SELECT_OPTIONS)
 def select(
-    pool: Annotated[Path, typer.Option(help="Pool file: .jsonl(.gz/.zst), .json, .parquet or a save_to_disk dir.")],
-    target: Annotated[Path, typer.Option(help="Examples of the target task, same formats as the pool.")],
-    out: Annotated[Path, typer.Option(help="Where to write the selected rows (JSONL, best first).")],
-    ratio: Annotated[float | None, typer.Option(help="Fraction of the pool to select, in (0, 1].")] = None,
-    budget: Annotated[int | None, typer.Option(help="Number of rows to select.")] = None,
-    method: Annotated[str, typer.Option(help="Selection method: mona, neurons, hidden, bm25, dsir, dense, "
-                                             "less, llm2vec or random (see `mona methods`).")] = "mona",
-    scores: Annotated[Path | None, typer.Option(help="Also write {id, score, rank, selected} per pool row.")] = None,
-    model: Annotated[str | None, typer.Option(help="Selection model: hub id, local dir or .gguf "
-                                                   "(default: embedded SmolLM2-135M-Instruct).")] = None,
-    sae: Annotated[str | None, typer.Option(help="SAE directory (sparsify or SAELens layout); default: the "
-                                                 "shipped SmolLM2 SAE.")] = None,
-    layer: Annotated[int | None, typer.Option(help=LAYER_HELP)] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: $MONA_CACHE or "
-                                                        "~/.cache/mona).")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the feature cache.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed for random choices (the random method).")] = 0,
-    text_field: Annotated[str | None, typer.Option(help="Read text from this field as plain text, in the pool "
-                                                        "and the target alike.")] = None,
-    render: Annotated[str, typer.Option(help="LM input rendering: chat (model's template) or plain.")] = "chat",
-    similarity: Annotated[str | None, typer.Option(help="jaccard, cosine or euclidean (default: the "
-                                                        "method's).")] = None,
-    pooling: Annotated[str | None, typer.Option(help="Token pooling: mean, sum or max (default: the method's; "
-                                                     "see `mona methods`).")] = None,
-    k: Annotated[int | None, typer.Option(help="Keep only the k largest SAE codes per token (<= SAE's k).")] = None,
-    top_m: Annotated[int | None, typer.Option(help="mona (jaccard): store each pool vector's m largest latents "
-                                                   "plus its left-out mass (compact cache; the summary reports "
-                                                   "the largest possible score error and whether the selection is "
-                                                   "certified unchanged; 0: whole vectors; default: the "
-                                                   "method's).")] = None,
-    stream_rows: Annotated[int, typer.Option(help="Pool rows read, featurized, cached and scored together "
-                                                  "(memory vs. overhead).")] = 8192,
-    max_length: Annotated[int, typer.Option(help="Tokens per sample; longer ones are truncated and "
-                                                 "counted.")] = 512,
-    on_error: Annotated[str, typer.Option(help="fail: stop at the first bad row (exit 2); skip: leave bad rows "
-                                               "out, write them with the reason to --quarantine and count them.")
-                        ] = "fail",
-    quarantine: Annotated[Path | None, typer.Option(help="--on-error skip: where bad rows go (default: "
-                                                         "OUT.rejected.jsonl).")] = None,
-    batch_tokens: Annotated[int, typer.Option(help="Padded tokens per forward batch (memory vs. speed; the "
-                                                   "selection does not change).")] = 8192,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
-    too_long: Annotated[str, typer.Option(help="Rows over --max-length tokens: truncate (and count them) or "
-                                               "refuse (a bad row: exit 2, or quarantined with --on-error skip).")
-                        ] = "truncate",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     show: Annotated[int, typer.Option(help="Print this many top picks.")] = 0,
-    prototype: Annotated[str | None, typer.Option(help="single: mean target (the paper); max: best single target "
-                                                       "row; per-subtask: one prototype per target subtask, picked "
-                                                       "round-robin (default: the method's).")] = None,
-    subtask_field: Annotated[str, typer.Option(help="Target field naming subtasks (--prototype "
-                                                    "per-subtask).")] = "subtask",
-    bm25_combine: Annotated[str, typer.Option(help="bm25: combine per-target-example scores by mean or "
-                                                   "max.")] = "mean",
-    dsir_gumbel: Annotated[bool, typer.Option("--dsir-gumbel", help="dsir: Gumbel-top-k resampling by the "
-                                                                    "importance weights (seeded by --seed) "
-                                                                    "instead of plain top-k.")] = False,
-    dsir_buckets: Annotated[int | None, typer.Option(help="dsir: hash buckets (default 10000, as "
-                                                          "data-selection).")] = None,
-    dsir_hash: Annotated[str | None, typer.Option(help="dsir: murmur3 (scikit-learn, default) or sha256 (the "
-                                                       "data-selection package's buckets).")] = None,
-    dsir_min_length: Annotated[int | None, typer.Option(help="dsir: rank rows of fewer word/punctuation tokens "
-                                                             "after all others (data-selection drops rows under "
-                                                             "100; default 0: off).")] = None,
-    embedder: Annotated[str | None, typer.Option(help="dense: sentence-transformers model directory or cached "
-                                                      "hub id (default: bundled all-MiniLM-L6-v2).")] = None,
-    less_warmup: Annotated[int | None, typer.Option(help="less: pool rows in the LoRA warm-up (default: 5 % of "
-                                                         "the pool, at most 64).")] = None,
-    less_rank: Annotated[int, typer.Option(help="less: LoRA rank (q_proj, v_proj).")] = 8,
-    less_dim: Annotated[int, typer.Option(help="less: random projection dimension of the gradients.")] = 1024,
-    llm2vec_model: Annotated[str | None, typer.Option(help="llm2vec: local LLM2Vec model (or adapter) "
-                                                           "directory.")] = None,
-    backend: Annotated[str, typer.Option(help="Where uncached samples are featurized: local (this process) or "
-                                              "ray (Ray Data actors; RAY_ADDRESS or a `ray start` cluster if "
-                                              "there is one; needs mona[ray]).")] = "local",
-    num_workers: Annotated[int, typer.Option(help="ray: actors, each with its own copy of the model.")] = 2,
-    num_gpus: Annotated[float, typer.Option(help="ray: GPUs per actor (0: CPU only).")] = 0.0,
+    **values: Any,
 ) -> None:
     """Select the pool rows most useful for the target task (writes OUT, and SCORES if asked)."""
     _quiet_libraries()
-    from mona.features.lm import LMConfig
     from mona.progress import RichProgress
-    from mona.selection.pipeline import SelectConfig
     from mona.selection.pipeline import select as run_select
-    from mona.selection.registry import MethodOptions
 
-    try:
-        if threads is not None:
-            if threads < 1:
-                raise ConfigError(f"--threads must be at least 1, got {threads}")
-            import torch
-
-            torch.set_num_threads(threads)
-        options = MethodOptions(method=method, lm=LMConfig(model=model, layer=layer, render=render,
-                                                           max_length=max_length, batch_tokens=batch_tokens),
-                                sae=sae, k=k, pooling=pooling, similarity=similarity, seed=seed,
-                                prototype=prototype, group_field=subtask_field, top_m=top_m,
-                                extra={"bm25_combine": bm25_combine, "dsir_gumbel": dsir_gumbel,
-                                       "dsir_buckets": dsir_buckets, "dsir_hash": dsir_hash,
-                                       "dsir_min_length": dsir_min_length,
-                                       "embedder": embedder})
-        options.extra.update(less_warmup_samples=less_warmup, less_lora_rank=less_rank, less_proj_dim=less_dim,
-                             llm2vec_model=llm2vec_model)
-        config = SelectConfig(pool=pool, target=target, out=out, scores=scores, ratio=ratio, budget=budget,
-                              options=options, cache_dir=cache_dir, no_cache=no_cache, text_field=text_field,
-                              on_error=on_error, quarantine=quarantine, too_long=too_long, backend=backend,
-                              num_workers=num_workers, num_gpus=num_gpus, stream_rows=stream_rows)
-        result = run_select(config, RichProgress(err, enabled=not quiet))
-    except MonaError as exc:
-        _fail(exc)
-        return
+    _set_threads(threads)
+    options = select.__options__  # type: ignore[attr-defined]
+    method = MethodOptions(**values_of(options, values, MethodOptions),
+                           lm=LMConfig(**values_of(options, values, LMConfig)),
+                           params=_method_params(values["method"], values, options))
+    config = SelectConfig(**values_of(options, values, SelectConfig), options=method)
+    result = run_select(config, RichProgress(err, enabled=not quiet))
     if not quiet:
-        ps = result.pool_stats
-        hits = ps.cache_hits + result.target_stats.cache_hits
-        total = ps.samples + result.target_stats.samples
-        rate = f", {ps.tokens_per_second:.0f} tok/s" if ps.tokens else ""
-        trunc = f", {result.truncated} truncated to {max_length} tokens" if result.truncated else ""
-        skipped = f", {len(result.rejected)} bad rows skipped -> {result.quarantine}" if result.rejected else ""
-        if result.skipped_parts:
-            skipped += f", {result.skipped_parts} non-text content parts (images, audio, files) left out"
-        if result.top_m is not None:
-            gap, certified = result.top_m
-            skipped += (f", top-m storage: scores low by at most {gap:.2e}, selection "
-                        + ("certified unchanged" if certified else "not certified (bounds overlap)"))
-        err.print(for_display(f"selected {result.n_selected} of {len(result.ids)} rows with {method} in "
-                              f"{result.seconds:.1f} s (cache hits {hits}/{total}{rate}{trunc}{skipped}) -> {out}",
-                              one_line=True), soft_wrap=True)
+        err.print(for_display(result.summary(config.out), one_line=True), soft_wrap=True)
     for rank_i, sample in enumerate(result.selected[:show], start=1):
         text = for_display(sample.plain_text(), one_line=True)
         score = result.scores[int(result.order[rank_i - 1])]
         stdout.print(f"{rank_i:>3}. [{score:.4f}] {for_display(sample.id, one_line=True)}: {text[:110]}",
                      soft_wrap=True)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 @app.command()
@@ -231,7 +167,7 @@ def methods() -> None:
 
     for name, spec in METHODS.items():
         sim = f"({spec.similarity})" if spec.similarity else ""
-        defaults = ", ".join(f"{k} {v}" for k, v in spec.defaults.items())
+        defaults = ", ".join(f"{k} {v}" for k, v in spec.defaults().items())
         stdout.print(f"{name:<10} {sim:<11} {spec.help}" + (f" [defaults: {defaults}]" if defaults else ""),
                      highlight=False, markup=False)
 
@@ -252,12 +188,8 @@ def report(
     """Write one self-contained HTML file about a selection: summary, score histograms, composition, top rows."""
     from mona.report import build_report
 
-    try:
-        path = build_report(pool, scores, out, names=name or None, explanations=explanations, top=top,
-                            text_field=text_field)
-    except MonaError as exc:
-        _fail(exc)
-        return
+    path = build_report(pool, scores, out, names=name or None, explanations=explanations, top=top,
+                        text_field=text_field)
     stdout.print(str(path), highlight=False, markup=False, soft_wrap=True)
 
 
@@ -269,12 +201,8 @@ def data_bigbench(
     """Fetch BIG-bench's source archive via pip, verify it and normalise its tasks into the cache."""
     from mona.data.bigbench import prepare_bigbench, task_index
 
-    try:
-        with err.status("preparing BIG-bench (download, verify, extract)..."):
-            path = prepare_bigbench(archive)
-    except MonaError as exc:
-        _fail(exc)
-        return
+    with err.status("preparing BIG-bench (download, verify, extract)..."):
+        path = prepare_bigbench(archive)
     index = task_index(path)
     stdout.print(f"{len(index)} task files, {sum(index.values())} rows in {path / 'rows'}")
 
@@ -286,11 +214,7 @@ def data_lm_eval_fewshot(
     """Extract the few-shot exemplars inside the lm-eval wheel (GSM8K CoT, MMLU CoT, MBPP, Minerva math)."""
     from mona.data.lm_eval_fewshot import prepare_lm_eval_fewshot
 
-    try:
-        path = prepare_lm_eval_fewshot(wheel)
-    except MonaError as exc:
-        _fail(exc)
-        return
+    path = prepare_lm_eval_fewshot(wheel)
     n = sum(1 for _ in path.open(encoding="utf-8"))
     stdout.print(f"{n} exemplars in {path}")
 
@@ -327,17 +251,13 @@ def sae_train(
     from mona.sae.train import SaeTrainConfig
 
     command = "mona " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("mona") else ""
-    try:
-        # the SAE directory is replaced whole when training ends: nothing in it may be an input
-        check_outputs({"--texts": local_path(texts), "--model": local_path(model)},
-                      {"--out": [out, out.with_name(out.name + ".partial")]}, dirs=("--out",))
-        meta = build_sae(out, texts=texts, n_samples=samples, model=model, layer=layer, max_length=max_length,
-                         config=SaeTrainConfig(expansion_factor=expansion_factor, k=k, epochs=epochs, lr=lr,
-                                               seed=seed),
-                         command=command, log=lambda m: err.print(m, highlight=False))
-    except MonaError as exc:
-        _fail(exc)
-        return
+    # the SAE directory is replaced whole when training ends: nothing in it may be an input
+    check_outputs({"--texts": local_path(texts), "--model": local_path(model)},
+                  {"--out": [out, out.with_name(out.name + ".partial")]}, dirs=("--out",))
+    meta = build_sae(out, texts=texts, n_samples=samples, model=model, layer=layer, max_length=max_length,
+                     config=SaeTrainConfig(expansion_factor=expansion_factor, k=k, epochs=epochs, lr=lr,
+                                           seed=seed),
+                     command=command, log=lambda m: err.print(m, highlight=False))
     err.print(f"SAE written to {out}: FVU {meta['fvu']}, L0 {meta['l0']}, dead {meta['dead_fraction']:.2%}",
               markup=False, highlight=False)
 
@@ -365,24 +285,20 @@ def bench_speed(
     from mona.bench.host import command_line, load_line
     from mona.bench.speed import measure_speed, speed_markdown
     from mona.data.readers import read_samples
-    from mona.features.lm import LMConfig
+    from mona.features.options import LMConfig
     from mona.outputs import check_outputs, local_path
 
-    try:
-        if threads is not None:
-            if threads < 1:
-                raise ConfigError(f"--threads must be at least 1, got {threads}")
-            import torch
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {threads}")
+        import torch
 
-            torch.set_num_threads(threads)
-        check_outputs({"--pool": pool, "--model": local_path(model), "--sae": local_path(sae)},
-                      {"--out": out, "--out-md": out_md})
-        samples = read_samples(pool)[:rows]
-        config = LMConfig(model=model, layer=layer, render=render, dtype=dtype)
-        result = measure_speed(samples, config, sae, repeats=repeats)
-    except MonaError as exc:
-        _fail(exc)
-        return
+        torch.set_num_threads(threads)
+    check_outputs({"--pool": pool, "--model": local_path(model), "--sae": local_path(sae)},
+                  {"--out": out, "--out-md": out_md})
+    samples = read_samples(pool)[:rows]
+    config = LMConfig(model=model, layer=layer, render=render, dtype=dtype)
+    result = measure_speed(samples, config, sae, repeats=repeats)
     figures = result.as_dict()
     stdout.print(f"{result.rows} rows, {result.tokens} tokens ({result.pooled_tokens} pooled), layer {result.layer}, "
                  f"{result.dtype}; {result.machine}", highlight=False, soft_wrap=True)
@@ -424,19 +340,13 @@ def bench_memory(
     try:
         sizes_n = [int(s) for s in sizes.split(",") if s.strip()]
     except ValueError:
-        _fail(ConfigError(f"--sizes must be comma-separated integers, got {sizes!r}"))
-        return
+        raise ConfigError(f"--sizes must be comma-separated integers, got {sizes!r}") from None
     if not sizes_n or min(sizes_n) < budget:
-        _fail(ConfigError(f"every pool size must be at least --budget {budget}, got {sizes!r}"))
-        return
+        raise ConfigError(f"every pool size must be at least --budget {budget}, got {sizes!r}")
     methods = [m.strip() for m in method.split(",") if m.strip()]
-    try:
-        check_outputs({}, {"--out": out, "--out-md": out_md})
-        result = run_memory_bench(methods, sizes_n, budget, work_dir, shlex.split(select_args),
-                                  log=lambda m: err.print(m, highlight=False))
-    except MonaError as exc:
-        _fail(exc)
-        return
+    check_outputs({}, {"--out": out, "--out-md": out_md})
+    result = run_memory_bench(methods, sizes_n, budget, work_dir, shlex.split(select_args),
+                              log=lambda m: err.print(m, highlight=False))
     for run in result["runs"]:
         note = "" if run["exit_code"] == 0 else f"  FAILED: {run['error']}"
         stdout.print(f"{run['method']:>8} {run['rows']:>9,} rows: peak RSS {run['peak_rss_mb']:>8,.1f} MB, "
@@ -476,25 +386,20 @@ def bench_scoring(
         ms = [None if m.strip() == "full" else int(m) for m in top_m.split(",") if m.strip()]
         thread_counts = [int(t) for t in threads.split(",") if t.strip()]
     except ValueError:
-        _fail(ConfigError(f"--rows and --top-m must be comma-separated integers (or 'full'), got {rows!r}, "
-                          f"{top_m!r}"))
-        return
+        raise ConfigError(f"--rows and --top-m must be comma-separated integers (or 'full'), got {rows!r}, "
+                          f"{top_m!r}") from None
     work = work_dir or cache_root() / "bench-scoring"
     results = []
-    try:
-        check_outputs({"--source": source, "--target": target}, {"--out-md": [out_md, out_md.with_suffix(".json")]})
-        for n in sizes:
-            for m in ms:
-                for t in thread_counts:
-                    r = run_scoring_bench(n, source=source, target=target, top_m=m, budget=budget, work_dir=work,
-                                          cache_dir=cache_dir or cache_root(), threads=t)
-                    stdout.print(f"{n:,} rows, {'full' if m is None else f'top-m {m}'}, {t} thread(s): "
-                                 f"{r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:,.0f} MB, "
-                                 f"{r['stored_per_row']:.0f} entries/row", highlight=False)
-                    results.append(r)
-    except MonaError as exc:
-        _fail(exc)
-        return
+    check_outputs({"--source": source, "--target": target}, {"--out-md": [out_md, out_md.with_suffix(".json")]})
+    for n in sizes:
+        for m in ms:
+            for t in thread_counts:
+                r = run_scoring_bench(n, source=source, target=target, top_m=m, budget=budget, work_dir=work,
+                                      cache_dir=cache_dir or cache_root(), threads=t)
+                stdout.print(f"{n:,} rows, {'full' if m is None else f'top-m {m}'}, {t} thread(s): "
+                             f"{r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:,.0f} MB, "
+                             f"{r['stored_per_row']:.0f} entries/row", highlight=False)
+                results.append(r)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.write_text(scoring_markdown(results, command_line()))
     out_md.with_suffix(".json").write_text(json.dumps({"command": command_line(), "runs": results}, indent=1))
@@ -523,43 +428,17 @@ def bench_top_m(
         suite = build_suite(pool_size=pool_size, per_task=per_task, seed=seed)
         rows = measure_top_m(suite, k, values, cache_dir or cache_root(), log=lambda s: err.print(s, highlight=False))
     except ValueError:
-        _fail(ConfigError(f"--ms must be comma-separated integers, got {ms!r}"))
-        return
-    except MonaError as exc:
-        _fail(exc)
-        return
+        raise ConfigError(f"--ms must be comma-separated integers, got {ms!r}") from None
     path = write_top_m_report(rows, suite, k, command_line(), out_dir)
     stdout.print(path.read_text(), markup=False, highlight=False, soft_wrap=True)
 
 
 @bench_app.command("relevance")
+@with_options(generated(RelevanceConfig))
 def bench_relevance(
-    methods: Annotated[str, typer.Option(help="Comma-separated methods (see `mona methods`).")] =
-        "mona,mona-paper,neurons,hidden,dense,bm25,dsir,random",
-    suite_name: Annotated[str, typer.Option("--suite", help="hard: cross-format targets (see "
-                                                            "mona.bench.hard_suite); easy: the first dev suite, "
-                                                            "mostly in the pool's own format.")] = "hard",
-    k: Annotated[int | None, typer.Option(help="Budget: rows selected per target set (default: --per-task).")]
-        = None,
-    pool_size: Annotated[int, typer.Option(help="Rows in the labelled pool (easy suite).")] = 5000,
-    per_task: Annotated[int | None, typer.Option(help="Pool rows per BIG-bench task (default: 40 hard, 100 "
-                                                      "easy).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the pool and target sets.")] = 0,
-    layer: Annotated[int | None, typer.Option(help="LM methods: " + LAYER_HELP)] = None,
-    render: Annotated[str, typer.Option(help="chat or plain.")] = "chat",
-    similarity: Annotated[str | None, typer.Option(help="Override every method's similarity.")] = None,
-    prototype: Annotated[str | None, typer.Option(help="single, max or per-subtask (see `mona select`; default: "
-                                                       "each method's).")] = None,
-    pooling: Annotated[str | None, typer.Option(help="Token pooling for LM methods: mean, sum or max (default: "
-                                                     "each method's).")] = None,
-    k_codes: Annotated[int | None, typer.Option("--k-codes", help="Keep the k largest SAE codes per token "
-                                                                  "(K sweep).")] = None,
-    sae: Annotated[str | None, typer.Option(help="SAE directory for mona.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
     out_dir: Annotated[Path, typer.Option(help="Where to write <name>.json and <name>.md.")] =
         Path("docs/benchmarks"),
-    name: Annotated[str | None, typer.Option(help="Report name (default: relevance or relevance-sweep, with "
-                                                  "-easy for the easy suite).")] = None,
     sweep: Annotated[bool, typer.Option("--sweep", help="Sweep MoNA's design choices (layer, SAE width and k, "
                                                         "pooling, similarity, prototype, centring, rendering, "
                                                         "rank fusion) instead of comparing methods.")] = False,
@@ -571,60 +450,30 @@ def bench_relevance(
     sweep_sae_samples: Annotated[int | None, typer.Option(help="--sweep: BIG-bench rows to train each SAE "
                                                                "on.")] = None,
     sweep_sae_epochs: Annotated[int | None, typer.Option(help="--sweep: epochs per SAE.")] = None,
+    **values: Any,
 ) -> None:
     """Precision/recall/nDCG@k of every method on a labelled BIG-bench pool and a dev suite of targets
     (--sweep: of MoNA's variants)."""
     _quiet_libraries()
-    from mona.bench.relevance import prefetch_lm_methods, run_method, write_report
-    from mona.bench.suite import load_suite
-    from mona.features.lm import LMConfig
+    from mona.bench.relevance import run_relevance
     from mona.paths import cache_root
     from mona.progress import RichProgress
-    from mona.selection.registry import MethodOptions, get_method
 
-    command = "mona " + " ".join(sys.argv[1:])
-    try:
-        names = [m.strip() for m in methods.split(",") if m.strip()]
-        for m in names:
-            get_method(m)
-        suite = load_suite(suite_name, pool_size=pool_size, per_task=per_task, seed=seed)
-        k = k or int(suite.config["per_task"])
-        suffix = "" if suite_name == "hard" else f"-{suite_name}"
-        if sweep:
-            from mona.bench.sweep import SweepConfig, run_sweep, write_sweep_report
+    config = RelevanceConfig(**values_of(bench_relevance.__options__, values, RelevanceConfig))  # type: ignore[attr-defined]
+    cfg = None
+    if sweep:
+        from mona.bench.sweep import SweepConfig
 
-            def ints(text: str) -> tuple[int, ...]:
-                return tuple(int(v) for v in text.split(",") if v.strip())
+        def ints(text: str) -> tuple[int, ...]:
+            return tuple(int(v) for v in text.split(",") if v.strip())
 
-            given = {"layers": sweep_layers, "sae_layers": sweep_sae_layers, "widths": sweep_widths,
-                     "ks": sweep_ks}
-            cfg = SweepConfig(seed=seed, **{f: ints(v) for f, v in given.items() if v is not None},
-                              **{f: v for f, v in (("sae_samples", sweep_sae_samples),
-                                                   ("sae_epochs", sweep_sae_epochs)) if v is not None})
-            results, sae_meta = run_sweep(suite, k, cfg, cache_dir=cache_dir or cache_root(),
-                                          log=lambda s: err.print(s, highlight=False))
-            json_path, md_path = write_sweep_report(results, sae_meta, suite, k, cfg, command, out_dir,
-                                                    name or f"relevance-sweep{suffix}")
-            stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
-            err.print(f"wrote {json_path} and {md_path}")
-            return
-        all_options = [MethodOptions(method=m, lm=LMConfig(layer=layer, render=render), sae=sae,
-                                     similarity=similarity, seed=seed, pooling=pooling, k=k_codes,
-                                     prototype=prototype if get_method(m).build else None) for m in names]
-        cache = cache_dir or cache_root()
-        shared, shared_stats = prefetch_lm_methods(all_options, suite, cache, RichProgress(err))
-        runs = []
-        for options in all_options:
-            run = run_method(options.method, options, suite, k, cache, progress=RichProgress(err),
-                             log=lambda s: err.print(s, highlight=False))
-            if options.method in shared:  # featurized together in one forward pass: report that pass's cost
-                run.featurize_seconds, run.tokens = shared_stats.seconds, shared_stats.tokens
-                run.computed = shared_stats.computed
-            runs.append(run)
-        json_path, md_path = write_report(runs, suite, k, command, out_dir, name or f"relevance{suffix}")
-    except MonaError as exc:
-        _fail(exc)
-        return
+        given = {"layers": sweep_layers, "sae_layers": sweep_sae_layers, "widths": sweep_widths, "ks": sweep_ks}
+        # left unset, each axis keeps SweepConfig's default (its one place)
+        cfg = SweepConfig(seed=config.seed, **{f: ints(v) for f, v in given.items() if v is not None},
+                          **{f: v for f, v in (("sae_samples", sweep_sae_samples), ("sae_epochs", sweep_sae_epochs))
+                             if v is not None})
+    json_path, md_path = run_relevance(config, "mona " + " ".join(sys.argv[1:]), out_dir, cache_dir or cache_root(),
+                                       cfg, lambda: RichProgress(err), log=lambda s: err.print(s, highlight=False))
     stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
     err.print(f"wrote {json_path} and {md_path}")
 
@@ -665,22 +514,18 @@ def bench_downstream(
 
     command = "mona " + " ".join(sys.argv[1:])
     t0 = time.perf_counter()
-    try:
-        config = DownstreamConfig(methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-                                  random_seeds=tuple(int(s) for s in random_seeds.split(",") if s.strip()),
-                                  budget=budget, model=model, sae=sae, epochs=epochs, lr=lr,
-                                  max_new_tokens=max_new_tokens)
-        config.check()
-        data = build_data([t.strip() for t in tasks.split(",") if t.strip()], pool_size=pool_size,
-                          per_task=per_task, eval_rows=eval_rows, seed=seed)
-        run_dir = work_dir or cache_root() / "downstream" / run_key(data, config)
-        err.print(f"run directory: {run_dir}", highlight=False)
-        results = run_downstream(data, config, run_dir, cache_dir or cache_root(),
-                                 log=lambda s: err.print(s, highlight=False, markup=False), only_finished=report_only)
-        json_path, md_path = write_report(results, command, time.perf_counter() - t0, out_dir, name)
-    except MonaError as exc:
-        _fail(exc)
-        return
+    config = DownstreamConfig(methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+                              random_seeds=tuple(int(s) for s in random_seeds.split(",") if s.strip()),
+                              budget=budget, model=model, sae=sae, epochs=epochs, lr=lr,
+                              max_new_tokens=max_new_tokens)
+    config.check()
+    data = build_data([t.strip() for t in tasks.split(",") if t.strip()], pool_size=pool_size,
+                      per_task=per_task, eval_rows=eval_rows, seed=seed)
+    run_dir = work_dir or cache_root() / "downstream" / run_key(data, config)
+    err.print(f"run directory: {run_dir}", highlight=False)
+    results = run_downstream(data, config, run_dir, cache_dir or cache_root(),
+                             log=lambda s: err.print(s, highlight=False, markup=False), only_finished=report_only)
+    json_path, md_path = write_report(results, command, time.perf_counter() - t0, out_dir, name)
     stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
     err.print(f"wrote {json_path} and {md_path}")
 
@@ -704,28 +549,24 @@ def features_label(
     from mona.sae.build import text_items
     from mona.sae.topk import load_sae, resolve_sae_path, sae_metadata
 
+    sae_path = resolve_sae_path(sae)
+    path = out or labels_path(sae_path)
+    # the SAE's own files are inputs; its directory is where labels normally go
+    sae_files = [p for p in sae_path.iterdir() if p.name != LABELS_FILE]
+    check_outputs({"--sae": sae_files, "--texts": local_path(texts), "--model": local_path(model)},
+                  {"--out": path})
+    layer = sae_metadata(sae_path).get("layer")
+    model_obj, tokenizer = load_lm(model)
+    lm = TruncatedLM(model_obj, tokenizer, layer)
+    items, texts_id = text_items(texts, samples, tokenizer)
+    progress = RichProgress(err)
+    progress.start("labelling latents", len(items))
     try:
-        sae_path = resolve_sae_path(sae)
-        path = out or labels_path(sae_path)
-        # the SAE's own files are inputs; its directory is where labels normally go
-        sae_files = [p for p in sae_path.iterdir() if p.name != LABELS_FILE]
-        check_outputs({"--sae": sae_files, "--texts": local_path(texts), "--model": local_path(model)},
-                      {"--out": path})
-        layer = sae_metadata(sae_path).get("layer")
-        model_obj, tokenizer = load_lm(model)
-        lm = TruncatedLM(model_obj, tokenizer, layer)
-        items, texts_id = text_items(texts, samples, tokenizer)
-        progress = RichProgress(err)
-        progress.start("labelling latents", len(items))
-        try:
-            doc = compute_labels(lm, load_sae(sae_path), items, lm.layers[0], top_n=top_n, progress=progress.update)
-        finally:
-            progress.finish()
-        doc["texts_id"] = texts_id
-        save_labels(doc, path)
-    except MonaError as exc:
-        _fail(exc)
-        return
+        doc = compute_labels(lm, load_sae(sae_path), items, lm.layers[0], top_n=top_n, progress=progress.update)
+    finally:
+        progress.finish()
+    doc["texts_id"] = texts_id
+    save_labels(doc, path)
     labelled = sum(1 for v in doc["latents"].values() if v["examples"])
     err.print(f"labelled {labelled} of {len(doc['latents'])} latents from {doc['tokens']} tokens -> {path}",
               markup=False, highlight=False)
@@ -740,17 +581,13 @@ def features_show(
     from mona.explain.labels import load_labels
     from mona.sae.topk import resolve_sae_path
 
-    try:
-        sae_path = resolve_sae_path(sae)
-        doc = load_labels(sae_path)
-        if doc is None:
-            raise ConfigError(f"no labels for this SAE yet: run `mona features label{' --sae ' + sae if sae else ''}`",
-                              path=str(sae_path))
-        if str(latent) not in doc["latents"]:
-            raise ConfigError(f"latent {latent} out of range: the SAE has {len(doc['latents'])} latents")
-    except MonaError as exc:
-        _fail(exc)
-        return
+    sae_path = resolve_sae_path(sae)
+    doc = load_labels(sae_path)
+    if doc is None:
+        raise ConfigError(f"no labels for this SAE yet: run `mona features label{' --sae ' + sae if sae else ''}`",
+                          path=str(sae_path))
+    if str(latent) not in doc["latents"]:
+        raise ConfigError(f"latent {latent} out of range: the SAE has {len(doc['latents'])} latents")
     entry = doc["latents"][str(latent)]
     stdout.print(f"latent {latent}: {entry['label'] or '(never fired on the labelling texts)'}  "
                  f"(fires on {entry['frequency']:.3%} of {doc['tokens']:,} tokens)", markup=False, highlight=False)
@@ -783,39 +620,25 @@ def explain(
 
     from mona.data.readers import read_samples
     from mona.explain.explain import explain as run_explain
-    from mona.explain.explain import format_explanation
-    from mona.features.lm import LMConfig
-    from mona.outputs import check_outputs
+    from mona.explain.explain import format_explanation, pick_rows
+    from mona.features.options import LMConfig
+    from mona.outputs import atomic_write, check_outputs
     from mona.paths import cache_root
-    from mona.selection.output import atomic_write
     from mona.selection.registry import MethodOptions
 
-    try:
-        check_outputs({"--pool": pool, "--target": target, "--selection": selection}, {"--out": out})
-        pool_samples = read_samples(pool, text_field=text_field)
-        by_id = {s.id: s for s in pool_samples}
-        if (selection is None) == (ids is None):
-            raise ConfigError("give exactly one of --selection or --ids")
-        if selection is not None:
-            # OUT holds the pool's rows unchanged: match them by content (ids may be row numbers of the pool)
-            by_row = {_json.dumps(s.record.row, sort_keys=True, default=str): s.id for s in pool_samples}
-            wanted = [by_row.get(_json.dumps(r.record.row, sort_keys=True, default=str), "?")
-                      for r in read_samples(selection, text_field=text_field)[:top]]
-        else:
-            wanted = [i.strip() for i in (ids or "").split(",") if i.strip()]
-        missing = [i for i in wanted if i not in by_id]
-        if missing:
-            raise ConfigError(f"rows not in the pool: {', '.join(missing[:5])}")
-        options = MethodOptions(lm=LMConfig(model=model, layer=layer, render=render), sae=sae, k=k)
-        items = run_explain([by_id[i] for i in wanted], read_samples(target, text_field=text_field), options,
-                            cache_dir or cache_root(), n_latents=latents)
-        if out is not None:
-            with atomic_write(out) as fh:
-                for item in items:
-                    fh.write(_json.dumps(item, ensure_ascii=False) + "\n")
-    except MonaError as exc:
-        _fail(exc)
-        return
+    check_outputs({"--pool": pool, "--target": target, "--selection": selection}, {"--out": out})
+    if (selection is None) == (ids is None):
+        raise ConfigError("give exactly one of --selection or --ids")
+    chosen = pick_rows(read_samples(pool, text_field=text_field),
+                       read_samples(selection, text_field=text_field)[:top] if selection is not None else None,
+                       [i.strip() for i in (ids or "").split(",") if i.strip()])
+    options = MethodOptions(lm=LMConfig(model=model, layer=layer, render=render), sae=sae, k=k)
+    items = run_explain(chosen, read_samples(target, text_field=text_field), options,
+                        cache_dir or cache_root(), n_latents=latents)
+    if out is not None:
+        with atomic_write(out) as fh:
+            for item in items:
+                fh.write(_json.dumps(item, ensure_ascii=False) + "\n")
     for item in items:
         stdout.print(for_display(format_explanation(item)), soft_wrap=True)
 
@@ -836,27 +659,23 @@ def plot_profiles_cmd(
     sample and a bold line per set mean; prints how well each panel separates the sets (silhouette)."""
     _quiet_libraries()
     from mona.explain.profiles import figure_paths, plot_profiles, read_set
-    from mona.features.lm import LMConfig
+    from mona.features.options import LMConfig
     from mona.outputs import check_outputs, local_path
     from mona.paths import cache_root
 
-    try:
-        specs = []
-        for spec in set_:
-            name, sep, source = spec.partition("=")
-            if not sep or not name or not source:
-                raise ConfigError(f"--set wants NAME=SOURCE, got {spec!r}")
-            specs.append((name, source))
-        if len(specs) < 2:
-            raise ConfigError("give at least two --set")
-        check_outputs({"--set": [s for _, s in specs if not s.startswith("bigbench:")], "--model": local_path(model),
-                       "--sae": local_path(sae)}, {"--out": figure_paths(out)})
-        sets = {name: read_set(source, n, seed) for name, source in specs}
-        summary = plot_profiles(sets, out, config=LMConfig(model=model, layer=layer, render=render), sae=sae,
-                                n_units=units, cache_dir=cache_root())
-    except MonaError as exc:
-        _fail(exc)
-        return
+    specs = []
+    for spec in set_:
+        name, sep, source = spec.partition("=")
+        if not sep or not name or not source:
+            raise ConfigError(f"--set wants NAME=SOURCE, got {spec!r}")
+        specs.append((name, source))
+    if len(specs) < 2:
+        raise ConfigError("give at least two --set")
+    check_outputs({"--set": [s for _, s in specs if not s.startswith("bigbench:")], "--model": local_path(model),
+                   "--sae": local_path(sae)}, {"--out": figure_paths(out)})
+    sets = {name: read_set(source, n, seed) for name, source in specs}
+    summary = plot_profiles(sets, out, config=LMConfig(model=model, layer=layer, render=render), sae=sae,
+                            n_units=units, cache_dir=cache_root())
     for name, panel in summary["panels"].items():
         mean_j = panel["mean_jaccard"]
         shared = f"; Jaccard of the two set means {mean_j:.3f}" if mean_j is not None else ""
@@ -874,11 +693,7 @@ def plot_scores_cmd(
     """Score distributions, selected vs the rest, one panel per SCORES file."""
     from mona.explain.profiles import plot_scores
 
-    try:
-        plot_scores(scores, out, name)
-    except MonaError as exc:
-        _fail(exc)
-        return
+    plot_scores(scores, out, name)
     err.print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.svg')}", markup=False, highlight=False)
 
 
@@ -903,42 +718,37 @@ def judge(
 
     from mona.data.readers import read_samples
     from mona.explain.judge import CRITERIA, ApiJudge, LocalJudge, judge_selection
-    from mona.outputs import check_outputs, local_path
+    from mona.outputs import atomic_write, check_outputs, local_path
     from mona.progress import RichProgress
-    from mona.selection.output import atomic_write
 
-    try:
-        names = list(name) if name else [p.stem for p in selection]
-        if len(names) != len(selection):
-            raise ConfigError("give one --name per --selection")
-        if (api_base is None) != (api_model is None):
-            raise ConfigError("--api-base and --api-model go together")
-        check_outputs({"--target": target, "--selection": selection, "--model": local_path(model)}, {"--out": out})
-        targets = read_samples(target)
-        selections = [read_samples(p) for p in selection]
-        if api_base is not None:
-            rater = ApiJudge(api_base, str(api_model), os.environ.get("OPENAI_API_KEY"))
-        else:
-            from mona.models import load_lm
+    names = list(name) if name else [p.stem for p in selection]
+    if len(names) != len(selection):
+        raise ConfigError("give one --name per --selection")
+    if (api_base is None) != (api_model is None):
+        raise ConfigError("--api-base and --api-model go together")
+    check_outputs({"--target": target, "--selection": selection, "--model": local_path(model)}, {"--out": out})
+    targets = read_samples(target)
+    selections = [read_samples(p) for p in selection]
+    if api_base is not None:
+        rater = ApiJudge(api_base, str(api_model), os.environ.get("OPENAI_API_KEY"))
+    else:
+        from mona.models import load_lm
 
-            model_obj, tokenizer = load_lm(model)
-            rater = LocalJudge(model_obj, tokenizer)
-        results = {}
-        for method, rows in zip(names, selections, strict=True):
-            progress = RichProgress(err)
-            progress.start(f"judging {method}", min(n, len(rows)))
-            try:
-                results[method] = judge_selection(rater, rows, targets, n=n, n_targets=n_targets, seed=seed,
-                                                  progress=progress.update)
-            finally:
-                progress.finish()
-        if out is not None:
-            with atomic_write(out) as fh:
-                fh.write(_json.dumps({"judge": api_model or model or "smollm2-135m-instruct", "results": results},
-                                     indent=1) + "\n")
-    except MonaError as exc:
-        _fail(exc)
-        return
+        model_obj, tokenizer = load_lm(model)
+        rater = LocalJudge(model_obj, tokenizer)
+    results = {}
+    for method, rows in zip(names, selections, strict=True):
+        progress = RichProgress(err)
+        progress.start(f"judging {method}", min(n, len(rows)))
+        try:
+            results[method] = judge_selection(rater, rows, targets, n=n, n_targets=n_targets, seed=seed,
+                                              progress=progress.update)
+        finally:
+            progress.finish()
+    if out is not None:
+        with atomic_write(out) as fh:
+            fh.write(_json.dumps({"judge": api_model or model or "smollm2-135m-instruct", "results": results},
+                                 indent=1) + "\n")
     stdout.print("| method | n | " + " | ".join(CRITERIA) + " | overall |", markup=False, soft_wrap=True)
     stdout.print("|---|---|" + "---|" * (len(CRITERIA) + 1), markup=False)
     for method, r in results.items():
@@ -971,15 +781,11 @@ def finetune(
     from mona.finetune.sft import FinetuneConfig, TrainProgress
     from mona.finetune.sft import finetune as run_finetune
 
-    try:
-        config = FinetuneConfig(model=model, epochs=epochs, lr=lr, lora_r=lora_r, lora_alpha=lora_alpha,
-                                max_length=max_length, batch_tokens=batch_tokens, grad_accum=grad_accum, seed=seed,
-                                save_every=save_every, text_field=text_field)
-        summary = run_finetune(data, out, config, overwrite=overwrite,
-                               progress=TrainProgress(err, enabled=not quiet))
-    except MonaError as exc:
-        _fail(exc)
-        return
+    config = FinetuneConfig(model=model, epochs=epochs, lr=lr, lora_r=lora_r, lora_alpha=lora_alpha,
+                            max_length=max_length, batch_tokens=batch_tokens, grad_accum=grad_accum, seed=seed,
+                            save_every=save_every, text_field=text_field)
+    summary = run_finetune(data, out, config, overwrite=overwrite,
+                           progress=TrainProgress(err, enabled=not quiet))
     stdout.print(f"{summary['steps']} steps on {summary['rows_trained']} rows, {summary['tokens']} tokens "
                  f"({summary['tokens_per_second']} tok/s), final loss {summary['final_loss']:.4f}; wrote "
                  f"{out / 'adapter'} and {out / 'train.json'}", markup=False, highlight=False, soft_wrap=True)
@@ -1003,23 +809,19 @@ def eval_cmd(
     from mona.finetune.evaluate import EvalProgress, evaluate, run_lm_eval, summary_line, write_results
     from mona.outputs import check_outputs, local_path
 
-    try:
-        if (data is None) == (lm_eval_tasks is None):
-            raise ConfigError("give exactly one of --data or --lm-eval-tasks")
-        check_outputs({"--data": data, "--adapter": adapter, "--model": local_path(model)}, {"--out": out})
-        if lm_eval_tasks is not None:
-            tasks = [t.strip() for t in lm_eval_tasks.split(",") if t.strip()]
-            result = run_lm_eval(tasks, model=model, adapter=adapter, limit=limit)
-            line = _json_line(result["results"])
-        else:
-            result = evaluate(data, model=model, adapter=adapter, max_new_tokens=max_new_tokens, limit=limit,
-                              progress=EvalProgress(err, enabled=not quiet))
-            line = summary_line(result)
-        if out is not None:
-            write_results(out, result)
-    except MonaError as exc:
-        _fail(exc)
-        return
+    if (data is None) == (lm_eval_tasks is None):
+        raise ConfigError("give exactly one of --data or --lm-eval-tasks")
+    check_outputs({"--data": data, "--adapter": adapter, "--model": local_path(model)}, {"--out": out})
+    if lm_eval_tasks is not None:
+        tasks = [t.strip() for t in lm_eval_tasks.split(",") if t.strip()]
+        result = run_lm_eval(tasks, model=model, adapter=adapter, limit=limit)
+        line = _json_line(result["results"])
+    else:
+        result = evaluate(data, model=model, adapter=adapter, max_new_tokens=max_new_tokens, limit=limit,
+                          progress=EvalProgress(err, enabled=not quiet))
+        line = summary_line(result)
+    if out is not None:
+        write_results(out, result)
     stdout.print(line, markup=False, highlight=False, soft_wrap=True)
 
 

@@ -45,8 +45,8 @@ from mona.errors import ConfigError
 from mona.features.lm import LMConfig
 from mona.finetune import FinetuneConfig, evaluate, finetune
 from mona.finetune.evaluate import normalise_answer
+from mona.outputs import atomic_write
 from mona.selection.budget import rank
-from mona.selection.output import atomic_write
 from mona.selection.pipeline import compute_scores
 from mona.selection.registry import MethodOptions, get_method
 

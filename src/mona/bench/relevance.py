@@ -9,18 +9,23 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from mona.bench.metrics import ndcg_at_k, precision_at_k, recall_at_k
+from mona.bench.options import RelevanceConfig
 from mona.bench.suite import Suite, TargetSet
-from mona.data.formats import Sample, to_sample
-from mona.data.readers import Record
+from mona.data.formats import Record, Sample, to_sample
 from mona.features.cached import FeaturizeStats, prefetch_shared
+from mona.features.options import LMConfig
 from mona.selection.budget import rank, round_robin
 from mona.selection.pipeline import Progress, compute_scores
 from mona.selection.registry import MethodOptions, get_method
+
+if TYPE_CHECKING:  # sweep imports this module
+    from mona.bench.sweep import SweepConfig
 
 
 @dataclass
@@ -125,15 +130,13 @@ def prefetch_lm_methods(options: Sequence[MethodOptions], suite: Suite, cache_di
     the pool and all target rows. Returns the methods covered and the pass's cost."""
     from mona.features.lm import LMFeaturizer, LMRunner
 
-    lm_options = [o for o in options if get_method(o.method).build is not None]
+    lm_options = [o for o in options if get_method(o.method).featurizes]
     if not lm_options:
         return [], FeaturizeStats()
     runner = LMRunner(lm_options[0].lm)
     featurizers = []
     for o in lm_options:
-        build = get_method(o.method).build
-        assert build is not None
-        f = build(o, runner)
+        f = get_method(o.method).build(o, runner)
         if isinstance(f, LMFeaturizer) and o.lm == lm_options[0].lm:
             featurizers.append(f)
     samples = _samples(suite.pool) + [s for t in suite.targets for s in _samples(t.rows)]
@@ -202,3 +205,38 @@ def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, 
     md_path = out_dir / f"{name}.md"
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
+
+
+def run_relevance(config: RelevanceConfig, command: str, out_dir: Path, cache_dir: Path,
+                  sweep: SweepConfig | None = None, progress: Callable[[], Progress] | None = None,
+                  log: Callable[[str], None] = print) -> tuple[Path, Path]:
+    """Run the benchmark (or, with `sweep`, the sweep of MoNA's design choices) and write its JSON and Markdown
+    reports; returns their paths. `progress` makes a fresh progress bar per step."""
+    for m in config.method_names:
+        get_method(m)  # an unknown method fails before the suite is built
+    from mona.bench.suite import load_suite
+
+    suite = load_suite(config.suite, pool_size=config.pool_size, per_task=config.per_task, seed=config.seed)
+    k = config.k or int(suite.config["per_task"])
+    suffix = "" if config.suite == "hard" else f"-{config.suite}"
+    if sweep is not None:
+        from mona.bench.sweep import run_sweep, write_sweep_report
+
+        results, sae_meta = run_sweep(suite, k, sweep, cache_dir=cache_dir, log=log)
+        return write_sweep_report(results, sae_meta, suite, k, sweep, command, out_dir,
+                                  config.name or f"relevance-sweep{suffix}")
+    lm = LMConfig(layer=config.layer, render=config.render)
+    all_options = [MethodOptions(method=m, lm=lm, sae=config.sae, similarity=config.similarity, seed=config.seed,
+                                 pooling=config.pooling, k=config.k_codes,
+                                 prototype=config.prototype if get_method(m).featurizes else None)
+                   for m in config.method_names]
+    shared, shared_stats = prefetch_lm_methods(all_options, suite, cache_dir, progress() if progress else None)
+    runs = []
+    for options in all_options:
+        run = run_method(options.method, options, suite, k, cache_dir, progress=progress() if progress else None,
+                         log=log)
+        if options.method in shared:  # featurized together in one forward pass: report that pass's cost
+            run.featurize_seconds, run.tokens = shared_stats.seconds, shared_stats.tokens
+            run.computed = shared_stats.computed
+        runs.append(run)
+    return write_report(runs, suite, k, command, out_dir, config.name or f"relevance{suffix}")

@@ -1,19 +1,38 @@
-"""Row formats: detect which one a row uses and turn it into a conversation or a plain text."""
+"""Rows and samples: a row as read (Record) or left out (Rejected), the row formats, and how a row becomes a
+Sample (a conversation or a plain text)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mona.errors import InputError
-
-if TYPE_CHECKING:
-    from mona.data.readers import Record
 
 FORMATS = ("messages", "conversations", "instruction", "prompt", "text")
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                    "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant",
                    "system": "system"}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One row of an input file. `line` is 1-based (physical line for JSONL, row number otherwise)."""
+
+    row: dict[str, Any]
+    index: int
+    line: int
+    raw: str | None = None  # the original JSONL line, so selected rows are written back unchanged
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A row left out under --on-error skip, with the reason (for the quarantine file)."""
+
+    path: str
+    line: int | None
+    reason: str
+    raw: str | None
 
 
 @dataclass(frozen=True)
@@ -31,6 +50,22 @@ class Sample:
         if self.messages is None:
             return self.text or ""
         return "\n\n".join(content for _, content in self.messages)
+
+
+def json_line(row: Any) -> str:
+    """A row as one JSON line: readable text, or escapes where UTF-8 cannot hold it."""
+    # ensure_ascii=False keeps text readable; a lone surrogate (which UTF-8 cannot hold) falls back to escapes
+    line = json.dumps(row, ensure_ascii=False, default=str)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(row, ensure_ascii=True, default=str)
+    return line
+
+
+def raw_row(rec: Record) -> str:
+    """The row as read (the JSONL line), or as JSON for formats without one (for the quarantine file)."""
+    return rec.raw or json_line(rec.row)
 
 
 def detect_format(row: dict[str, Any], *, path: str | None = None, line: int | None = None) -> str:

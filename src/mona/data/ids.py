@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mona.data.formats import has_fallback_id
-from mona.data.readers import Rejected, duplicate_id_error, iter_samples, raw_row
+from mona.data.formats import Rejected, has_fallback_id, raw_row
+from mona.data.readers import duplicate_id_error, iter_samples
 from mona.errors import InputError
 
 

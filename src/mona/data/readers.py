@@ -10,34 +10,12 @@ import json
 import os
 import re
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mona.data.formats import Sample, detect_format, has_fallback_id, to_sample
+from mona.data.formats import Record, Rejected, Sample, detect_format, has_fallback_id, json_line, raw_row, to_sample
 from mona.errors import DependencyError, InputError, MissingFileError
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A row left out under --on-error skip, with the reason (for the quarantine file)."""
-
-    path: str
-    line: int | None
-    reason: str
-    raw: str | None
-
-
-@dataclass(frozen=True)
-class Record:
-    """One row of an input file. `line` is 1-based (physical line for JSONL, row number otherwise)."""
-
-    row: dict[str, Any]
-    index: int
-    line: int
-    raw: str | None = None  # the original JSONL line, so selected rows are written back unchanged
-
 
 # Called with a row-level error and the raw row: raises (--on-error fail) or records it (skip).
 Reject = Callable[[InputError, str | None], None]
@@ -339,7 +317,7 @@ def _iter_json(path: Path, reject: Reject) -> Iterator[Record]:
     for i, row in enumerate(data):
         if not isinstance(row, dict):
             reject(InputError(f"row {i}: expected a JSON object, got {type(row).__name__}", path=str(path),
-                              line=i + 1), _json_line(row))
+                              line=i + 1), json_line(row))
             continue
         yield Record(row=row, index=index, line=i + 1)
         index += 1
@@ -480,21 +458,6 @@ def validate_samples(samples: Sequence[Sample], name: str) -> None:
         seen[sample.id] = (line, has_fallback_id(row))
 
 
-def _json_line(row: Any) -> str:
-    # ensure_ascii=False keeps text readable; a lone surrogate (which UTF-8 cannot hold) falls back to escapes
-    line = json.dumps(row, ensure_ascii=False, default=str)
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(row, ensure_ascii=True, default=str)
-    return line
-
-
-def raw_row(rec: Record) -> str:
-    """The row as read (the JSONL line), or as JSON for formats without one (for the quarantine file)."""
-    return rec.raw or _json_line(rec.row)
-
-
 def iter_samples(path: str | Path, *, text_field: str | None = None, allow_empty: bool = False,
                  rejects: list[Rejected] | None = None, check_ids: bool = True) -> Iterator[Sample]:
     """Every row of a file as a `Sample` (id, conversation or plain text, original row), read lazily.
@@ -505,7 +468,30 @@ def iter_samples(path: str | Path, *, text_field: str | None = None, allow_empty
     iteration reaches the end. Only the ids seen so far are kept (for the duplicate check); `check_ids=False`
     skips that check and keeps nothing, for a file already read once with it.
     """
-    records = iter_records(path, rejects)
+    return samples_of(iter_records(path, rejects), str(path), text_field=text_field, allow_empty=allow_empty,
+                      rejects=rejects, check_ids=check_ids, empty="file has")
+
+
+def row_records(rows: Iterable[Any], name: str, rejects: list[Rejected] | None = None) -> Iterator[Record]:
+    """Rows held in memory (dicts, e.g. a list, a `datasets.Dataset` or DataFrame records) as records, the n-th
+    on "line" n (1-based) of the input called `name`. A row that is not a mapping is an InputError (or, with
+    `rejects`, left out and recorded)."""
+    index = 0
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            error = InputError(f"expected a row (a dict), got {type(row).__name__}", path=name, line=i + 1)
+            if rejects is None:
+                raise error
+            rejects.append(Rejected(name, i + 1, error.reason, json_line(row)))
+            continue
+        yield Record(row=dict(row), index=index, line=i + 1)
+        index += 1
+
+
+def samples_of(records: Iterable[Record], name: str, *, text_field: str | None = None, allow_empty: bool = False,
+               rejects: list[Rejected] | None = None, check_ids: bool = True, empty: str = "has") -> Iterator[Sample]:
+    """Records as Samples, checked as `iter_samples` checks a file's rows (errors name `name`; `empty` words the
+    error for no rows: "file has" for a file)."""
 
     def samples() -> Iterator[Sample]:
         seen: dict[str, tuple[int, bool]] = {}  # id -> (line, known by its row number)
@@ -516,24 +502,24 @@ def iter_samples(path: str | Path, *, text_field: str | None = None, allow_empty
             n_records += 1
             try:
                 if fmt is None and text_field is None:
-                    fmt = detect_format(rec.row, path=str(path), line=rec.line)
-                sample = to_sample(rec, fmt=fmt, text_field=text_field, path=str(path))
+                    fmt = detect_format(rec.row, path=name, line=rec.line)
+                sample = to_sample(rec, fmt=fmt, text_field=text_field, path=name)
                 if check_ids and sample.id in seen:
                     first, first_fallback = seen[sample.id]
-                    raise duplicate_id_error(sample.id, first, path, rec.line, first_fallback=first_fallback,
+                    raise duplicate_id_error(sample.id, first, name, rec.line, first_fallback=first_fallback,
                                              fallback=has_fallback_id(rec.row))
             except InputError as exc:
                 if rejects is None:
                     raise
-                rejects.append(Rejected(str(path), rec.line, exc.reason, raw_row(rec)))
+                rejects.append(Rejected(name, rec.line, exc.reason, raw_row(rec)))
                 continue
             if check_ids:
                 seen[sample.id] = (rec.line, has_fallback_id(rec.row))
             n_samples += 1
             yield sample
         if not n_samples and not allow_empty:
-            raise InputError("file has no rows" if not n_records and not rejects else "file has no usable rows",
-                             path=str(path))
+            raise InputError(f"{empty} no rows" if not n_records and not rejects else f"{empty} no usable rows",
+                             path=name)
 
     return samples()
 

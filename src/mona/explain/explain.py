@@ -4,6 +4,7 @@ sample where they fire."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -104,3 +105,17 @@ def format_explanation(item: dict, width: int = 100) -> str:
     text = " ".join(text.split())
     lines.append(f"     text: {text[:width * 3]}{'...' if len(text) > width * 3 else ''}")
     return "\n".join(lines)
+
+
+def pick_rows(pool: Sequence[Sample], selection: Sequence[Sample] | None, ids: Sequence[str]) -> list[Sample]:
+    """The pool rows to explain: those of `selection` (the OUT of `mona select`, matched to the pool by content,
+    since its ids may be the pool's row numbers), else those with these ids. A row not in the pool is a
+    ConfigError."""
+    by_id = {s.id: s for s in pool}
+    if selection is not None:
+        by_row = {json.dumps(s.record.row, sort_keys=True, default=str): s.id for s in pool}
+        ids = [by_row.get(json.dumps(r.record.row, sort_keys=True, default=str), "?") for r in selection]
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise ConfigError(f"rows not in the pool: {', '.join(missing[:5])}")
+    return [by_id[i] for i in ids]

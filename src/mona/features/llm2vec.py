@@ -2,7 +2,7 @@
 masked next-token prediction, contrastive training), mean-pooled; cosine to the mean target embedding.
 
 It needs the `llm2vec` package and an LLM2Vec model on disk (the hub is not reachable at run time): pass the
-model directory with `--llm2vec-model DIR` (MethodOptions.extra["llm2vec_model"]). DIR is either a model directory
+model directory with `--llm2vec-model DIR` (Llm2VecOptions.model). DIR is either a model directory
 (`config.json`, as LLM2Vec's MNTP checkpoints: LLM2Vec merges an adapter stored beside it) or a PEFT adapter
 directory alone (`adapter_config.json`, e.g. a supervised LLM2Vec adapter) whose base model path it names, which
 must then be local too. Nothing of this is installed by default; without it the method stops with a DependencyError
@@ -21,6 +21,7 @@ import numpy as np
 from mona.data.formats import Sample
 from mona.errors import DependencyError
 from mona.features.base import FeatureBlock, Featurizer
+from mona.features.options import MethodSettings
 from mona.models import model_fingerprint
 
 HOW_TO = ("the llm2vec method needs the `llm2vec` package (`pip install llm2vec`) and a local LLM2Vec model "
@@ -62,6 +63,11 @@ class LLM2VecFeaturizer(Featurizer):
         self.max_length = max_length
         self.batch_size = batch_size
         self._encoder = None
+
+    @classmethod
+    def from_options(cls, options: MethodSettings, _runner) -> LLM2VecFeaturizer:
+        """The LLM2Vec model the options name, at the selection model's max_length."""
+        return cls(options.params.model, max_length=options.lm.max_length)
 
     def key_config(self) -> dict[str, Any]:
         return {"method": self.name, "model": model_fingerprint(self.base),

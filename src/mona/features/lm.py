@@ -5,28 +5,15 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from mona.data.formats import Sample
 from mona.data.render import Rendered, render
 from mona.errors import ConfigError
 from mona.features.base import FeatureBlock, Featurizer, Matrix
+from mona.features.options import LMConfig
 from mona.models import TokenBatch, TruncatedLM, load_lm, model_fingerprint, resolve_device
 from mona.sae.topk import default_layer
-
-
-@dataclass(frozen=True)
-class LMConfig:
-    """How samples go through the selection model."""
-
-    model: str | None = None
-    layer: int | None = None  # None: sae.topk.default_layer (the shipped SAE's on the embedded model)
-    render: str = "chat"
-    max_length: int = 512
-    dtype: str = "fp32"  # measured here: bf16 is ~7x slower on this CPU (no AVX-512 BF16)
-    batch_tokens: int = 8192
-    device: str = "auto"  # auto: cuda if torch sees a GPU, else cpu. Not in the cache key: vectors agree up to rounding
 
 
 class LMRunner:

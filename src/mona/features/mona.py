@@ -1,4 +1,5 @@
-"""MoNA: mean of per-token TopK SAE codes of the residual stream at the selection layer."""
+"""MoNA: per-token TopK SAE codes of the residual stream at the selection layer, pooled over the sample's tokens
+(mean as in the paper, or max or sum: MonaOptions.pooling)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Any
 import scipy.sparse as sp
 import torch
 
+from mona.errors import ConfigError
 from mona.features.lm import LMFeaturizer, LMRunner
+from mona.features.options import MethodSettings
 from mona.features.pooling import keep_top_m, pool_sparse_codes
 from mona.models import TokenBatch
-from mona.sae.topk import check_width, encode, load_sae, resolve_sae_path, sae_fingerprint, sae_metadata
+from mona.sae.topk import check_width, encode, load_sae, resolve_sae_path, sae_fingerprint, sae_k, sae_metadata
 
 
 class MonaFeaturizer(LMFeaturizer):
@@ -24,22 +27,30 @@ class MonaFeaturizer(LMFeaturizer):
         self.sae_path = resolve_sae_path(sae)
         meta = sae_metadata(self.sae_path)
         self.sae_layer = meta.get("layer")
-        self.sae_k = int(meta.get("k") or (meta.get("activation_fn_kwargs") or {}).get("k", 0)) or None
+        self.sae_k = sae_k(self.sae_path)
         if k is not None and self.sae_k is not None and k > self.sae_k:
-            from mona.errors import ConfigError
-
             raise ConfigError(f"--k {k} exceeds the SAE's k ({self.sae_k})")
         self.k = k
         self.pooling = pooling
         if top_m is not None and top_m < 1:
-            from mona.errors import ConfigError
-
             raise ConfigError(f"--top-m must be at least 1, got {top_m}")
         # compact storage (pooling.keep_top_m): pool vectors keep their top_m latents plus the left-out mass;
         # targets are few and stay exact, so the prototype is exact
         self.top_m = top_m
         self._sae = None
         self.check()
+
+    @classmethod
+    def from_options(cls, options: MethodSettings, runner: LMRunner) -> MonaFeaturizer:
+        """mona or mona-paper: `--k` codes per token as given, else the options' `codes` (at most the SAE's k);
+        compact top-m storage only under Jaccard, which it keeps exact (pooling.keep_top_m)."""
+        k = options.k
+        codes = options.params.codes
+        if k is None and codes is not None:
+            own = sae_k(resolve_sae_path(options.sae))
+            k = codes if own is None else min(codes, own)
+        top_m = options.top_m if options.similarity == "jaccard" and options.top_m else None
+        return cls(runner, options.sae, k=k, pooling=str(options.pooling), top_m=top_m)
 
     @property
     def sae(self):

@@ -9,8 +9,10 @@ import scipy.sparse as sp
 import torch
 
 from mona.features.lm import LMFeaturizer, LMRunner
+from mona.features.options import MethodSettings
 from mona.features.pooling import pool_sparse_codes
 from mona.models import TokenBatch
+from mona.sae.topk import resolve_sae_path, sae_k
 
 
 class NeuronFeaturizer(LMFeaturizer):
@@ -23,6 +25,12 @@ class NeuronFeaturizer(LMFeaturizer):
         super().__init__(runner)
         self.k = k
         self.pooling = pooling
+
+    @classmethod
+    def from_options(cls, options: MethodSettings, runner: LMRunner) -> NeuronFeaturizer:
+        """The gate neurons with the SAE's K (or --k), pooled as the options say."""
+        k = options.k or sae_k(resolve_sae_path(options.sae)) or 32
+        return cls(runner, k=k, pooling=str(options.pooling))
 
     def key_config(self) -> dict[str, Any]:
         return {"method": self.name, **self.runner.base_key(), "k": self.k, "pooling": self.pooling}

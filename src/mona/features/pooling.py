@@ -7,7 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-POOLINGS = ("mean", "sum", "max")
+from mona.features.options import POOLINGS
 
 
 def pool_sparse_codes(rows: torch.Tensor, values: torch.Tensor, indices: torch.Tensor, n_rows: int,

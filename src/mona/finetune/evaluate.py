@@ -38,8 +38,8 @@ from mona.errors import DependencyError, InputError, MissingFileError
 from mona.finetune.sft import conversation_tokens, pad_batch, render_chat, selected_logits
 from mona.models.loader import DEFAULT_MODEL, load_lm
 from mona.models.truncated import length_batches
+from mona.outputs import atomic_write
 from mona.progress import RichProgress
-from mona.selection.output import atomic_write
 
 MC, GENERATION = "mc", "generation"
 TRAILING_PUNCTUATION = ".,;:!?"

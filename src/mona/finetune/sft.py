@@ -45,9 +45,8 @@ from mona.data.readers import read_samples
 from mona.errors import ConfigError, InputError
 from mona.models.loader import DEFAULT_MODEL, load_lm, model_fingerprint
 from mona.models.truncated import length_batches
-from mona.outputs import check_output_dir, check_outputs, local_path
+from mona.outputs import atomic_write, check_output_dir, check_outputs, local_path
 from mona.progress import RichProgress
-from mona.selection.output import atomic_write
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 WARMUP_FRACTION = 0.05

@@ -347,7 +347,7 @@ def build_report(pool: Path, scores: list[Path], out: Path, *, names: list[str] 
 
     from mona import __version__
     from mona.data.readers import read_samples
-    from mona.selection.output import atomic_write
+    from mona.outputs import atomic_write
 
     pool, out = Path(pool), Path(out)
     scores = [Path(s) for s in scores]

@@ -7,8 +7,7 @@ import json
 import random
 
 from mona.data.bigbench import bigbench_dir, prepare_bigbench, task_index
-from mona.data.formats import Sample, to_sample
-from mona.data.readers import Record
+from mona.data.formats import Record, Sample, to_sample
 
 
 def default_text_mix(n_samples: int, *, per_task: int = 30, seed: int = 0, chat_fraction: float = 1 / 3,

@@ -57,6 +57,13 @@ def sae_metadata(path: Path) -> dict:
     return json.loads(cfg.read_text())
 
 
+def sae_k(path: Path) -> int | None:
+    """The k of a TopK SAE as its cfg.json gives it (sparsify `k`, SAELens `activation_fn_kwargs.k`); None if it
+    names none."""
+    meta = sae_metadata(path)
+    return int(meta.get("k") or (meta.get("activation_fn_kwargs") or {}).get("k", 0)) or None
+
+
 def default_layer(model: str | None) -> int:
     """The decoder layer read when none is given: on the embedded model, the shipped SAE's layer (chosen on the
     relevance dev suite, docs/relevance.md); on any other model, the penultimate (-2), as in the paper."""

@@ -97,3 +97,9 @@ def score(pool: sp.csr_matrix | np.ndarray, proto: np.ndarray, similarity: str =
     if similarity == "euclidean":
         return euclidean(pool, proto)
     raise ValueError(f"unknown similarity {similarity!r}; expected one of {SIMILARITIES}")
+
+
+def prototype_scorer(pool: sp.csr_matrix | np.ndarray, targets: sp.csr_matrix | np.ndarray, options) -> np.ndarray:
+    """The paper's scoring, the registry's default: similarity (`options.similarity`) of each pool vector to the
+    mean target vector."""
+    return score(pool, prototype(targets), options.similarity or "jaccard")

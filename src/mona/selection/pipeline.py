@@ -4,31 +4,27 @@ from __future__ import annotations
 
 import time
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from mona.data.formats import Sample, id_kind
+from mona.data.formats import Rejected, Sample, id_kind, raw_row
 from mona.data.ids import IdColumn, scan_samples
-from mona.data.readers import Rejected, iter_samples, read_samples, validate_samples
-from mona.data.render import RENDER_MODES
+from mona.data.readers import iter_samples, read_samples, row_records, samples_of, validate_samples
 from mona.errors import ConfigError, InputError, Interrupted, MissingFileError
+from mona.features.base import Matrix
 from mona.features.cached import ComputeFn, FeaturizeStats, featurize_cached
 from mona.features.lm import LMRunner
-from mona.features.pooling import POOLINGS
-from mona.outputs import check_output_dir, check_outputs
+from mona.outputs import OutputSet, check_output_dir, check_outputs, write_quarantine, write_scores, write_selection
 from mona.paths import cache_root
-from mona.scoring.similarity import SIMILARITIES, jaccard_upper_bound, prototype
-from mona.selection.budget import check_budget, rank, resolve_budget, round_robin, top_order
-from mona.selection.output import OutputSet, row_line, write_quarantine, write_scores, write_selection
-from mona.selection.registry import PROTOTYPES, MatrixScorer, MethodOptions, get_method, with_defaults
-
-# Pool rows per streamed chunk: large enough that per-chunk overhead (cache lookups, scoring calls) vanishes,
-# small enough that a chunk's rows and vectors stay well under a GB.
-STREAM_ROWS = 8192
+from mona.scoring.similarity import jaccard_upper_bound, prototype
+from mona.selection.budget import rank, resolve_budget, round_robin, top_order
+from mona.selection.config import BACKENDS, MethodOptions, SelectConfig
+from mona.selection.registry import get_method, with_defaults
+from mona.selection.result import Selection
 
 
 class Progress(Protocol):
@@ -37,34 +33,6 @@ class Progress(Protocol):
     def start(self, label: str, total: int | None) -> None: ...  # total None: not known in advance
     def update(self, done: int, tokens: int) -> None: ...
     def finish(self) -> None: ...
-
-
-@dataclass
-class SelectConfig:
-    """Inputs of one selection."""
-
-    pool: Path
-    target: Path
-    out: Path | None = None
-    scores: Path | None = None
-    ratio: float | None = None
-    budget: int | None = None
-    options: MethodOptions = field(default_factory=MethodOptions)
-    cache_dir: Path | None = None  # None: the user cache; use `no_cache` to disable
-    no_cache: bool = False
-    text_field: str | None = None
-    on_error: str = "fail"  # fail: stop at the first bad row; skip: quarantine bad rows and go on
-    quarantine: Path | None = None  # where skipped rows go (default: OUT + ".rejected.jsonl")
-    too_long: str = "truncate"  # rows over max_length tokens: truncate (counted) or refuse (a bad row)
-    backend: str = "local"  # local | ray: where cache misses are featurized
-    num_workers: int = 2  # ray: actors, one model each
-    num_gpus: float = 0.0  # ray: GPUs per actor
-    stream_rows: int = STREAM_ROWS  # pool rows read, featurized, cached and scored together
-
-
-ON_ERROR = ("fail", "skip")
-TOO_LONG = ("truncate", "refuse")
-BACKENDS = ("local", "ray")
 
 
 def make_compute(config: SelectConfig) -> ComputeFn | None:
@@ -78,7 +46,7 @@ def make_compute(config: SelectConfig) -> ComputeFn | None:
     raise ConfigError(f"unknown --backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-def refuse_too_long(samples: list[Sample], options: MethodOptions, path: Path,
+def refuse_too_long(samples: list[Sample], options: MethodOptions, path: Path | str,
                     rejects: list[Rejected] | None) -> list[Sample]:
     """Rows longer than the selection model's max_length are errors (or, with `rejects`, left out)."""
     runner = LMRunner(options.lm)
@@ -93,66 +61,8 @@ def refuse_too_long(samples: list[Sample], options: MethodOptions, path: Path,
                            line=sample.record.line)
         if rejects is None:
             raise error
-        rejects.append(Rejected(str(path), sample.record.line, error.reason, row_line(sample)))
+        rejects.append(Rejected(str(path), sample.record.line, error.reason, raw_row(sample.record)))
     return kept
-
-
-@dataclass
-class SelectResult:
-    """What a selection produced and cost: the pool's ids and scores, the ranking, the selected rows."""
-
-    ids: Sequence[str]
-    scores: np.ndarray
-    order: np.ndarray  # pool positions best first: every row with SCORES or per-subtask groups, else the selected
-    n_selected: int
-    selected: list[Sample]
-    pool_stats: FeaturizeStats
-    target_stats: FeaturizeStats
-    seconds: float
-    truncated: int = 0
-    rejected: list[Rejected] = field(default_factory=list)
-    quarantine: Path | None = None
-    top_m: tuple[float, bool] | None = None  # with --top-m: (largest score gap, selection certified)
-    skipped_parts: int = 0  # non-text content parts (images, audio...) left out of pool and target rows
-
-
-def validate_options(options: MethodOptions) -> None:
-    """Reject option values no method accepts, before any work is done."""
-    options = with_defaults(options)
-    if options.top_m < 0:
-        raise ConfigError(f"--top-m must be at least 1 (or 0: store whole vectors), got {options.top_m}")
-    if options.pooling not in POOLINGS:
-        raise ConfigError(f"unknown pooling {options.pooling!r}; choose one of {', '.join(POOLINGS)}")
-    if options.lm.render not in RENDER_MODES:
-        raise ConfigError(f"unknown rendering {options.lm.render!r}; choose one of {', '.join(RENDER_MODES)}")
-    if options.similarity is not None and options.similarity not in SIMILARITIES:
-        raise ConfigError(f"unknown similarity {options.similarity!r}; choose one of {', '.join(SIMILARITIES)}")
-    if options.k is not None and options.k < 1:
-        raise ConfigError(f"--k must be at least 1, got {options.k}")
-    if options.prototype not in PROTOTYPES:
-        raise ConfigError(f"unknown prototype mode {options.prototype!r}; choose one of {', '.join(PROTOTYPES)}")
-    if options.lm.batch_tokens < 1:
-        raise ConfigError(f"--batch-tokens must be at least 1, got {options.lm.batch_tokens}")
-    if options.lm.max_length < 2:
-        raise ConfigError(f"--max-length must be at least 2, got {options.lm.max_length}")
-    spec = get_method(options.method)
-    if spec.text_scorer is not None and options.prototype != "single":
-        raise ConfigError(f"--prototype {options.prototype} needs a feature-based method, not {options.method}")
-    # the knobs of single methods, checked here too so that a bad one fails before the pool is read
-    if options.method == "dsir":
-        from mona.features.dsir import DsirConfig
-
-        DsirConfig.from_extra(options.extra)
-    elif options.method == "bm25":
-        from mona.features.bm25 import COMBINE
-
-        combine = options.extra.get("bm25_combine") or "mean"
-        if combine not in COMBINE:
-            raise ConfigError(f"unknown BM25 combination {combine!r}; choose one of {', '.join(COMBINE)}")
-    elif options.method == "less":
-        from mona.features.less import LessConfig
-
-        LessConfig.from_extra(options.extra)
 
 
 class ScoreSet(NamedTuple):
@@ -174,12 +84,13 @@ def target_groups(targets: Sequence[Sample], field: str) -> dict[str, list[int]]
     return groups
 
 
-def prototype_scores(scorer: MatrixScorer, pool_m, target_m, targets: Sequence[Sample], options: MethodOptions
+def prototype_scores(scorer, pool_m: Matrix, target_m: Matrix, targets: Sequence[Sample], options: MethodOptions
                      ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Scores under `options.prototype`: single (the paper: one prototype), max (best single target row) or
-    per-subtask (one prototype per subtask; also returns the per-subtask score columns for round-robin)."""
+    """Scores under `options.prototype`: single (the paper: one prototype; also None), max (best single target
+    row) or per-subtask (one prototype per subtask; also returns the per-subtask score columns for round-robin).
+    `scorer(pool matrix, target matrix, options)` scores against one set of targets."""
     options = with_defaults(options)
-    if options.prototype == "single":
+    if options.prototype in (None, "single"):
         return np.asarray(scorer(pool_m, target_m, options), dtype=np.float64), None
     if options.prototype == "max":
         groups = {str(i): [i] for i in range(len(targets))}
@@ -190,69 +101,93 @@ def prototype_scores(scorer: MatrixScorer, pool_m, target_m, targets: Sequence[S
     return matrix.max(axis=1), (matrix if options.prototype == "per-subtask" else None)
 
 
-class PoolScorer:
-    """Scores pool rows against the targets under one method. The targets are featurized once, up front. A
-    row-wise method (MethodSpec.rowwise) scores any chunk of the pool on its own, so a pool can be streamed;
-    the others need the whole pool, given at construction (`pool`) and to one `score` call."""
+class PreparedMethod:
+    """One method set up to run: its options checked and completed with the method's defaults, and (unless it
+    scores text directly) its featurizer, prepared on the whole pool when the method needs it."""
 
-    def __init__(self, targets: Sequence[Sample], options: MethodOptions, cache_dir: Path | None,
-                 progress: Progress | None = None, compute: ComputeFn | None = None,
-                 pool: Sequence[Sample] | None = None,
-                 stats: tuple[FeaturizeStats, FeaturizeStats] | None = None) -> None:
+    def __init__(self, options: MethodOptions, cache_dir: Path | None, progress: Progress | None = None,
+                 compute: ComputeFn | None = None, pool: Sequence[Sample] | None = None) -> None:
         self.spec = spec = get_method(options.method)
-        validate_options(options)
-        options = with_defaults(options)
-        self.targets = list(targets)
+        options.check()
+        self.options = with_defaults(options)
         self.cache_dir, self.progress, self.compute = cache_dir, progress, compute
-        # (pool, target) stats; a caller may pass its own to know what was done if this one is interrupted
-        self.pool_stats, self.target_stats = stats or (FeaturizeStats(), FeaturizeStats())
         self.featurizer = None
         self.runner: LMRunner | None = None
         if not spec.rowwise and pool is None:
             raise ValueError(f"{options.method} scores need the whole pool")
-        if spec.text_scorer is None:
-            assert spec.build is not None
+        if spec.featurizes:
             self.runner = LMRunner(options.lm)
             self.featurizer = spec.build(options, self.runner)
             if getattr(self.featurizer, "runner", None) is self.runner:
                 self.runner.resolved_layer()  # a bad model or layer fails here, before any progress bar
-            self.featurizer.prepare(pool if pool is not None else [], self.targets, cache_dir)
-            self.featurizer.role = "target"
-            if progress:
-                progress.start("target", len(self.targets))
-            try:
-                self.target_matrix = featurize_cached(self.featurizer, self.targets, cache_dir,
-                                                      progress.update if progress else None, self.target_stats,
-                                                      compute)
-            finally:
-                if progress:
-                    progress.finish()
-            self.featurizer.role = "pool"
-        self.options = options
-        # top-m storage: also track each score's upper bound, to report how far truncation could move it
-        self.bounded = (getattr(self.featurizer, "top_m", None) is not None and options.prototype == "single"
-                        and options.similarity == "jaccard")
-        self.proto = prototype(self.target_matrix) if self.bounded else None
-        self.upper: list[np.ndarray] = []
+            self.featurizer.prepare(pool if pool is not None else [], cache_dir)
 
     @property
     def truncated(self) -> int:
         """Rows truncated to max_length so far."""
         return self.runner.truncated if self.runner is not None else 0
 
+    def featurize(self, samples: Sequence[Sample], role: str, stats: FeaturizeStats, *, bar: bool = False,
+                  done_before: int = 0) -> Matrix:
+        """Vectors of `samples` for one side ("pool" or "target"; some methods treat them differently), through
+        the cache. `bar`: draw a progress bar of its own; else progress goes to an open one, offset by
+        `done_before` (a chunk of a streamed pool)."""
+        assert self.featurizer is not None
+        progress = self.progress
+        self.featurizer.role = role
+        if bar and progress:
+            progress.start(role, len(samples))
+        try:
+            return featurize_cached(self.featurizer, samples, self.cache_dir,
+                                    (lambda d, t: progress.update(done_before + d, t)) if progress else None,
+                                    stats, self.compute)
+        finally:
+            if bar and progress:
+                progress.finish()
+
+
+class PoolScorer:
+    """Scores pool rows against one set of targets under one method. The targets are featurized once, up front.
+    A row-wise method (MethodSpec.rowwise) scores any chunk of the pool on its own, so a pool can be streamed;
+    the others need the whole pool, given at construction (`pool`) and to one `score` call. A `method` already
+    set up (mona.Selector) is reused instead of building one."""
+
+    def __init__(self, targets: Sequence[Sample], options: MethodOptions, cache_dir: Path | None,
+                 progress: Progress | None = None, compute: ComputeFn | None = None,
+                 pool: Sequence[Sample] | None = None, stats: tuple[FeaturizeStats, FeaturizeStats] | None = None,
+                 method: PreparedMethod | None = None) -> None:
+        self.method = method or PreparedMethod(options, cache_dir, progress, compute, pool)
+        self.spec, self.options, self.featurizer = self.method.spec, self.method.options, self.method.featurizer
+        self.targets = list(targets)
+        # (pool, target) stats; a caller may pass its own to know what was done if this one is interrupted
+        self.pool_stats, self.target_stats = stats or (FeaturizeStats(), FeaturizeStats())
+        if self.featurizer is not None:
+            self.target_matrix = self.method.featurize(self.targets, "target", self.target_stats, bar=True)
+        # top-m storage: also track each score's upper bound, to report how far truncation could move it
+        self.bounded = (getattr(self.featurizer, "top_m", None) is not None and self.options.prototype == "single"
+                        and self.options.similarity == "jaccard")
+        self.proto = prototype(self.target_matrix) if self.bounded else None
+        self.upper: list[np.ndarray] = []
+
+    @property
+    def truncated(self) -> int:
+        """Rows truncated to max_length so far."""
+        return self.method.truncated
+
     def score(self, pool: Sequence[Sample], done_before: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
         """(scores, per-subtask score columns or None) of these pool rows; `done_before` offsets the progress
         of a chunk within a streamed pool (the caller starts and finishes the bar)."""
-        if self.spec.text_scorer is not None:
-            return np.asarray(self.spec.text_scorer(pool, self.targets, self.options, self.cache_dir),
+        if not self.spec.featurizes:
+            return np.asarray(self.spec.text_scorer()(pool, self.targets, self.options, self.method.cache_dir),
                               dtype=np.float64), None
-        progress = self.progress
-        matrix = featurize_cached(self.featurizer, pool, self.cache_dir,
-                                  (lambda d, t: progress.update(done_before + d, t)) if progress else None,
-                                  self.pool_stats, self.compute)
+        matrix = self.method.featurize(pool, "pool", self.pool_stats, done_before=done_before)
+        return self.score_matrix(matrix)
+
+    def score_matrix(self, matrix: Matrix) -> tuple[np.ndarray, np.ndarray | None]:
+        """(scores, per-subtask score columns or None) of pool rows already featurized."""
         if self.bounded:
             self.upper.append(jaccard_upper_bound(matrix, self.proto))
-        return prototype_scores(self.spec.matrix_scorer, matrix, self.target_matrix, self.targets, self.options)
+        return prototype_scores(self.spec.matrix_scorer(), matrix, self.target_matrix, self.targets, self.options)
 
     def truncation_report(self, scores: np.ndarray, order: np.ndarray, n: int) -> tuple[float, bool] | None:
         """With top-m storage: (largest gap between a score and its upper bound, whether the selection is
@@ -310,6 +245,12 @@ class PoolScores:
     skipped_parts: int = 0
     id_kinds: np.ndarray | None = None  # JSON type of each id (mona.data.formats.id_kind); None: all strings
 
+    @classmethod
+    def of(cls, samples: Sequence[Sample], scores: np.ndarray, groups: np.ndarray | None) -> PoolScores:
+        """The scores of a pool held in memory."""
+        return cls([s.id for s in samples], np.asarray([s.record.line for s in samples], dtype=np.int64), scores,
+                   groups, sum(s.skipped_parts for s in samples), _kinds(id_kind(s.record.row) for s in samples))
+
 
 def stream_scores(config: SelectConfig, scorer: PoolScorer, n_rows: int, rejects: list[Rejected] | None,
                   progress: Progress | None) -> PoolScores:
@@ -356,6 +297,19 @@ def stream_scores(config: SelectConfig, scorer: PoolScorer, n_rows: int, rejects
                       np.concatenate(group_parts) if group_parts else None, skipped_parts, _kinds(kinds))
 
 
+def choose(pool: PoolScores, *, ratio: float | None, budget: int | None, every_row: bool = False
+           ) -> tuple[int, np.ndarray]:
+    """(rows to select, pool positions best first): round-robin over subtasks when there are groups, else by
+    score with ties broken by id; the order covers every row with `every_row` (SCORES ranks them all), else at
+    least the selected ones."""
+    n = resolve_budget(len(pool.ids), ratio=ratio, budget=budget)
+    if pool.groups is not None:
+        return n, round_robin(pool.ids, pool.groups)
+    if every_row:
+        return n, rank(pool.ids, pool.scores)
+    return n, top_order(pool.ids, pool.scores, n)
+
+
 def _kinds(kinds) -> np.ndarray | None:
     out = np.fromiter(kinds, dtype=np.int8) if not isinstance(kinds, array) else np.frombuffer(kinds, dtype=np.int8)
     return out if out.any() else None
@@ -376,27 +330,6 @@ def read_selected(config: SelectConfig, pool: PoolScores, positions: np.ndarray)
     return [s for s in found if s is not None]
 
 
-def check_config(config: SelectConfig) -> None:
-    """Every option of a selection that can be judged without reading a file (budget, ratio, method and its
-    knobs, error modes, backend), checked before any work. The budget against the pool's size waits for the
-    pool's row count, but comes before any scoring."""
-    if config.on_error not in ON_ERROR:
-        raise ConfigError(f"unknown --on-error {config.on_error!r}; choose one of {', '.join(ON_ERROR)}")
-    if config.too_long not in TOO_LONG:
-        raise ConfigError(f"unknown --too-long {config.too_long!r}; choose one of {', '.join(TOO_LONG)}")
-    if config.stream_rows < 1:
-        raise ConfigError(f"--stream-rows must be at least 1, got {config.stream_rows}")
-    check_budget(ratio=config.ratio, budget=config.budget)
-    validate_options(config.options)
-    if config.backend not in BACKENDS:
-        raise ConfigError(f"unknown --backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
-    if config.backend == "ray":
-        if config.num_workers < 1:
-            raise ConfigError(f"--num-workers must be at least 1, got {config.num_workers}")
-        if config.num_gpus < 0:
-            raise ConfigError(f"--num-gpus must be at least 0, got {config.num_gpus}")
-
-
 @dataclass
 class _Run:
     """What a selection has done so far, for the line printed if it is interrupted or fails to write."""
@@ -407,23 +340,35 @@ class _Run:
     featurized: bool = False  # the method featurizes through the cache (not a text scorer like bm25)
 
 
-def select(config: SelectConfig, progress: Progress | None = None) -> SelectResult:
+def select(config: SelectConfig, progress: Progress | None = None, *, pool_rows: Iterable[Any] | None = None,
+           target_rows: Iterable[Any] | None = None) -> Selection:
     """Run one selection end to end; OUT and SCORES are written only if everything succeeded. Row-wise methods
-    stream the pool (memory does not grow with its rows' size); the others read it whole.
+    stream a pool file (memory does not grow with its rows' size); the others read it whole. `pool_rows` and
+    `target_rows` (rows held in memory: dicts) replace reading `config.pool` and `config.target`, which then only
+    name them in messages; they are checked as a file's rows are.
 
     Every option is checked before any file is read. Ctrl-C raises `Interrupted` (a KeyboardInterrupt) whose
     message says what the cache kept and how to resume; a file that cannot be written (an output or the cache)
     is a MissingFileError, and the run leaves none of its outputs behind."""
-    check_config(config)
+    config.check()
     run = _Run()
     try:
-        return _select(config, progress, run)
+        return _select(config, progress, run, pool_rows, target_rows)
     except Interrupted:
         raise
     except KeyboardInterrupt:
         raise Interrupted(interrupted_message(run, config.options.method)) from None
     except OSError as exc:  # outside the outputs (written below, with their own message): the cache
         raise os_error(exc, run.cache_dir) from None
+
+
+def read_input(path: Path, rows: Iterable[Any] | None, *, text_field: str | None,
+               rejects: list[Rejected] | None) -> list[Sample]:
+    """All samples of a file, or of rows held in memory (named by `path` in messages), checked alike."""
+    if rows is None:
+        return read_samples(path, text_field=text_field, rejects=rejects)
+    return list(samples_of(row_records(rows, str(path), rejects), str(path), text_field=text_field,
+                           rejects=rejects))
 
 
 def interrupted_message(run: _Run, method: str) -> str:
@@ -454,33 +399,35 @@ def os_error(exc: OSError, cache_dir: Path | None) -> MissingFileError:
     return MissingFileError(reason, path=None if path is None else str(path))
 
 
-def _select(config: SelectConfig, progress: Progress | None, run: _Run) -> SelectResult:
+def _select(config: SelectConfig, progress: Progress | None, run: _Run, pool_rows: Iterable[Any] | None,
+            target_rows: Iterable[Any] | None) -> Selection:
     t0 = time.perf_counter()
     quarantine_path = config.quarantine or (config.out.with_name(config.out.name + ".rejected.jsonl")
                                             if config.out is not None and config.on_error == "skip" else None)
-    check_outputs({"--pool": config.pool, "--target": config.target},
+    check_outputs({"--pool": config.pool if pool_rows is None else None,
+                   "--target": config.target if target_rows is None else None},
                   {"--out": config.out, "--scores": config.scores, "--quarantine": quarantine_path})
     if not config.no_cache:
         check_output_dir("--cache-dir", config.cache_dir or cache_root())
     spec = get_method(config.options.method)
-    run.featurized = spec.text_scorer is None
+    run.featurized = spec.featurizes
     cache_dir = None if config.no_cache else (config.cache_dir or cache_root())
     run.cache_dir = cache_dir  # set first: Ctrl-C while the pool is still being read must not say --no-cache
     rejects: list[Rejected] | None = [] if config.on_error == "skip" else None
-    refuse = config.too_long == "refuse" and spec.build is not None
+    refuse = config.too_long == "refuse" and spec.featurizes
     whole: list[Sample] | None = None
-    if spec.rowwise:
+    if spec.rowwise and pool_rows is None:
         # a validation pass (parse, ids) before any model is loaded: bad input fails at once, the bar has a
         # total, and a budget larger than the pool is refused before any work
         n_rows = scan_samples(config.pool, text_field=config.text_field, rejects=rejects)
         resolve_budget(n_rows, ratio=config.ratio, budget=config.budget)
     else:
-        whole = read_samples(config.pool, text_field=config.text_field, rejects=rejects)
+        whole = read_input(config.pool, pool_rows, text_field=config.text_field, rejects=rejects)
         resolve_budget(len(whole), ratio=config.ratio, budget=config.budget)  # before any scoring
         if refuse:
             whole = refuse_too_long(whole, config.options, config.pool, rejects)
     compute = make_compute(config)
-    targets = read_samples(config.target, text_field=config.text_field, rejects=rejects)
+    targets = read_input(config.target, target_rows, text_field=config.text_field, rejects=rejects)
     if refuse:
         targets = refuse_too_long(targets, config.options, config.target, rejects)
         if not targets:
@@ -492,17 +439,8 @@ def _select(config: SelectConfig, progress: Progress | None, run: _Run) -> Selec
     else:
         if not whole:
             raise InputError("no rows left within --max-length", path=str(config.pool))
-        scores, groups = scorer.score(whole)
-        pool = PoolScores([s.id for s in whole], np.asarray([s.record.line for s in whole], dtype=np.int64),
-                          scores, groups, sum(s.skipped_parts for s in whole),
-                          _kinds(id_kind(s.record.row) for s in whole))
-    n = resolve_budget(len(pool.ids), ratio=config.ratio, budget=config.budget)
-    if pool.groups is not None:
-        order = round_robin(pool.ids, pool.groups)
-    elif config.scores is not None:  # SCORES gives every row its rank
-        order = rank(pool.ids, pool.scores)
-    else:
-        order = top_order(pool.ids, pool.scores, n)
+        pool = PoolScores.of(whole, *scorer.score(whole))
+    n, order = choose(pool, ratio=config.ratio, budget=config.budget, every_row=config.scores is not None)
     selected = [whole[int(i)] for i in order[:n]] if whole is not None else read_selected(config, pool, order[:n])
     quarantine = quarantine_path if rejects else None
     try:
@@ -518,7 +456,8 @@ def _select(config: SelectConfig, progress: Progress | None, run: _Run) -> Selec
         reason = exc.strerror or " ".join(str(exc).split())
         raise MissingFileError(f"cannot write: {reason}; no output of this run was left behind",
                                path=exc.filename) from None
-    return SelectResult(pool.ids, pool.scores, order, n, selected, scorer.pool_stats, scorer.target_stats,
-                        time.perf_counter() - t0, scorer.truncated, rejects or [], quarantine,
-                        scorer.truncation_report(pool.scores, order, n),
-                        pool.skipped_parts + sum(s.skipped_parts for s in targets))
+    return Selection(pool.ids, pool.scores, order, n, selected, config.options.method, scorer.pool_stats,
+                     scorer.target_stats, time.perf_counter() - t0, scorer.truncated, rejects or [], quarantine,
+                     scorer.truncation_report(pool.scores, order, n),
+                     pool.skipped_parts + sum(s.skipped_parts for s in targets), pool.id_kinds,
+                     config.options.lm.max_length)

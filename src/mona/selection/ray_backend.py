@@ -40,7 +40,7 @@ def import_ray() -> Any:
 def build_featurizer(options: MethodOptions) -> Featurizer:
     """The method's featurizer, as each actor builds it (refusing methods without per-sample vectors)."""
     spec = get_method(options.method)
-    if spec.build is None:
+    if not spec.featurizes:
         raise ConfigError(f"--backend ray featurizes samples in parallel, but {options.method} scores the pool as a "
                           "whole and has no per-sample vectors; use --backend local")
     return spec.build(options, LMRunner(options.lm))

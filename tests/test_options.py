@@ -1,0 +1,83 @@
+"""One place for every default: each generated option of `mona select` and `mona bench relevance` has its
+dataclass field's default and help; a method's own options are typed, and a method is one registry line."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import typer
+
+from mona.bench.options import RelevanceConfig
+from mona.cli import app
+from mona.features.options import Bm25Options, DsirOptions, LessOptions, MonaOptions
+from mona.selection.config import MethodOptions, SelectConfig
+from mona.selection.registry import METHODS, get_method, with_defaults
+
+
+def _command(name: str, group: str | None = None):
+    click_app = typer.main.get_command(app)
+    cmd = click_app.commands[group].commands[name] if group else click_app.commands[name]
+    return cmd, {p.name: p for p in cmd.params}
+
+
+@pytest.mark.parametrize(("name", "group"), [("select", None), ("relevance", "bench")])
+def test_each_generated_option_has_its_fields_default_and_help(name, group):
+    cmd, params = _command(name, group)
+    generated = cmd.callback.__options__
+    assert generated, "the command builds its options from dataclasses"
+    for g in generated:
+        f = next(f for f in dataclasses.fields(g.cls) if f.name == g.field)
+        param = params[g.param]
+        assert param.opts == [g.flag] or param.opts[0] == g.flag, (g, param.opts)
+        assert param.help.startswith(f.metadata["help"]), g
+        if g.method_default:  # the method's own option: unset on the command line, its default named in the help
+            assert param.default in (None, False) and (f.type == "bool" or f"[default: {f.default}]" in param.help)
+        elif f.default is dataclasses.MISSING or g.required:
+            assert param.required, g
+        else:
+            assert param.default == f.default, g
+
+
+def test_every_option_of_select_comes_from_a_dataclass():
+    cmd, params = _command("select")
+    from_fields = {g.param for g in cmd.callback.__options__}
+    assert set(params) - from_fields == {"threads", "quiet", "show"}  # the command line's own
+    # every select-level field is an option, and the contract's flags are there
+    for cls in (SelectConfig, MethodOptions):
+        names = {f.name for f in dataclasses.fields(cls) if "help" in f.metadata}
+        assert names <= {g.field for g in cmd.callback.__options__ if g.cls is cls}
+    flags = {o for p in cmd.params for o in p.opts}
+    assert {"--pool", "--target", "--ratio", "--budget", "--out", "--method", "--scores", "--model", "--sae",
+            "--layer", "--cache-dir", "--seed", "--bm25-combine", "--dsir-gumbel", "--less-dim",
+            "--embedder"} <= flags
+
+
+def test_relevance_defaults_are_the_dataclass_defaults():
+    _, params = _command("relevance", "bench")
+    assert params["methods"].default == RelevanceConfig.methods and params["suite"].default == "hard"
+
+
+def test_method_defaults_live_in_their_options_class():
+    mona = with_defaults(MethodOptions())
+    assert (mona.pooling, mona.top_m, mona.params) == (MonaOptions.pooling, MonaOptions.top_m, MonaOptions())
+    given = with_defaults(MethodOptions(pooling="mean"))
+    assert given.pooling == "mean" and given.params.pooling == "mean"  # a shared knob overrides the default
+    assert with_defaults(MethodOptions(method="bm25")).params == Bm25Options()
+    assert get_method("dsir").options is DsirOptions and get_method("less").options is LessOptions
+    for name, spec in METHODS.items():
+        assert spec.help and (spec.featurizes or spec.text), name  # one line: options class + how it runs
+
+
+def test_select_cli_reaches_the_methods_own_options(tmp_path):
+    from test_cli import _args, _invoke, make_files
+
+    files = make_files(tmp_path)
+    outs = []
+    for combine in ("mean", "max"):
+        result = _invoke(_args(files, "--method", "bm25", "--bm25-combine", combine), files["cache"])
+        assert result.exit_code == 0, result.stderr
+        outs.append(files["scores"].read_text())
+    assert outs[0] != outs[1]
+    result = _invoke(_args(files, "--method", "bm25", "--bm25-combin", "max"), files["cache"])
+    assert result.exit_code == 64 and "No such option" in result.output  # a typo is an error
