@@ -119,3 +119,25 @@ def test_layer_default_is_penultimate_on_other_models(model_dir):
     assert LMRunner(LMConfig(model=str(model_dir), layer=-1)).resolved_layer() == N_LAYERS - 1
     with pytest.raises(ConfigError, match="out of range"):
         LMRunner(LMConfig(model=str(model_dir), layer=N_LAYERS)).resolved_layer()
+
+
+def test_row_latents_keep_each_vectors_largest(model_dir, sae_dir):
+    runner = LMRunner(LMConfig(model=str(model_dir)))
+
+    def vectors(**kw):
+        fz = MonaFeaturizer(runner, str(sae_dir), pooling="max", **kw)
+        out = np.zeros((len(_samples()), int(fz.sae.num_latents)), dtype=np.float32)
+        for block in fz.featurize(_samples()):
+            out[block.positions] = block.matrix.toarray()
+        return out, fz.key_config()
+
+    full, full_key = vectors()
+    capped, capped_key = vectors(row_latents=3)
+    assert ((capped > 0).sum(axis=1) == np.minimum(3, (full > 0).sum(axis=1))).all()
+    for row_full, row_capped in zip(full, capped, strict=True):
+        kept = row_capped > 0
+        np.testing.assert_array_equal(row_capped[kept], row_full[kept])  # values unchanged
+        assert row_full[~kept].max(initial=0) <= row_full[kept].min()  # and they are the largest
+    assert "row_latents" not in full_key and capped_key["row_latents"] == 3  # a cache key of its own
+    with pytest.raises(ConfigError):
+        MonaFeaturizer(runner, str(sae_dir), row_latents=0)

@@ -14,7 +14,6 @@ from mona.bench.sweep import (
     density_weights,
     generic_share,
     hidden_vectors,
-    keep_row_top,
     latent_weights,
     rrf,
     sae_vectors,
@@ -28,6 +27,7 @@ from mona.data.render import render
 from mona.features.hidden import HiddenFeaturizer
 from mona.features.lm import LMConfig, LMRunner
 from mona.features.mona import MonaFeaturizer
+from mona.features.pooling import keep_row_top
 from mona.models import TruncatedLM
 from mona.sae.collect import collect_activations, load_activations, load_by_sample
 from mona.sae.topk import encode, load_sae
@@ -106,6 +106,8 @@ def test_every_variant_changes_one_thing_from_a_base():
     # centring) and its similarity
     together = [{"layer", "sae"}, {"sae", "similarity"}, {"centre", "similarity"}, {"layer", "sae", "similarity"},
                 {"centre", "sae", "similarity"}]
+    combined = [v for v in all_variants if v.axis == "combinations"]
+    bases.append(combined[0])  # the combinations change one thing from their own base
     for v in all_variants[2:]:
         changes = [{f for f in fields if getattr(v, f) != getattr(b, f)} for b in bases]
         assert any(len(c) <= 1 or c in together for c in changes), (v, changes)

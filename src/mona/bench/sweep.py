@@ -22,7 +22,8 @@ from mona.bench.suite import Suite
 from mona.data.formats import Sample, to_sample
 from mona.data.readers import Record
 from mona.data.render import render
-from mona.features.pooling import pool_dense, pool_sparse_codes
+from mona.features.options import ROW_LATENTS
+from mona.features.pooling import keep_row_top, pool_dense, pool_sparse_codes
 from mona.models import TruncatedLM, load_lm, model_fingerprint
 from mona.paths import cache_root
 from mona.sae.build import DEFAULT_MIX, collect_cached, text_items, train_and_save
@@ -50,6 +51,8 @@ class SweepConfig:
     base_k: int = 32
     inference_ks: tuple[int, ...] = (8, 16, 32)
     renders: tuple[str, ...] = ("chat", "plain")
+    weightings: tuple[str, ...] = ("idf", "density", "drop-common", "specificity")
+    row_latents: int = field(default_factory=lambda: ROW_LATENTS)  # the combinations' latents per row
     sae_samples: int = 2000
     sae_epochs: int = 3
     max_length: int = 512
@@ -102,7 +105,7 @@ def variants(cfg: SweepConfig) -> list[Variant]:
     out += [replace(mona, axis="pooling (k 16)", label=p, pooling=p) for p in ("mean", "max", "sum")]
     for name, b in (("mona", mona), ("paper", paper)):
         out += [replace(b, axis=f"latent weighting, {name}", label=w or "none", weighting=w)
-                for w in (None, "idf", "density", "drop-common", "specificity")]
+                for w in (None, *cfg.weightings)]
         out += [replace(b, axis=f"length: row normalisation, {name}", label="l1", normalise="l1")]
         out += [replace(b, axis=f"turn-aware pooling, {name}", label=f"answer weight {w}", answer_weight=w)
                 for w in (0.5, 0.25, 0.0)]
@@ -113,6 +116,14 @@ def variants(cfg: SweepConfig) -> list[Variant]:
         out += [replace(b, axis=f"prototype, {name}", label=p, prototype=p) for p in ("max", "per-subtask")]
         out += [replace(b, axis=f"rendering, {name}", label=r, render=r) for r in cfg.renders]
         out += [replace(b, axis=f"rank fusion, {name}", label=f"+ {m}", fuse=m) for m in ("bm25", "dense")]
+    capped = replace(mona, axis="combinations", label=f"mona, {cfg.row_latents} latents per row",
+                     row_top=cfg.row_latents)
+    out += [capped]
+    out += [replace(capped, label=f"{capped.label}, answer weight {w}", answer_weight=w) for w in (0.5, 0.25, 0.0)]
+    out += [replace(capped, label=f"{capped.label}, {p} prototype", prototype=p) for p in ("max", "per-subtask")]
+    out += [replace(capped, label=f"{capped.label}, cosine", similarity="cosine")]
+    out += [replace(capped, label=f"{capped.label} + dense (rank fusion)", fuse="dense")]
+    out += [replace(capped, label=f"{capped.label}, {r}", render=r) for r in cfg.renders if r != "chat"]
     out += [replace(paper, axis="centring (hidden states)", label="hidden, cosine", sae=None, similarity="cosine"),
             replace(paper, axis="centring (hidden states)", label="hidden centred, cosine", sae=None,
                     similarity="cosine", centre=True)]
@@ -206,16 +217,27 @@ def token_turns(lm: TruncatedLM, items: Sequence) -> list[np.ndarray]:
     return out
 
 
-def sae_vectors(sae, acts: np.ndarray, offsets: np.ndarray, pooling: str, k: int | None,
-                chunk: int = 8192, token_mask: np.ndarray | None = None) -> sp.csr_matrix:
-    """Pooled SAE codes per row from per-token activations (only the tokens of `token_mask`, if given)."""
+def encode_all(sae, acts: np.ndarray, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every token's codes at the SAE's own k: (values [N, k], indices [N, k]), sorted by value (largest first),
+    so any smaller k is the leading columns."""
     values, indices = [], []
     for start in range(0, len(acts), chunk):
-        v, i = encode(sae, torch.from_numpy(acts[start:start + chunk].astype(np.float32)), k)
-        values.append(v.float())
-        indices.append(i)
+        v, i = encode(sae, torch.from_numpy(acts[start:start + chunk].astype(np.float32)))
+        v, order = v.float().sort(dim=1, descending=True)
+        values.append(v)
+        indices.append(i.gather(1, order))
+    return torch.cat(values), torch.cat(indices)
+
+
+def sae_vectors(sae, acts: np.ndarray, offsets: np.ndarray, pooling: str, k: int | None,
+                token_mask: np.ndarray | None = None,
+                codes: tuple[torch.Tensor, torch.Tensor] | None = None) -> sp.csr_matrix:
+    """Pooled SAE codes per row from per-token activations (only the tokens of `token_mask`, if given); `codes`:
+    encode_all's output for these activations, to skip encoding."""
+    values_t, indices_t = codes if codes is not None else encode_all(sae, acts)
+    if k is not None and k < values_t.shape[1]:
+        values_t, indices_t = values_t[:, :k], indices_t[:, :k]
     rows = torch.from_numpy(np.repeat(np.arange(len(offsets) - 1), np.diff(offsets)))
-    values_t, indices_t = torch.cat(values), torch.cat(indices)
     if token_mask is not None:
         keep = torch.from_numpy(token_mask)
         rows, values_t, indices_t = rows[keep], values_t[keep], indices_t[keep]
@@ -269,19 +291,6 @@ def density_weights(sae, acts: np.ndarray, k: int | None, chunk: int = 8192) -> 
     return np.log((len(acts) + 1) / (counts + 1))
 
 
-def keep_row_top(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
-    """Each row's n largest entries (ties: lower latent index)."""
-    csr = sp.csr_matrix(matrix, copy=True)
-    for r in range(csr.shape[0]):
-        lo, hi = csr.indptr[r], csr.indptr[r + 1]
-        if hi - lo > n:
-            vals = csr.data[lo:hi]
-            drop = np.lexsort((csr.indices[lo:hi], -vals))[n:]
-            vals[drop] = 0
-    csr.eliminate_zeros()
-    return csr
-
-
 def generic_share(pool: sp.csr_matrix, proto: np.ndarray, picks: np.ndarray) -> float:
     """Share of the picks' shared mass sum_k min(z_k, p_k) carried by latents that fire on over half the pool."""
     df = np.bincount(sp.csr_matrix(pool).indices, minlength=pool.shape[1])
@@ -319,6 +328,7 @@ def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = Non
     fused: dict[str, list[np.ndarray]] = {}
     vectors: dict[tuple, Matrix] = {}
     densities: dict[tuple, np.ndarray] = {}
+    encoded: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
     results = []
     for v in variants(cfg):
         key = (v.render, v.layer, v.sae, v.pooling, v.k, v.answer_weight)
@@ -329,13 +339,18 @@ def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = Non
             else:
                 path = resolve_sae_path(None) if v.sae == "shipped" else saes.get(v.layer, v.sae)
                 sae = load_sae(path)
+                ckey = (v.render, v.layer, v.sae)
+                if ckey not in encoded:
+                    encoded.clear()  # ~100 MB per (rendering, layer, SAE): keep one
+                    encoded[ckey] = encode_all(sae, x)
+                codes = encoded[ckey]
                 if v.answer_weight is None:
-                    vectors[key] = sae_vectors(sae, x, offsets, v.pooling, v.k)
+                    vectors[key] = sae_vectors(sae, x, offsets, v.pooling, v.k, codes=codes)
                 else:
                     turns = acts.turns(v.render)
                     if len(turns) != len(x):
                         raise RuntimeError("token turns do not line up with the stored activations")
-                    parts = [sae_vectors(sae, x, offsets, v.pooling, v.k, token_mask=m)
+                    parts = [sae_vectors(sae, x, offsets, v.pooling, v.k, token_mask=m, codes=codes)
                              for m in (turns == 0, turns > 0)]
                     vectors[key] = turn_aware(*parts, v.answer_weight)
         matrix = vectors[key]

@@ -11,7 +11,7 @@ import torch
 from mona.errors import ConfigError
 from mona.features.lm import LMFeaturizer, LMRunner
 from mona.features.options import MethodSettings
-from mona.features.pooling import keep_top_m, pool_sparse_codes
+from mona.features.pooling import keep_row_top, keep_top_m, pool_sparse_codes
 from mona.models import TokenBatch
 from mona.sae.topk import check_width, encode, load_sae, resolve_sae_path, sae_fingerprint, sae_k, sae_metadata
 
@@ -22,7 +22,7 @@ class MonaFeaturizer(LMFeaturizer):
     name = "mona"
 
     def __init__(self, runner: LMRunner, sae: str | None = None, *, k: int | None = None,
-                 pooling: str = "mean", top_m: int | None = None) -> None:
+                 pooling: str = "mean", top_m: int | None = None, row_latents: int | None = None) -> None:
         super().__init__(runner)
         self.sae_path = resolve_sae_path(sae)
         meta = sae_metadata(self.sae_path)
@@ -37,6 +37,9 @@ class MonaFeaturizer(LMFeaturizer):
         # compact storage (pooling.keep_top_m): pool vectors keep their top_m latents plus the left-out mass;
         # targets are few and stay exact, so the prototype is exact
         self.top_m = top_m
+        if row_latents is not None and row_latents < 1:
+            raise ConfigError(f"--mona-row-latents must be at least 1, got {row_latents}")
+        self.row_latents = row_latents
         self._sae = None
         self.check()
 
@@ -50,7 +53,8 @@ class MonaFeaturizer(LMFeaturizer):
             own = sae_k(resolve_sae_path(options.sae))
             k = codes if own is None else min(codes, own)
         top_m = options.top_m if options.similarity == "jaccard" and options.top_m else None
-        return cls(runner, options.sae, k=k, pooling=str(options.pooling), top_m=top_m)
+        return cls(runner, options.sae, k=k, pooling=str(options.pooling), top_m=top_m,
+                   row_latents=options.params.row_latents or None)
 
     @property
     def sae(self):
@@ -68,6 +72,8 @@ class MonaFeaturizer(LMFeaturizer):
     def key_config(self) -> dict[str, Any]:
         key = {"method": self.name, **self.runner.base_key(), "sae": sae_fingerprint(self.sae_path),
                "k": self.k, "pooling": self.pooling}
+        if self.row_latents is not None:  # only then: keys of the paper's vectors stay what they were
+            key["row_latents"] = self.row_latents
         if self.top_m is not None:  # only then: keys of full vectors stay what they were
             key.update(top_m=self.top_m, truncated=self.role == "pool")
         return key
@@ -79,6 +85,8 @@ class MonaFeaturizer(LMFeaturizer):
         values, indices = encode(self.sae, x[batch.pool_mask], self.k)
         pooled = pool_sparse_codes(rows, values, indices, len(batch.positions), int(self.sae.num_latents),
                                    self.pooling)
+        if self.row_latents is not None:
+            pooled = keep_row_top(pooled, self.row_latents)
         if self.top_m is None:
             return pooled
         return keep_top_m(pooled, self.top_m if self.role == "pool" else None)

@@ -21,6 +21,8 @@ DSIR_HASHES = ("murmur3", "sha256")
 BM25_COMBINE = ("mean", "max")
 DTYPES = ("fp32", "bf16", "fp16", "int8")
 
+# mona's latents per sample vector (MonaOptions.row_latents), chosen on the hard relevance suite's half A
+ROW_LATENTS = 96
 LAYER_HELP = ("Decoder layer to read (0-based; default: the shipped SAE's layer on the embedded model, else the "
               "penultimate).")
 
@@ -85,6 +87,8 @@ class MonaOptions:
     top_m: int = 4096  # compact storage of each pool vector's largest latents (0: whole vectors)
     similarity: str = "jaccard"
     prototype: str = "single"
+    row_latents: int | None = opt(ROW_LATENTS, "mona: keep each sample vector's n largest latents, so long and "
+                                               "short rows carry as many (0: all).")
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class MonaPaperOptions(MonaOptions):
     pooling: str = "mean"
     codes: int | None = None
     top_m: int = 0
+    row_latents: int | None = None
 
 
 @dataclass(frozen=True)

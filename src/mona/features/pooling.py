@@ -76,3 +76,17 @@ def keep_top_m(pooled: sp.csr_matrix, m: int | None) -> sp.csr_matrix:
     return sp.csr_matrix((np.concatenate(data).astype(np.float32) if data else np.zeros(0, np.float32),
                           np.concatenate(indices).astype(np.int32) if indices else np.zeros(0, np.int32), indptr),
                          shape=(n_rows, width + 1))
+
+
+def keep_row_top(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
+    """Each row's n largest entries (ties: the lower latent index). Applied to every sample vector, short and
+    long rows then carry the same number of latents, which removes max pooling's length bias (a long row fires
+    more latents and so shares more with any prototype)."""
+    csr = sp.csr_matrix(matrix, copy=True)
+    for r in range(csr.shape[0]):
+        lo, hi = csr.indptr[r], csr.indptr[r + 1]
+        if hi - lo > n:
+            vals = csr.data[lo:hi]
+            vals[np.lexsort((csr.indices[lo:hi], -vals))[n:]] = 0
+    csr.eliminate_zeros()
+    return csr
