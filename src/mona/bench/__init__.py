@@ -1,1 +1,1 @@
-"""Benchmarks: speed now; relevance and downstream build on the same pieces."""
+"""Benchmarks: speed, memory, scoring, top-m storage, relevance (and the sweep of MoNA's choices), downstream."""
