@@ -105,9 +105,11 @@ def test_every_variant_changes_one_thing_from_a_base():
     # things that go together count as one change: a layer and the SAE trained for it; a representation (or
     # centring) and its similarity
     together = [{"layer", "sae"}, {"sae", "similarity"}, {"centre", "similarity"}, {"layer", "sae", "similarity"},
-                {"centre", "sae", "similarity"}]
+                {"centre", "sae", "similarity"}, {"row_top", "similarity"}]
     combined = [v for v in all_variants if v.axis == "combinations"]
     bases.append(combined[0])  # the combinations change one thing from their own base
+    bases += [v for v in all_variants if v.axis == "combinations, per-row prototypes" and v.label.endswith("max "
+                                                                                                    "prototype")]
     for v in all_variants[2:]:
         changes = [{f for f in fields if getattr(v, f) != getattr(b, f)} for b in bases]
         assert any(len(c) <= 1 or c in together for c in changes), (v, changes)

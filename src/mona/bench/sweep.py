@@ -124,6 +124,16 @@ def variants(cfg: SweepConfig) -> list[Variant]:
     out += [replace(capped, label=f"{capped.label}, cosine", similarity="cosine")]
     out += [replace(capped, label=f"{capped.label} + dense (rank fusion)", fuse="dense")]
     out += [replace(capped, label=f"{capped.label}, {r}", render=r) for r in cfg.renders if r != "chat"]
+    # round 2, around the strongest single changes on half A: one prototype per target row (max over them)
+    for name, b in (("paper", paper), ("mona", mona), ("mean, k 8", replace(paper, k=8))):
+        per_row = replace(b, axis="combinations, per-row prototypes", label=f"{name}, max prototype",
+                          prototype="max")
+        out += [per_row]
+        out += [replace(per_row, label=f"{per_row.label}, {n} latents per row", row_top=n) for n in (96, 128)]
+        out += [replace(per_row, label=f"{per_row.label}, cosine", similarity="cosine"),
+                replace(per_row, label=f"{per_row.label}, centred, cosine", similarity="cosine", centre=True),
+                replace(per_row, label=f"{per_row.label}, 128 latents per row, cosine", similarity="cosine",
+                        row_top=128)]
     out += [replace(paper, axis="centring (hidden states)", label="hidden, cosine", sae=None, similarity="cosine"),
             replace(paper, axis="centring (hidden states)", label="hidden centred, cosine", sae=None,
                     similarity="cosine", centre=True)]
@@ -313,8 +323,10 @@ def rrf(*score_lists: np.ndarray, c: float = 60.0) -> np.ndarray:
 
 
 def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = None, cache_dir: Path | None = None,
-              log: Callable[[str], None] = print) -> tuple[list[tuple[Variant, MethodRun]], dict[str, dict]]:
-    """Score every variant on the suite; returns (variant, run) pairs and the trained SAEs' metadata."""
+              log: Callable[[str], None] = print, axes: Sequence[str] | None = None
+              ) -> tuple[list[tuple[Variant, MethodRun]], dict[str, dict]]:
+    """Score every variant on the suite (or those of `axes`); returns (variant, run) pairs and the trained SAEs'
+    metadata."""
     model_obj, tokenizer = load_lm(model)
     layers = sorted(set(cfg.layers) | {cfg.base_layer})
     lm = TruncatedLM(model_obj, tokenizer, layers, max_length=cfg.max_length)
@@ -331,6 +343,8 @@ def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = Non
     encoded: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
     results = []
     for v in variants(cfg):
+        if axes is not None and v.axis not in axes:
+            continue
         key = (v.render, v.layer, v.sae, v.pooling, v.k, v.answer_weight)
         if key not in vectors:
             x, offsets = acts.get(v.render, v.layer)
