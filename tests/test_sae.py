@@ -1,4 +1,5 @@
-"""TopK SAEs: the sparsify layout round trip, the SAELens layout, width/layer checks, training."""
+"""TopK SAEs: the sparsify layout round trip, the SAELens layout, width/layer checks, training (every other
+family: test_sae_formats.py)."""
 
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ def test_saelens_layout(tmp_path, apply_b_dec):
     }))
     save_file({"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}, str(path / "sae_weights.safetensors"))
     sae = load_sae(path)
-    assert (int(sae.d_in), int(sae.num_latents), sae.cfg.k) == (D_IN, D_SAE, K)
+    assert (int(sae.d_in), int(sae.num_latents), sae.spec.k) == (D_IN, D_SAE, K)
     x = torch.randn(40, D_IN, generator=gen) * 2
     values, indices = encode(sae, x)
     ref = _reference_codes(x, W_enc, b_enc, b_dec, K, apply_b_dec)
@@ -126,8 +127,9 @@ def _saelens_dir(tmp_path, cfg):
 
 
 @pytest.mark.parametrize("cfg", [
-    {"architecture": "standard"},
-    {"architecture": "jumprelu"},
+    {"architecture": "jumprelu_topk", "k": K},
+    {"architecture": "standard", "activation_fn": "tanh-relu"},
+    # the scale is neither folded in nor beside the weights (activation_scaler.json)
     {"architecture": "topk", "activation_fn_kwargs": {"k": K}, "normalize_activations": "expected_average_only_in"},
 ])
 def test_saelens_unsupported(tmp_path, cfg):
@@ -154,7 +156,7 @@ def test_missing_sae(tmp_path):
     with pytest.raises(MissingFileError, match=r"cfg\.json"):
         sae_metadata(tmp_path / "empty")
     (tmp_path / "empty" / "cfg.json").write_text("{}")
-    with pytest.raises(MissingFileError, match="neither"):
+    with pytest.raises(MissingFileError, match="no layout"):
         load_sae(tmp_path / "empty")
 
 

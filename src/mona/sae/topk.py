@@ -1,13 +1,14 @@
-"""TopK sparse autoencoders from disk, on top of eai-sparsify's `SparseCoder` (the library behind the SAE
-the paper used): z = TopK(ReLU(W_enc (x - b_dec) + b_enc)). Reads the sparsify layout (`cfg.json` +
-`sae.safetensors`) directly and converts the SAELens layout (`cfg.json` + `sae_weights.safetensors`)."""
+"""The SAE layer's entry points: find an SAE on disk (a folder or weights file of any public family, a release
+folder picked by layer, or a shipped SAE), describe it (`sae_metadata`, `sae_k`, its site), load it and encode
+with it. The families' converters are in `mona.sae.formats`, the canonical description in `mona.sae.spec`, one
+encode function per architecture in `mona.sae.encoders`. SAEs trained here are sparsify `SparseCoder`s, which
+`encode` takes as they are."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import io
-import json
 import logging
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +18,9 @@ import torch
 from mona.errors import ConfigError, MissingFileError
 from mona.models.loader import DEFAULT_MODEL
 from mona.paths import package_asset
+from mona.sae.encoders import encode_codes
+from mona.sae.formats import LAYOUTS, describe, pick_hookpoint, read_sae, release_hookpoints
+from mona.sae.spec import Sae, SaeSpec, Site
 
 SHIPPED_SAE = "smollm2-135m-instruct-L18"
 
@@ -36,32 +40,50 @@ def shipped_sae_path(name: str = SHIPPED_SAE) -> Path:
     return package_asset("sae", name)
 
 
-def resolve_sae_path(spec: str | Path | None) -> Path:
-    """None -> the shipped SAE; a shipped SAE's name; or a directory."""
+def resolve_sae_path(spec: str | Path | None, layer: int | None = None) -> Path:
+    """None -> the shipped SAE; a shipped SAE's name; an SAE folder or weights file; or a release folder holding
+    many hookpoints (sparsify `layers.N`, OpenAI `N.pt`, Llama Scope `...-LNR-...`), of which `layer` picks one."""
     if spec is None:
         return shipped_sae_path()
     path = Path(spec)
     if not path.exists() and shipped_sae_path(str(spec)).exists():
         return shipped_sae_path(str(spec))
-    if not path.is_dir():
-        raise MissingFileError("SAE directory not found (expected cfg.json + sae.safetensors or "
-                               "sae_weights.safetensors)", path=str(spec))
+    if not path.exists():
+        raise MissingFileError("SAE not found (expected a folder or weights file: " + LAYOUTS + ")",
+                               path=str(spec))
+    if path.is_dir() and is_release(path):
+        return pick_hookpoint(path, layer)
     return path
 
 
+def is_release(path: Path) -> bool:
+    """Whether `path` is a release folder of several hookpoints rather than one SAE."""
+    if not path.is_dir() or any((path / n).exists() for n in ("cfg.json", "hyperparams.json", "params.npz",
+                                                               "ae.pt")):
+        return False
+    return len(release_hookpoints(path)) > 1 or (len(release_hookpoints(path)) == 1
+                                                 and not any(p.suffix in (".pt", ".pth") for p in path.iterdir()))
+
+
+def sae_spec(path: Path) -> SaeSpec:
+    """The canonical description of the SAE at `path` (mona.sae.spec.SaeSpec), from its config alone."""
+    return describe(path)
+
+
 def sae_metadata(path: Path) -> dict:
-    """The SAE's cfg.json (mona adds `model` and `layer` to the ones it trains)."""
-    cfg = path / "cfg.json"
-    if not cfg.exists():
-        raise MissingFileError("SAE directory has no cfg.json", path=str(path))
-    return json.loads(cfg.read_text())
+    """The SAE's own config (cfg.json, hyperparams.json, config.json, ...) with the canonical fields on top:
+    format, architecture, k, site, hookpoint and `layer`, the decoder layer it reads (parsed from its hookpoint;
+    mona adds `model` and `layer` to the cfg.json of the SAEs it trains)."""
+    return describe(path).metadata()
 
 
 def sae_k(path: Path) -> int | None:
-    """The k of a TopK SAE as its cfg.json gives it (sparsify `k`, SAELens `activation_fn_kwargs.k`); None if it
-    names none."""
-    meta = sae_metadata(path)
-    return int(meta.get("k") or (meta.get("activation_fn_kwargs") or {}).get("k", 0)) or None
+    """The most codes per token the SAE gives: a TopK SAE's k; None where any number may be asked (MultiTopK,
+    trained to run at larger k too) or the number varies per token (JumpReLU, ReLU, gated)."""
+    spec = describe(path)
+    if spec.architecture in ("topk", "groupmax") and not spec.multi_topk:
+        return spec.k
+    return None
 
 
 def default_layer(model: str | None) -> int:
@@ -83,56 +105,49 @@ def _file_hash(path: str, size: int, mtime: float) -> str:
 
 def sae_fingerprint(path: Path) -> str:
     """Short content hash of the SAE weights, for cache keys."""
-    weights = path / "sae.safetensors"
-    if not weights.exists():
-        weights = path / "sae_weights.safetensors"
+    weights = describe(path).weights
     stat = weights.stat()
     return _file_hash(str(weights), stat.st_size, stat.st_mtime)
 
 
-def load_sae(spec: str | Path | None = None, device: str = "cpu"):
-    """Load a TopK SAE as a float32 `sparsify.SparseCoder` on `device` (a resolved one: cpu, cuda, cuda:N)."""
-    SparseCoder, SparseCoderConfig = _sparsify()
-    path = resolve_sae_path(spec)
-    if (path / "sae.safetensors").exists():
-        return SparseCoder.load_from_disk(path, device="cpu").float().eval().requires_grad_(False).to(device)
-    if (path / "sae_weights.safetensors").exists():
-        return _from_saelens(path, SparseCoder, SparseCoderConfig).to(device)
-    raise MissingFileError("SAE directory has neither sae.safetensors (sparsify) nor sae_weights.safetensors "
-                           "(SAELens)", path=str(path))
+def load_sae(spec: str | Path | None = None, device: str = "cpu", layer: int | None = None) -> Sae:
+    """Load an SAE of any family (resolve_sae_path; `layer` picks a release folder's hookpoint) as a float32
+    `Sae` on `device` (a resolved one: cpu, cuda, cuda:N)."""
+    sae = read_sae(resolve_sae_path(spec, layer))
+    return sae if str(device) == "cpu" else sae.to(device)
 
 
-def _from_saelens(path: Path, SparseCoder, SparseCoderConfig):
-    from safetensors.torch import load_file
+def as_sae(sae) -> Sae:
+    """`sae` as an `Sae`: a sparsify `SparseCoder` (as `mona sae train` returns it) is described as sparsify's
+    TopK on the residual stream, sharing its tensors (no copy)."""
+    if isinstance(sae, Sae):
+        return sae
+    cfg = sae.cfg
+    if getattr(cfg, "transcode", False):
+        raise ConfigError("a sparsify transcoder reads the MLP input, not the residual stream")
+    spec = SaeSpec("sparsify", getattr(cfg, "activation", "topk"), Site("resid", None), Path(), k=int(cfg.k),
+                   multi_topk=bool(getattr(cfg, "multi_topk", False)))
+    return Sae(spec, W_enc=sae.encoder.weight, b_enc=sae.encoder.bias, W_dec=sae.W_dec, b_dec=sae.b_dec)
 
-    cfg = sae_metadata(path)
-    weights = load_file(str(path / "sae_weights.safetensors"))
-    k = cfg.get("k") or (cfg.get("activation_fn_kwargs") or {}).get("k")
-    arch = cfg.get("architecture", "")
-    if k is None or (arch and arch not in ("topk", "jumprelu_topk")):
-        raise ConfigError(f"only TopK SAEs are supported; {path} has architecture {arch or 'unknown'!r} "
-                          "and no k", path=str(path / "cfg.json"))
-    if cfg.get("normalize_activations") not in (None, "none"):
-        raise ConfigError(f"SAELens normalize_activations={cfg['normalize_activations']!r} is not supported",
-                          path=str(path / "cfg.json"))
-    W_enc, b_enc, W_dec, b_dec = (weights[n].float() for n in ("W_enc", "b_enc", "W_dec", "b_dec"))
-    d_in, d_sae = W_enc.shape
-    sae = SparseCoder(int(d_in), SparseCoderConfig(num_latents=int(d_sae), k=int(k), normalize_decoder=False))
-    with torch.no_grad():
-        sae.encoder.weight.copy_(W_enc.T)
-        bias = b_enc.clone()
-        if cfg.get("apply_b_dec_to_input", True) is False:
-            # sparsify always encodes x - b_dec; fold b_dec back into the bias so the codes are unchanged.
-            bias += W_enc.T @ b_dec
-        sae.encoder.bias.copy_(bias)
-        sae.W_dec.copy_(W_dec)
-        sae.b_dec.copy_(b_dec)
-    return sae.eval().requires_grad_(False)
+
+def check_site(sae, *, sae_path: Path | str) -> None:
+    """Refuse an SAE that reads anything but the residual stream after a decoder layer (the MLP or attention
+    output, hook_z, a transcoder's MLP input): mona reads only that stream, and feeding it to such an SAE gives
+    codes that look fine and mean nothing."""
+    site = as_sae(sae).spec.site
+    if site.kind != "resid":
+        hint = (" (keep Gemma Scope's params.npz under its release folder, gemma-scope-...-res)"
+                if site.kind == "unknown" else "")
+        raise ConfigError(f"this SAE reads {site.describe()} ({site.hookpoint or 'no hookpoint named'}); mona "
+                          f"reads the residual stream after a decoder layer only: use a residual-stream SAE{hint}",
+                          path=str(sae_path))
 
 
 def check_width(sae, d_model: int, *, sae_path: Path | str, layer: int | None = None,
                 sae_layer: int | None = None) -> None:
-    """Refuse an SAE whose input width differs from the model's, or one trained on another layer."""
+    """Refuse an SAE that reads another site than the residual stream (check_site), one whose input width differs
+    from the model's, or one trained on another layer than the one read."""
+    check_site(sae, sae_path=sae_path)
     if int(sae.d_in) != int(d_model):
         raise ConfigError(f"SAE d_in is {sae.d_in} but the model's hidden size is {d_model}: this SAE was "
                           "trained for another model", path=str(sae_path))
@@ -143,20 +158,10 @@ def check_width(sae, d_model: int, *, sae_path: Path | str, layer: int | None = 
 
 @torch.inference_mode()
 def encode(sae, x: torch.Tensor, k: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token TopK codes of activations x [N, d]: (values [N, k], indices [N, k]), on the CPU wherever the SAE
-    is. A smaller `k` than the SAE's keeps only the k largest (for K sweeps)."""
-    # Same codes as sparsify's `sae.encode` (TopK(ReLU(pre))), computed as ReLU(TopK(pre)): ReLU is monotone, so
-    # the top k agree wherever a code is positive, and skipping the ReLU over all latents made encoding 12 %
-    # faster here (1.78 s vs 2.02 s for 4,000 tokens x 9,216 latents on one thread).
-    x = x.to(sae.b_dec.device)  # a no-op on the CPU
-    if getattr(sae.cfg, "activation", "topk") != "topk" or getattr(sae.cfg, "transcode", False):
-        out = sae.encode(x.to(sae.dtype))
-        values, indices = out.top_acts, out.top_indices
-    else:
-        pre = torch.addmm(sae.encoder.bias, x.to(sae.dtype) - sae.b_dec, sae.encoder.weight.T)
-        values, indices = pre.topk(int(sae.cfg.k), dim=1, sorted=False)
-        values = values.clamp_(min=0)
-    if k is not None and k < values.shape[1]:
-        values, order = values.topk(k, dim=1)
-        indices = indices.gather(1, order)
+    """Per-token codes of activations x [N, d] with the SAE's own architecture (mona.sae.encoders): (values
+    [N, w], indices [N, w]) on the CPU wherever the SAE is; w is a TopK SAE's k, else the most latents any token
+    of the batch fires (zero-padded). `k` keeps only the k largest (codes per token, K sweeps; above a TopK SAE's
+    k only for a MultiTopK one)."""
+    sae = as_sae(sae)
+    values, indices = encode_codes(sae, x.to(sae.device), k)  # .to: a no-op on the CPU
     return values.cpu(), indices.cpu()
