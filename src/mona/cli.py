@@ -539,6 +539,8 @@ def features_label(
     top_n: Annotated[int, typer.Option(help="Contexts kept per latent.")] = 8,
     out: Annotated[Path | None, typer.Option(help="Where to write labels.json.gz (default: beside the SAE if "
                                                   "it has one there, else the cache).")] = None,
+    layer: Annotated[int | None, typer.Option(help="Decoder layer (default: the one the SAE reads; picks one "
+                                                   "SAE of a release folder).")] = None,
 ) -> None:
     """Find each latent's max-activating token contexts in a text set and give it a short label."""
     _quiet_libraries()
@@ -547,22 +549,27 @@ def features_label(
     from mona.outputs import check_outputs, local_path
     from mona.progress import RichProgress
     from mona.sae.build import text_items
-    from mona.sae.topk import load_sae, resolve_sae_path, sae_metadata
+    from mona.sae.topk import check_width, load_sae, resolve_sae_path, sae_metadata
 
-    sae_path = resolve_sae_path(sae)
+    sae_path = resolve_sae_path(sae, layer)
     path = out or labels_path(sae_path)
     # the SAE's own files are inputs; its directory is where labels normally go
-    sae_files = [p for p in sae_path.iterdir() if p.name != LABELS_FILE]
+    sae_files = [sae_path] if sae_path.is_file() else [p for p in sae_path.iterdir() if p.name != LABELS_FILE]
     check_outputs({"--sae": sae_files, "--texts": local_path(texts), "--model": local_path(model)},
                   {"--out": path})
-    layer = sae_metadata(sae_path).get("layer")
+    # the layer the SAE reads, from its own description (hookpoint name, or mona's `layer` key)
+    sae_layer = sae_metadata(sae_path).get("layer")
+    if sae_layer is None and layer is None:
+        raise ConfigError("the SAE does not say which decoder layer it reads: pass --layer N", path=str(sae_path))
+    sae_obj = load_sae(sae_path)
     model_obj, tokenizer = load_lm(model)
-    lm = TruncatedLM(model_obj, tokenizer, layer)
+    lm = TruncatedLM(model_obj, tokenizer, layer if layer is not None else sae_layer)
+    check_width(sae_obj, lm.d_model, sae_path=sae_path, layer=lm.layers[0], sae_layer=sae_layer)
     items, texts_id = text_items(texts, samples, tokenizer)
     progress = RichProgress(err)
     progress.start("labelling latents", len(items))
     try:
-        doc = compute_labels(lm, load_sae(sae_path), items, lm.layers[0], top_n=top_n, progress=progress.update)
+        doc = compute_labels(lm, sae_obj, items, lm.layers[0], top_n=top_n, progress=progress.update)
     finally:
         progress.finish()
     doc["texts_id"] = texts_id

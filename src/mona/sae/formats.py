@@ -453,39 +453,3 @@ def read_sae(path: Path) -> Sae:
         return Sae(spec, **tensors)
     except ValueError as exc:
         raise ConfigError(str(exc), path=str(spec.weights)) from None
-
-
-# --- release folders -------------------------------------------------------------------------------------------
-
-def _hookpoint_layer(name: str) -> tuple[int, int] | None:
-    """(layer, preference) of a release's child named after its hookpoint, the residual stream first: sparsify
-    `layers.N` / `layers.N.mlp`, OpenAI `N.pt`, Llama Scope `...-L{N}R-...` (R residual, A/M/TC others)."""
-    if m := re.fullmatch(r"layers\.(\d+)(\.\w+)?", name):
-        return int(m.group(1)), 0 if m.group(2) is None else 1
-    if m := re.fullmatch(r"(\d+)\.pth?", name):
-        return int(m.group(1)), 0
-    if m := re.search(r"-L(\d+)(R|A|M|TC)(?:-|$)", name):
-        return int(m.group(1)), 0 if m.group(2) == "R" else 1
-    return None
-
-
-def release_hookpoints(path: Path) -> dict[str, int]:
-    """The children of a release folder that are hookpoints, with their layers (empty if `path` is none)."""
-    if not path.is_dir():
-        return {}
-    return {child.name: parsed[0] for child in sorted(path.iterdir())
-            if (parsed := _hookpoint_layer(child.name)) is not None}
-
-
-def pick_hookpoint(path: Path, layer: int | None) -> Path:
-    """The SAE of a release folder (many hookpoints) for decoder layer `layer`, the residual stream preferred."""
-    found = release_hookpoints(path)
-    names = ", ".join(found) if len(found) <= 8 else ", ".join(list(found)[:8]) + f", ... ({len(found)} in all)"
-    if layer is None or layer < 0:
-        raise ConfigError(f"SAE release folder with {len(found)} hookpoints ({names}): pass --layer N (0-based) "
-                          "to pick one", path=str(path))
-    matches = sorted((pref, name) for name in found
-                     if (parsed := _hookpoint_layer(name)) and parsed[0] == layer for pref in [parsed[1]])
-    if not matches:
-        raise ConfigError(f"SAE release folder has no hookpoint for layer {layer} (it has {names})", path=str(path))
-    return path / matches[0][1]

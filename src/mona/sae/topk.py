@@ -19,7 +19,8 @@ from mona.errors import ConfigError, MissingFileError
 from mona.models.loader import DEFAULT_MODEL
 from mona.paths import package_asset
 from mona.sae.encoders import encode_codes
-from mona.sae.formats import LAYOUTS, describe, pick_hookpoint, read_sae, release_hookpoints
+from mona.sae.formats import LAYOUTS, describe, read_sae
+from mona.sae.release import is_release, pick_hookpoint
 from mona.sae.spec import Sae, SaeSpec, Site
 
 SHIPPED_SAE = "smollm2-135m-instruct-L18"
@@ -54,15 +55,6 @@ def resolve_sae_path(spec: str | Path | None, layer: int | None = None) -> Path:
     if path.is_dir() and is_release(path):
         return pick_hookpoint(path, layer)
     return path
-
-
-def is_release(path: Path) -> bool:
-    """Whether `path` is a release folder of several hookpoints rather than one SAE."""
-    if not path.is_dir() or any((path / n).exists() for n in ("cfg.json", "hyperparams.json", "params.npz",
-                                                               "ae.pt")):
-        return False
-    return len(release_hookpoints(path)) > 1 or (len(release_hookpoints(path)) == 1
-                                                 and not any(p.suffix in (".pt", ".pth") for p in path.iterdir()))
 
 
 def sae_spec(path: Path) -> SaeSpec:

@@ -119,4 +119,17 @@ def with_defaults(options: MethodOptions) -> MethodOptions:
     names = {f.name for f in fields(params)}
     filled = {f: getattr(params, f) for f in SHARED if f in names and getattr(options, f) is None}
     given = {f: getattr(options, f) for f in SHARED if f in names and getattr(options, f) is not None}
-    return replace(options, **filled, params=replace(params, **given))
+    return replace(options, **filled, params=replace(params, **given), sae=_sae_of_release(options))
+
+
+def _sae_of_release(options: MethodOptions) -> str | None:
+    """`options.sae`, or where it is a release folder of many hookpoints, the one of `--layer` (refused in one
+    line without a layer), so that every featurizer gets one SAE."""
+    if options.sae is None:
+        return None
+    from pathlib import Path
+
+    from mona.sae.release import is_release, pick_hookpoint
+
+    path = Path(options.sae)
+    return str(pick_hookpoint(path, options.lm.layer)) if is_release(path) else options.sae

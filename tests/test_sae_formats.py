@@ -1,0 +1,432 @@
+"""Every public SAE family: a tiny SAE built here in that family's exact layout (file names and keys of the public
+releases, random weights) loads, and mona's per-token codes equal a reference encode written from that library's
+published formula (independently of mona.sae.encoders); the sites mona cannot read are refused in one line."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from mona.errors import ConfigError
+from mona.sae.spec import parse_hookpoint
+from mona.sae.topk import check_width, encode, load_sae, resolve_sae_path, sae_fingerprint, sae_k, sae_metadata
+
+D_IN, D_SAE, K = 16, 48, 6
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _x(n: int = 64, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, D_IN, generator=_gen(seed)) * 2 + 0.5
+
+
+def _dense(values: torch.Tensor, indices: torch.Tensor, width: int = D_SAE) -> torch.Tensor:
+    return torch.zeros(values.shape[0], width).scatter_(1, indices, values.float())
+
+
+def _topk_dense(acts: torch.Tensor, k: int) -> torch.Tensor:
+    vals, idx = acts.topk(k, dim=1)
+    return torch.zeros_like(acts).scatter_(1, idx, vals)
+
+
+def _check(path, reference: torch.Tensor, x: torch.Tensor, **kw) -> None:
+    sae = load_sae(path, **kw)
+    ours = _dense(*encode(sae, x), sae.num_latents)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    assert (ours > 0).any()  # the reference is not trivially empty
+    assert len(sae_fingerprint(resolve_sae_path(path, kw.get("layer")))) == 16
+
+
+def _weights(seed: int = 0, d_in: int = D_IN) -> dict[str, torch.Tensor]:
+    g = _gen(seed)
+    return {"W_enc": torch.randn(d_in, D_SAE, generator=g) / math.sqrt(d_in),
+            "b_enc": torch.randn(D_SAE, generator=g) * 0.2,
+            "W_dec": torch.randn(D_SAE, d_in, generator=g) * torch.rand(D_SAE, 1, generator=g) * 2,
+            "b_dec": torch.randn(d_in, generator=g) * 0.3}
+
+
+# --- sparsify --------------------------------------------------------------------------------------------------
+
+def _sparsify_dir(path: Path, w: dict, **cfg) -> Path:
+    path.mkdir(parents=True)
+    (path / "cfg.json").write_text(json.dumps({"expansion_factor": 3, "normalize_decoder": True,
+                                               "num_latents": D_SAE, "k": K, "d_in": len(w["b_dec"]), **cfg}))
+    save_file({"encoder.weight": w["W_enc"].T.contiguous(), "encoder.bias": w["b_enc"], "W_dec": w["W_dec"],
+               "b_dec": w["b_dec"]}, str(path / "sae.safetensors"))
+    return path
+
+
+def test_sparsify_release_folder_picks_the_layer(tmp_path):
+    # EleutherAI/sae-llama-3-8b-32x layout: one folder per hookpoint, cfg.json with the legacy "signed": false
+    release = tmp_path / "sae-llama-3-8b-32x"
+    weights = {n: _weights(n) for n in range(3)}
+    for n in range(3):
+        _sparsify_dir(release / f"layers.{n}", weights[n], signed=False)
+    _sparsify_dir(release / "layers.1.mlp", _weights(9))
+    x = _x()
+    w = weights[1]
+    reference = _topk_dense(torch.relu((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]), K)
+    _check(release, reference, x, layer=1)
+    assert resolve_sae_path(release, 1).name == "layers.1"
+    meta = sae_metadata(release / "layers.1")
+    assert (meta["format"], meta["layer"], meta["site"], meta["k"]) == ("sparsify", 1, "resid", K)
+    with pytest.raises(ConfigError, match="pass --layer") as info:
+        resolve_sae_path(release)
+    assert "layers.0" in str(info.value)
+    with pytest.raises(ConfigError, match="no hookpoint for layer 7"):
+        resolve_sae_path(release, 7)
+
+
+def test_sparsify_mlp_and_transcoder_and_signed_are_refused(tmp_path):
+    mlp = _sparsify_dir(tmp_path / "sae-llama-3.1-8b-64x" / "layers.23.mlp", _weights())
+    with pytest.raises(ConfigError, match="MLP output of layer 23"):
+        check_width(load_sae(mlp), D_IN, sae_path=mlp)
+    tc = _sparsify_dir(tmp_path / "tc" / "layers.4.mlp", _weights(), transcode=True)
+    with pytest.raises(ConfigError, match="transcoder"):
+        check_width(load_sae(tc), D_IN, sae_path=tc)
+    signed = _sparsify_dir(tmp_path / "signed" / "layers.2", _weights(), signed=True)
+    with pytest.raises(ConfigError, match="signed"):
+        load_sae(signed)
+
+
+def test_sparsify_multi_topk_runs_at_larger_k(tmp_path):
+    path = _sparsify_dir(tmp_path / "layers.3", _weights(), multi_topk=True)
+    assert sae_k(path) is None  # no cap: MultiTopK SAEs are trained to run at larger k
+    x = _x()
+    w = _weights()
+    values, indices = encode(load_sae(path), x, k=4 * K)
+    assert values.shape == (64, 4 * K)
+    reference = _topk_dense(torch.relu((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]), 4 * K)
+    torch.testing.assert_close(_dense(values, indices), reference, rtol=1e-5, atol=1e-5)
+
+
+# --- SAELens ---------------------------------------------------------------------------------------------------
+
+def _saelens_dir(path: Path, w: dict, cfg: dict, extra: dict | None = None) -> Path:
+    path.mkdir(parents=True)
+    (path / "cfg.json").write_text(json.dumps({"d_in": len(w["b_dec"]), "d_sae": D_SAE,
+                                               "hook_name": "blocks.2.hook_resid_post", **cfg}))
+    save_file({**w, **(extra or {})}, str(path / "sae_weights.safetensors"))
+    return path
+
+
+def _saelens_in(x, w, norm="none", apply_b_dec=True, scale=1.0):
+    """sae_lens SAE.process_sae_in, written out."""
+    if norm == "constant_norm_rescale":
+        x = x * math.sqrt(D_IN) / x.norm(dim=-1, keepdim=True)
+    elif norm == "layer_norm":
+        x = x - x.mean(-1, keepdim=True)
+        x = x / (x.std(-1, keepdim=True) + 1e-5)
+    x = x * scale
+    return x - w["b_dec"] if apply_b_dec else x
+
+
+def test_saelens_topk_rescales_by_decoder_norm(tmp_path):
+    w = _weights()
+    path = _saelens_dir(tmp_path / "s", w, {"architecture": "topk", "k": K, "rescale_acts_by_decoder_norm": True,
+                                            "apply_b_dec_to_input": True, "normalize_activations": "none",
+                                            "sae_lens_version": "6.5.1"})
+    x = _x()
+    hidden = (_saelens_in(x, w) @ w["W_enc"] + w["b_enc"]) * w["W_dec"].norm(dim=-1)
+    reference = _topk_dense(hidden, K).relu()
+    _check(path, reference, x)
+    # without the rescaling the top-k set differs: the flag matters
+    plain = _topk_dense(_saelens_in(x, w) @ w["W_enc"] + w["b_enc"], K).relu()
+    assert not torch.equal(reference > 0, plain > 0)
+
+
+def test_saelens_pre6_topk_and_boolean_normalize(tmp_path):
+    w = _weights(2)
+    # sae_lens < 6: architecture standard, activation_fn_str topk, k in activation_fn_kwargs, a boolean norm
+    path = _saelens_dir(tmp_path / "old", w, {"architecture": "standard", "activation_fn_str": "topk",
+                                              "activation_fn_kwargs": {"k": K}, "normalize_activations": False,
+                                              "hook_point": "blocks.3.hook_resid_pre", "sae_lens_version": "3.12.1"})
+    assert sae_k(path) == K and sae_metadata(path)["layer"] == 2  # resid_pre of block 3 = after layer 2
+    x = _x()
+    _check(path, _topk_dense(_saelens_in(x, w) @ w["W_enc"] + w["b_enc"], K).relu(), x)
+
+
+@pytest.mark.parametrize("norm", ["constant_norm_rescale", "layer_norm", "expected_average_only_in"])
+def test_saelens_standard_relu_with_input_norms(tmp_path, norm):
+    w = _weights(3)
+    path = _saelens_dir(tmp_path / "s", w, {"architecture": "standard", "activation_fn": "relu",
+                                            "normalize_activations": norm, "apply_b_dec_to_input": False})
+    scale = 1.0
+    if norm == "expected_average_only_in":  # a checkpoint SAELens did not fold its scale into
+        scale = 0.37
+        (path / "activation_scaler.json").write_text(json.dumps({"scaling_factor": scale}))
+    x = _x()
+    norm_in = "none" if norm == "expected_average_only_in" else norm
+    reference = torch.relu(_saelens_in(x, w, norm_in, apply_b_dec=False, scale=scale) @ w["W_enc"] + w["b_enc"])
+    _check(path, reference, x)
+    assert sae_k(path) is None
+
+
+def test_saelens_jumprelu_and_gated(tmp_path):
+    w = _weights(4)
+    threshold = torch.rand(D_SAE, generator=_gen(5)) * 0.8
+    jr = _saelens_dir(tmp_path / "jr", w, {"architecture": "jumprelu"}, {"threshold": threshold})
+    x = _x()
+    pre = _saelens_in(x, w) @ w["W_enc"] + w["b_enc"]
+    _check(jr, pre.relu() * (pre > threshold), x)
+    g = _gen(6)
+    gated_w = {"W_enc": w["W_enc"], "W_dec": w["W_dec"], "b_dec": w["b_dec"]}
+    extra = {"b_gate": torch.randn(D_SAE, generator=g) * 0.3, "b_mag": torch.randn(D_SAE, generator=g) * 0.3,
+             "r_mag": torch.randn(D_SAE, generator=g) * 0.2}
+    gated = _saelens_dir(tmp_path / "gated", gated_w, {"architecture": "gated"}, extra)
+    sae_in = _saelens_in(x, w)
+    reference = ((sae_in @ w["W_enc"] + extra["b_gate"]) > 0) * torch.relu(
+        sae_in @ (w["W_enc"] * extra["r_mag"].exp()) + extra["b_mag"])
+    _check(gated, reference, x)
+
+
+def test_jumprelu_threshold_nothing_reaches_fires_nothing(tmp_path):
+    w = _weights(4)
+    path = _saelens_dir(tmp_path / "jr", w, {"architecture": "jumprelu"}, {"threshold": torch.full((D_SAE,), 1e6)})
+    values, _ = encode(load_sae(path), _x())
+    assert values.shape[1] >= 1 and (values == 0).all()  # no TopK fallback
+
+
+@pytest.mark.parametrize(("hook", "words"), [
+    ("blocks.2.hook_mlp_out", "MLP output of layer 2"),
+    ("blocks.2.hook_attn_out", "attention output of layer 2"),
+    ("blocks.2.attn.hook_z", "hook_z"),
+    ("blocks.2.hook_resid_mid", "between attention and MLP"),
+])
+def test_saelens_sites_other_than_the_residual_stream_are_refused(tmp_path, hook, words):
+    path = _saelens_dir(tmp_path / "s", _weights(), {"architecture": "topk", "k": K, "hook_name": hook})
+    with pytest.raises(ConfigError, match=words) as info:
+        check_width(load_sae(path), D_IN, sae_path=path, layer=2, sae_layer=sae_metadata(path)["layer"])
+    assert "residual stream" in str(info.value) and str(path) in str(info.value)
+
+
+def test_hookpoint_names():
+    assert parse_hookpoint("layers.5") == parse_hookpoint("layers.5").__class__("resid", 5, "layers.5")
+    assert (parse_hookpoint("layers.5.mlp").kind, parse_hookpoint("layers.5.mlp").layer) == ("mlp_out", 5)
+    assert (parse_hookpoint("blocks.7.hook_resid_post").kind, parse_hookpoint("blocks.7.hook_resid_post").layer) \
+        == ("resid", 7)
+    assert parse_hookpoint("blocks.7.hook_resid_pre").layer == 6
+    assert parse_hookpoint("blocks.0.hook_resid_pre").kind == "embed"
+    assert parse_hookpoint("model.layers.12").layer == 12
+    assert parse_hookpoint("blocks.3.attn.hook_z").kind == "attn_z"
+    assert parse_hookpoint("something.else").kind == "unknown"
+
+
+# --- Gemma Scope -----------------------------------------------------------------------------------------------
+
+def _gemma(root: Path, release: str, w: dict, threshold: torch.Tensor) -> Path:
+    folder = root / release / "layer_2" / "width_16k" / "average_l0_7"
+    folder.mkdir(parents=True)
+    np.savez(folder / "params.npz", **{n: t.numpy() for n, t in w.items()}, threshold=threshold.numpy())
+    return folder
+
+
+def test_gemma_scope_jumprelu_without_b_dec_subtraction(tmp_path):
+    w = _weights(7)
+    threshold = torch.rand(D_SAE, generator=_gen(8)) * 0.5
+    folder = _gemma(tmp_path, "gemma-scope-2b-pt-res", w, threshold)
+    x = _x()
+    pre = x @ w["W_enc"] + w["b_enc"]  # the Gemma Scope tutorial's JumpReLUSAE.encode: no b_dec subtraction
+    reference = (pre > threshold) * torch.relu(pre)
+    _check(folder, reference, x)
+    _check(folder / "params.npz", reference, x)
+    meta = sae_metadata(folder)
+    assert (meta["format"], meta["site"], meta["layer"], meta["architecture"]) == ("gemma-scope", "resid", 2,
+                                                                                   "jumprelu")
+    mlp = _gemma(tmp_path, "gemma-scope-2b-pt-mlp", w, threshold)
+    with pytest.raises(ConfigError, match="MLP output"):
+        check_width(load_sae(mlp), D_IN, sae_path=mlp)
+    att = _gemma(tmp_path, "gemma-scope-2b-pt-att", w, threshold)
+    with pytest.raises(ConfigError, match="hook_z"):
+        check_width(load_sae(att), D_IN, sae_path=att)
+    loose = _gemma(tmp_path, "downloads", w, threshold)  # no release name above: the site is unknown
+    with pytest.raises(ConfigError, match="gemma-scope"):
+        check_width(load_sae(loose), D_IN, sae_path=loose)
+
+
+# --- Llama Scope -----------------------------------------------------------------------------------------------
+
+def test_llama_scope_dataset_wise_norm_and_scalar_threshold(tmp_path):
+    w = _weights(9)
+    folder = tmp_path / "Llama3_1-8B-Base-LXR-8x" / "Llama3_1-8B-Base-L2R-8x"
+    (folder / "checkpoints").mkdir(parents=True)
+    average, threshold = 7.5, 0.3
+    (folder / "hyperparams.json").write_text(json.dumps({
+        "hook_point_in": "blocks.2.hook_resid_post", "hook_point_out": "blocks.2.hook_resid_post",
+        "d_model": D_IN, "d_sae": D_SAE, "act_fn": "jumprelu", "jump_relu_threshold": threshold,
+        "norm_activation": "dataset-wise", "dataset_average_activation_norm": {"in": average, "out": average},
+        "apply_decoder_bias_to_pre_encoder": False, "use_decoder_bias": True, "sparsity_include_decoder_norm": True,
+        "top_k": 50}))
+    save_file({"encoder.weight": w["W_enc"].T.contiguous(), "encoder.bias": w["b_enc"],
+               "decoder.weight": w["W_dec"].T.contiguous(), "decoder.bias": w["b_dec"]},
+              str(folder / "checkpoints" / "final.safetensors"))
+    x = _x()
+    # lm_saes SparseAutoEncoder.encode: x * sqrt(d_model) / dataset norm, encoder, pre where pre > threshold
+    pre = (x * math.sqrt(D_IN) / average) @ w["W_enc"] + w["b_enc"]
+    _check(folder, pre.where(pre > threshold, 0), x)
+    _check(folder.parent, pre.where(pre > threshold, 0), x, layer=2)  # the release folder, picked by layer
+    assert sae_metadata(folder)["layer"] == 2
+
+
+# --- dictionary_learning ---------------------------------------------------------------------------------------
+
+def _dl(path: Path, dict_class: str, state: dict, layer: int = 2) -> Path:
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"trainer": {"dict_class": dict_class, "activation_dim": D_IN,
+                                                              "dict_size": D_SAE, "layer": layer, "k": K,
+                                                              "submodule_name": f"resid_post_layer_{layer}"}}))
+    torch.save(state, path / "ae.pt")
+    return path
+
+
+def test_dictionary_learning_batchtopk_topk_and_relu(tmp_path):
+    w = _weights(10)
+    common = {"encoder.weight": w["W_enc"].T.contiguous(), "encoder.bias": w["b_enc"],
+              "decoder.weight": w["W_dec"].T.contiguous(), "b_dec": w["b_dec"]}
+    x = _x()
+    post_relu = torch.relu((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"])
+    # BatchTopKSAE.encode(use_threshold=True): post_relu * (post_relu > threshold)
+    bt = _dl(tmp_path / "batchtopk" / "trainer_0", "BatchTopKSAE",
+             {**common, "k": torch.tensor(K, dtype=torch.int), "threshold": torch.tensor(0.4)})
+    _check(bt, post_relu * (post_relu > 0.4), x)
+    assert sae_k(bt) is None and sae_metadata(bt)["layer"] == 2
+    # AutoEncoderTopK.encode(use_threshold=False): TopK of post_relu
+    tk = _dl(tmp_path / "topk" / "trainer_0", "AutoEncoderTopK",
+             {**common, "k": torch.tensor(K, dtype=torch.int), "threshold": torch.tensor(-1.0)})
+    _check(tk, _topk_dense(post_relu, K), x)
+    relu_state = {k: v for k, v in common.items() if k != "b_dec"} | {"bias": w["b_dec"]}
+    ae = _dl(tmp_path / "relu" / "trainer_0", "AutoEncoder", relu_state)
+    _check(ae, post_relu, x)
+    mlp = _dl(tmp_path / "mlp_out_layer3" / "trainer_0", "AutoEncoder", relu_state, layer=3)
+    mlp_cfg = json.loads((mlp / "config.json").read_text())
+    mlp_cfg["trainer"]["submodule_name"] = None  # the site only in the folder name, as in the Pythia dictionaries
+    (mlp / "config.json").write_text(json.dumps(mlp_cfg))
+    with pytest.raises(ConfigError, match="MLP output of layer 3"):
+        check_width(load_sae(mlp), D_IN, sae_path=mlp)
+
+
+# --- OpenAI GPT-2 ----------------------------------------------------------------------------------------------
+
+def _openai(root: Path, location: str, w: dict, layer: int = 2) -> Path:
+    folder = root / f"{location}_v5_32k" / "autoencoders"
+    folder.mkdir(parents=True)
+    state = {"pre_bias": w["b_dec"], "encoder.weight": w["W_enc"].T.contiguous(), "latent_bias": w["b_enc"],
+             "decoder.weight": w["W_dec"].T.contiguous(), "stats_last_nonzero": torch.zeros(D_SAE, dtype=torch.long),
+             "activation": "TopK", "activation_state_dict": {"k": K, "postact_fn": "ReLU"}}
+    torch.save(state, folder / f"{layer}.pt")
+    return folder / f"{layer}.pt"
+
+
+def test_openai_topk_layer_normalizes_each_token(tmp_path):
+    w = _weights(11)
+    file = _openai(tmp_path, "resid_post_mlp", w)
+    x = _x()
+    mu = x.mean(-1, keepdim=True)
+    std = (x - mu).std(-1, keepdim=True)
+    normed = (x - mu) / (std + 1e-5)  # sparse_autoencoder.model.LN
+    reference = _topk_dense((normed - w["b_dec"]) @ w["W_enc"] + w["b_enc"], K).relu()
+    _check(file, reference, x)
+    _check(file.parent, reference, x, layer=2)  # autoencoders/ holding N.pt: picked by layer
+    assert sae_metadata(file)["layer"] == 2 and sae_k(file) == K
+    delta = _openai(tmp_path, "resid_delta_mlp", w)
+    with pytest.raises(ConfigError, match="MLP output of layer 2"):
+        check_width(load_sae(delta), D_IN, sae_path=delta)
+
+
+# --- Goodfire --------------------------------------------------------------------------------------------------
+
+def test_goodfire_relu_without_b_dec_subtraction(tmp_path):
+    w = _weights(12)
+    folder = tmp_path / "Llama-3.1-8B-Instruct-SAE-l2"
+    folder.mkdir()
+    torch.save({"encoder_linear.weight": w["W_enc"].T.contiguous(), "encoder_linear.bias": w["b_enc"],
+                "decoder_linear.weight": w["W_dec"].T.contiguous(), "decoder_linear.bias": w["b_dec"]},
+               folder / "Llama-3.1-8B-Instruct-SAE-l2.pth")
+    x = _x()
+    _check(folder, torch.relu(x @ w["W_enc"] + w["b_enc"]), x)
+    meta = sae_metadata(folder)
+    assert (meta["format"], meta["layer"], meta["architecture"]) == ("goodfire", 2, "relu")
+
+
+# --- mona select on each layout ----------------------------------------------------------------------------------
+
+def _layouts(root: Path) -> dict[str, Path]:
+    """One SAE of each family for the tiny test model (d_in 32, residual stream after layer 1)."""
+    w = _weights(13, d_in=32)
+    threshold = torch.full((D_SAE,), 0.05)
+    paths = {
+        "sparsify": _sparsify_dir(root / "sparsify" / "layers.1", w).parent,  # a release folder
+        "saelens": _saelens_dir(root / "saelens", w, {"architecture": "jumprelu",
+                                                      "hook_name": "blocks.1.hook_resid_post"},
+                                {"threshold": threshold}),
+        "gemma-scope": _gemma(root, "gemma-scope-tiny-pt-res", w, threshold),  # its layer_2 folder
+        "openai": _openai(root, "resid_post_mlp", w, layer=1),
+        "dictionary-learning": _dl(root / "dl" / "trainer_0", "AutoEncoder",
+                                   {"encoder.weight": w["W_enc"].T.contiguous(), "encoder.bias": w["b_enc"],
+                                    "decoder.weight": w["W_dec"].T.contiguous(), "bias": w["b_dec"]}, layer=1),
+    }
+    folder = root / "goodfire"
+    folder.mkdir()
+    torch.save({"encoder_linear.weight": w["W_enc"].T.contiguous(), "encoder_linear.bias": w["b_enc"],
+                "decoder_linear.weight": w["W_dec"].T.contiguous(), "decoder_linear.bias": w["b_dec"]},
+               folder / "tiny-SAE-l1.pth")
+    paths["goodfire"] = folder
+    return paths
+
+
+def test_mona_select_with_each_layout(tmp_path, model_dir):
+    from mona.cli import app
+
+    pool = tmp_path / "pool.jsonl"
+    target = tmp_path / "target.jsonl"
+    pool.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(
+        ["add two numbers", "bake a cake with flour", "the cat sat on the mat", "what is three plus four ?",
+         "mix sugar and eggs in a bowl", "tell me a story about a dog"])))
+    target.write_text(json.dumps({"text": "what is the sum of two numbers"}) + "\n")
+    for family, sae in _layouts(tmp_path / "saes").items():
+        out = tmp_path / f"{family}.jsonl"
+        args = ["select", "--pool", str(pool), "--target", str(target), "--budget", "2", "--out", str(out),
+                "--model", str(model_dir), "--sae", str(sae), "--layer", "1", "--no-cache", "--quiet"]
+        result = CliRunner().invoke(app, args, env={"MONA_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"})
+        if family == "gemma-scope":  # Gemma Scope's folder says layer 2: --layer 1 contradicts it, in one line
+            assert result.exit_code != 0 and "layer 2, not layer 1" in result.output, result.output
+            continue
+        assert result.exit_code == 0, (family, result.output)
+        assert len(out.read_text().splitlines()) == 2, family
+
+
+def test_features_label_reads_the_layer_from_the_sae_and_checks_it(tmp_path, model_dir):
+    from mona.cli import app
+
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["add two numbers", "bake a cake", "cat sat"]))
+    saes = _layouts(tmp_path / "saes")
+    env = {"MONA_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+
+    def label(sae: Path, *extra: str):
+        args = ["features", "label", "--sae", str(sae), "--model", str(model_dir), "--texts", str(texts),
+                "--samples", "3", "--out", str(tmp_path / "labels.json.gz"), *extra]
+        return CliRunner().invoke(app, args, env=env)
+
+    result = label(saes["saelens"])  # blocks.1.hook_resid_post: layer 1, which no mona `layer` key says
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "labels.json.gz").exists()
+    result = label(saes["saelens"], "--layer", "0")
+    assert result.exit_code != 0 and "layer 1, not layer 0" in result.output
+    narrow = _saelens_dir(tmp_path / "narrow", _weights(), {"architecture": "topk", "k": K,
+                                                           "hook_name": "blocks.1.hook_resid_post"})
+    result = label(narrow)  # d_in 16 against the model's 32
+    assert result.exit_code != 0 and "d_in is 16" in result.output
+    mlp = _saelens_dir(tmp_path / "mlp", _weights(d_in=32), {"architecture": "topk", "k": K,
+                                                             "hook_name": "blocks.1.hook_mlp_out"})
+    result = label(mlp)
+    assert result.exit_code != 0 and "MLP output" in result.output
