@@ -430,3 +430,13 @@ def test_features_label_reads_the_layer_from_the_sae_and_checks_it(tmp_path, mod
                                                              "hook_name": "blocks.1.hook_mlp_out"})
     result = label(mlp)
     assert result.exit_code != 0 and "MLP output" in result.output
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none here)")
+def test_encode_on_the_gpu_matches_the_cpu(tmp_path):
+    w = _weights(14)
+    path = _saelens_dir(tmp_path / "s", w, {"architecture": "topk", "k": K, "rescale_acts_by_decoder_norm": True})
+    x = _x(256)
+    cpu = _dense(*encode(load_sae(path), x))
+    gpu = _dense(*encode(load_sae(path, device="cuda"), x))  # codes come back on the CPU
+    torch.testing.assert_close(gpu, cpu, rtol=1e-4, atol=1e-4)

@@ -29,7 +29,9 @@ class MethodOptions:
 
     method: str = opt("mona", "Selection method (see `mona methods`).")
     lm: LMConfig = field(default_factory=LMConfig)
-    sae: str | None = opt(None, "SAE directory (sparsify or SAELens layout); default: the shipped SmolLM2 SAE.")
+    sae: str | None = opt(None, "SAE folder or weights file (sparsify, SAELens, Gemma Scope, Llama Scope, "
+                                "dictionary_learning, OpenAI, Goodfire; a release folder: the --layer one); "
+                                "default: the shipped SmolLM2 SAE.")
     # the shared knobs: None means the method's default
     k: int | None = opt(None, "Keep only the k largest SAE codes per token (<= SAE's k; default: the method's).")
     pooling: str | None = opt(None, "Token pooling: mean, sum or max (default: the method's; see `mona methods`).")
