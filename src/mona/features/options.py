@@ -21,7 +21,7 @@ DSIR_HASHES = ("murmur3", "sha256")
 BM25_COMBINE = ("mean", "max")
 DTYPES = ("fp32", "bf16", "fp16", "int8")
 
-# mona's latents per sample vector (MonaOptions.row_latents), chosen on the hard relevance suite's half A
+# mona's latents per sample vector (MonaOptions.row_latents), chosen on the hard relevance suite (docs/relevance.md)
 ROW_LATENTS = 96
 LAYER_HELP = ("Decoder layer to read (0-based; default: the shipped SAE's layer on the embedded model, else the "
               "penultimate).")
@@ -75,8 +75,8 @@ class LMConfig:
 @dataclass(frozen=True)
 class MonaOptions:
     """SAE (monosemantic) features of the selection model: the 16 largest codes per token, max-pooled over the
-    sample's tokens, generalized Jaccard to the mean target (defaults chosen on the relevance dev suite,
-    docs/relevance.md; mona-paper is the published variant)"""
+    sample's tokens, each vector keeping its 96 largest latents, generalized Jaccard to the mean target
+    (defaults chosen on the hard relevance suite, docs/relevance.md; mona-paper is the published variant)"""
 
     prefix: ClassVar[str] = "mona"
     # mona's defaults: change them here and nowhere else (the CLI, the API and `mona methods` read them)
