@@ -430,17 +430,19 @@ def describe_uncached(path: Path) -> SaeSpec:
 
 
 @lru_cache(maxsize=32)
-def _describe_cached(path: str, mtime: float) -> SaeSpec:
+def _describe_cached(path: str, stamp: tuple) -> SaeSpec:
     return describe_uncached(Path(path))
 
 
 def describe(path: Path) -> SaeSpec:
-    """`describe_uncached`, kept while the path's modification time stays the same (featurizers, the CLI and the
-    checks each ask for it)."""
+    """`describe_uncached`, kept while the SAE's files stay as they were (featurizers, the CLI and the checks each
+    ask for it)."""
     path = Path(path)
     if not path.exists():
         raise MissingFileError("SAE not found", path=str(path))
-    return _describe_cached(str(path.resolve()), path.stat().st_mtime)
+    files = sorted(path.iterdir()) if path.is_dir() else [path]
+    stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    return _describe_cached(str(path.resolve()), stamp)
 
 
 def read_sae(path: Path) -> Sae:

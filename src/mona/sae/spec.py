@@ -171,5 +171,6 @@ class Sae:
         values = values.to(self.dtype)
         if self.spec.rescale_by_decoder_norm:
             values = values / self.decoder_norm[indices]
-        dense = torch.zeros(values.shape[0], self.num_latents, dtype=self.dtype, device=values.device)
-        return dense.scatter_(1, indices, values) @ self.W_dec + self.b_dec
+        # a weighted sum of decoder rows: no dense [N, d_sae] matrix (zero-padded codes add nothing)
+        return torch.nn.functional.embedding_bag(indices, self.W_dec, per_sample_weights=values,
+                                                 mode="sum") + self.b_dec

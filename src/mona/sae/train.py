@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mona.sae.topk import _sparsify
+from mona.sae.topk import _sparsify, as_sae, encode
 
 
 @dataclass
@@ -65,14 +65,15 @@ def evaluate_sae(sae, acts: np.ndarray, batch: int = 8192) -> tuple[float, float
     err = 0.0
     fired = torch.zeros(sae.num_latents, dtype=torch.bool)
     l0 = 0.0
+    coder = as_sae(sae)  # a trained SparseCoder or a loaded SAE of any family
     for start in range(0, len(x_all), batch):
         x = x_all[start:start + batch]
-        out = sae.encode(x)
-        recon = sae.decode(out.top_acts, out.top_indices)
+        values, indices = encode(coder, x)
+        recon = coder.decode(values.to(coder.device), indices.to(coder.device)).cpu()
         err += float((x - recon).pow(2).sum())
-        nz = out.top_acts > 0
+        nz = values > 0
         l0 += float(nz.sum())
-        fired[out.top_indices[nz]] = True
+        fired[indices[nz]] = True
     return err / total_var, l0 / len(x_all), 1.0 - float(fired.float().mean())
 
 
