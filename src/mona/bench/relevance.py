@@ -139,11 +139,26 @@ def prefetch_lm_methods(options: Sequence[MethodOptions], suite: Suite, cache_di
         f = get_method(o.method).build(o, runner)
         if isinstance(f, LMFeaturizer) and o.lm == lm_options[0].lm:
             featurizers.append(f)
-    samples = _samples(suite.pool) + [s for t in suite.targets for s in _samples(t.rows)]
+    pool = _samples(suite.pool)
+    targets = [s for t in suite.targets for s in _samples(t.rows)]
     if progress:
-        progress.start("shared LM pass", len(samples))
+        progress.start("shared LM pass", len(pool) + len(targets))
+    stats = FeaturizeStats()
     try:
-        stats = prefetch_shared(featurizers, samples, cache_dir, progress.update if progress else None)
+        # each in its own role: a pool vector may be stored compactly (top-m) under a key of its own, so targets
+        # filled as pool rows would miss later and be computed again, one model load per target set
+        for role, samples in (("pool", pool), ("target", targets)):
+            for f in featurizers:
+                f.role = role
+            offset = stats.samples
+
+            def update(done: int, tokens: int, offset: int = offset) -> None:
+                if progress:
+                    progress.update(offset + done, stats.tokens + tokens)
+
+            part = prefetch_shared(featurizers, samples, cache_dir, update)
+            for name in ("samples", "cache_hits", "computed", "tokens", "seconds"):
+                setattr(stats, name, getattr(stats, name) + getattr(part, name))
     finally:
         if progress:
             progress.finish()
