@@ -85,10 +85,11 @@ def _samples(rows: Sequence[dict]) -> list[Sample]:
 
 
 def variants(cfg: SweepConfig) -> list[Variant]:
-    """The sweep's variants, grouped by axis; each changes one thing from one of two base points: mona's
-    shipped defaults (max pooling, 16 codes per token) and the paper's configuration (mean pooling, all codes)."""
-    mona = Variant("base", f"mona's defaults (chat, layer {cfg.base_layer}, shipped SAE, max pooling, k 16, "
-                   "jaccard, one prototype)", layer=cfg.base_layer, pooling="max", k=16)
+    """The sweep's variants, grouped by axis; each changes one thing from one of two base points: the first
+    round's defaults (max pooling, 16 codes per token, every latent) and the paper's configuration (mean pooling,
+    all codes); the combinations change one thing from their own base."""
+    mona = Variant("base", f"the first round's defaults (chat, layer {cfg.base_layer}, shipped SAE, max pooling, "
+                   "k 16, jaccard, one prototype, every latent)", layer=cfg.base_layer, pooling="max", k=16)
     paper = Variant("base", "the paper's configuration (mean pooling, all k codes)", layer=cfg.base_layer)
     trained = f"x{cfg.base_width}-k{cfg.base_k}"
     out = [mona, paper]
