@@ -9,10 +9,10 @@ import scipy.sparse as sp
 import torch
 
 from conftest import N_LAYERS, SAE_LAYER, sentences
+from mona.bench.relevance import generic_share
 from mona.bench.sweep import (
     SweepConfig,
     density_weights,
-    generic_share,
     hidden_vectors,
     latent_weights,
     rrf,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from mona.bench.metrics import ndcg_at_k, precision_at_k, recall_at_k
@@ -20,6 +21,7 @@ from mona.bench.suite import Suite, TargetSet
 from mona.data.formats import Record, Sample, to_sample
 from mona.features.cached import FeaturizeStats, prefetch_shared
 from mona.features.options import LMConfig
+from mona.scoring.similarity import prototype
 from mona.selection.budget import rank, round_robin
 from mona.selection.pipeline import Progress, compute_scores
 from mona.selection.registry import MethodOptions, get_method
@@ -89,9 +91,39 @@ def evaluate(ids: Sequence[str], scores: np.ndarray, groups: np.ndarray | None, 
     return out
 
 
+def generic_share(pool: sp.csr_matrix, proto: np.ndarray, picks: np.ndarray) -> float:
+    """Share of the picks' shared mass sum_k min(z_k, p_k) carried by latents that fire on over half the pool (the
+    format and whitespace latents every row shares)."""
+    pool = sp.csr_matrix(pool)
+    common = np.bincount(pool.indices, minlength=pool.shape[1]) > pool.shape[0] / 2
+    coo = sp.csr_matrix(pool[picks]).tocoo()
+    shared = np.minimum(coo.data, proto[coo.col])
+    total = shared.sum()
+    return float(shared[common[coo.col]].sum() / total) if total > 0 else float("nan")
+
+
+def _sae_vectors(options: MethodOptions, cache_dir: Path | None):
+    """A way to get a SAE method's (MoNA's) cached vectors, or None for any other representation."""
+    from mona.features.mona import MonaFeaturizer
+    from mona.selection.pipeline import PreparedMethod
+
+    if not get_method(options.method).featurizes or cache_dir is None:
+        return None
+    prepared = PreparedMethod(options, cache_dir)
+    if not isinstance(prepared.featurizer, MonaFeaturizer):
+        return None
+    return lambda samples, role: sp.csr_matrix(prepared.featurize(samples, role, FeaturizeStats()))
+
+
 def row_words(samples: Sequence[Sample]) -> np.ndarray:
     """Length of each row in words (whitespace-separated), for the length diagnostics."""
     return np.asarray([len(s.plain_text().split()) for s in samples], dtype=np.float64)
+
+
+def mean_generic_share(run: MethodRun) -> float:
+    """Mean over targets of generic_share where it was measured (SAE methods), else NaN."""
+    values = [m["generic_share"] for m in run.per_target.values() if "generic_share" in m]
+    return float(np.mean(values)) if values else float("nan")
 
 
 def length_ratio(run: MethodRun, targets: Sequence[TargetSet]) -> float:
@@ -108,11 +140,19 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
     ids = [s.id for s in pool]
     words = row_words(pool)
     run = MethodRun(label)
+    vectors = _sae_vectors(options, cache_dir)
+    pool_m = vectors(pool, "pool") if vectors is not None else None
     for target in suite.targets:
         t0 = time.perf_counter()
         scores, pool_stats, target_stats, _, groups = compute_scores(pool, _samples(target.rows), options, cache_dir,
                                                                   progress)
-        run.per_target[target.name] = evaluate(ids, scores, groups, target.relevant, k, words)
+        run.per_target[target.name] = metrics = evaluate(ids, scores, groups, target.relevant, k, words)
+        if vectors is not None and pool_m is not None:  # how much of the score generic latents carry
+            order = rank(ids, scores) if groups is None else round_robin(ids, groups)
+            target_m = vectors(_samples(target.rows), "target")
+            width = min(pool_m.shape[1], target_m.shape[1])  # compact pool vectors carry a left-out-mass column
+            metrics["generic_share"] = generic_share(pool_m[:, :width], prototype(target_m[:, :width]),
+                                                     np.asarray(order[:k]))
         for stats in (pool_stats, target_stats):
             if stats.computed:
                 run.featurize_seconds += stats.seconds
@@ -180,7 +220,8 @@ def _cell(metrics: dict[str, float]) -> str:
 def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, out_dir: Path,
                  name: str = "relevance") -> tuple[Path, Path]:
     """Write `<name>.json` and `<name>.md` (averages overall, per half and per target kind; per-target table;
-    mean length of each method's picks against the relevant rows') into out_dir."""
+    mean length of each method's picks against the relevant rows'; for SAE methods the share of the picks'
+    shared mass on latents that fire on over half the pool) into out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     heads, cols = summary_columns(suite)
     data = {"command": command, "machine": machine(), "k": k, "suite": suite.config,
@@ -191,6 +232,7 @@ def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, 
                          "mean_by_half": {h: r.mean("precision", targets=suite.targets, half=h)
                                           for h in halves(suite)},
                          "pick_length_ratio": length_ratio(r, suite.targets),
+                         "generic_share": mean_generic_share(r),
                          "featurize_seconds": round(r.featurize_seconds, 2), "tokens": r.tokens,
                          "tokens_per_second": round(r.tokens / r.featurize_seconds, 1)
                          if r.featurize_seconds and r.tokens else None,
@@ -202,14 +244,15 @@ def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, 
              f"{len(suite.config.get('groups', []))} tasks (seed {suite.config.get('seed')}); "
              f"{len(suite.targets)} target sets; budget k = {k} for every method.", "",
              "## Mean precision@k", "",
-             "| method | " + " | ".join(heads) + " | nDCG@k all | picks' length / relevant rows' | featurize s "
-             "| tok/s |", "|---|" + "---|" * (len(heads) + 4)]
+             "| method | " + " | ".join(heads) + " | nDCG@k all | picks' length / relevant rows' | generic latents' "
+             "share | featurize s | tok/s |", "|---|" + "---|" * (len(heads) + 5)]
     for r in sorted(runs, key=lambda r: -r.mean("precision")):
         tps = f"{r.tokens / r.featurize_seconds:.0f}" if r.featurize_seconds and r.tokens else "-"
         fs = f"{r.featurize_seconds:.0f}" if r.computed else "cached"
         values = [r.mean("precision", kinds, suite.targets, half) for half, kinds in cols]
         lines.append(f"| {r.name} | " + " | ".join(f"{v:.3f}" for v in values)
-                     + f" | {r.mean('ndcg'):.3f} | {length_ratio(r, suite.targets):.2f} | {fs} | {tps} |")
+                     + f" | {r.mean('ndcg'):.3f} | {length_ratio(r, suite.targets):.2f} | "
+                     + (f"{g:.2f}" if (g := mean_generic_share(r)) == g else "-") + f" | {fs} | {tps} |")
     lines += ["", "## Precision@k per target", "", "| target | half | relevant | words (relevant) | " +
               " | ".join(r.name for r in runs) + " |", "|---|---|---|---|" + "---|" * len(runs)]
     for t in suite.targets:

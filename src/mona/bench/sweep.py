@@ -17,7 +17,16 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from mona.bench.relevance import MethodRun, evaluate, halves, length_ratio, machine, row_words, summary_columns
+from mona.bench.relevance import (
+    MethodRun,
+    evaluate,
+    generic_share,
+    halves,
+    length_ratio,
+    machine,
+    row_words,
+    summary_columns,
+)
 from mona.bench.suite import Suite
 from mona.data.formats import Sample, to_sample
 from mona.data.readers import Record
@@ -300,16 +309,6 @@ def density_weights(sae, acts: np.ndarray, k: int | None, chunk: int = 8192) -> 
         values, indices = encode(sae, torch.from_numpy(acts[start:start + chunk].astype(np.float32)), k)
         counts += np.bincount(indices[values > 0].numpy(), minlength=len(counts))
     return np.log((len(acts) + 1) / (counts + 1))
-
-
-def generic_share(pool: sp.csr_matrix, proto: np.ndarray, picks: np.ndarray) -> float:
-    """Share of the picks' shared mass sum_k min(z_k, p_k) carried by latents that fire on over half the pool."""
-    df = np.bincount(sp.csr_matrix(pool).indices, minlength=pool.shape[1])
-    common = df > pool.shape[0] / 2
-    coo = sp.csr_matrix(pool[picks]).tocoo()
-    shared = np.minimum(coo.data, proto[coo.col])
-    total = shared.sum()
-    return float(shared[common[coo.col]].sum() / total) if total > 0 else float("nan")
 
 
 def rrf(*score_lists: np.ndarray, c: float = 60.0) -> np.ndarray:
