@@ -80,32 +80,29 @@ def check_outputs(inputs: Mapping[str, Paths], outputs: Mapping[str, Paths], *,
             check_writable(out_name, out, shown)
 
 
+def _check_creatable(name: str, shown: Path, start: Path, use: str) -> None:
+    """The nearest existing ancestor of `start` (itself included) is a directory this process may write in."""
+    probe = start
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise MissingFileError(f"{name} {shown} cannot be {use}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise MissingFileError(f"{name} {shown} cannot be written: no write permission in {probe}")
+
+
 def check_writable(name: str, real: Path, shown: Path | None = None) -> None:
     """An output file can be created at `real`: not a directory, its parent a writable directory (or
     creatable under one)."""
     shown = shown if shown is not None else real
     if real.is_dir():
         raise MissingFileError(f"{name} {shown} is a directory; give a file path")
-    parent = real.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise MissingFileError(f"{name} {shown} cannot be created: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise MissingFileError(f"{name} {shown} cannot be written: no write permission in {parent}")
+    _check_creatable(name, shown, real.parent, "created")
 
 
 def check_output_dir(name: str, path: Path, shown: Path | None = None) -> None:
     """A directory output (a cache, an SAE folder) is a directory or can be created as one, and is writable."""
-    shown = shown if shown is not None else path
-    real = _real(path)
-    probe = real
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise MissingFileError(f"{name} {shown} cannot be used: {probe} is a file, not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise MissingFileError(f"{name} {shown} cannot be written: no write permission in {probe}")
+    _check_creatable(name, shown if shown is not None else path, _real(path), "used")
 
 
 def _temp_beside(target: Path) -> tuple[int, str]:
