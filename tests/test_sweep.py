@@ -134,7 +134,7 @@ def test_latent_weights_and_row_caps():
 def test_density_weights_favour_rare_latents(sae_dir):
     sae = load_sae(sae_dir)
     acts = np.random.default_rng(0).normal(size=(400, int(sae.b_dec.shape[0]))).astype(np.float16)
-    w = density_weights(sae, acts, None)
+    w = density_weights(sae, acts)
     values, indices = encode(sae, torch.from_numpy(acts.astype(np.float32)))
     counts = np.bincount(indices[values > 0].numpy(), minlength=len(w))
     # log((N + 1) / (count + 1)): the weight falls as a latent fires on more tokens

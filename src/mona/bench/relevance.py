@@ -77,9 +77,11 @@ def _samples(rows: Sequence[dict]) -> list[Sample]:
 
 
 def evaluate(ids: Sequence[str], scores: np.ndarray, groups: np.ndarray | None, relevant: set[str], k: int,
-             words: np.ndarray | None = None) -> dict[str, float]:
+             words: np.ndarray | None = None, generic: tuple[sp.csr_matrix, np.ndarray] | None = None
+             ) -> dict[str, float]:
     """Rank by score (or round-robin over per-subtask score columns) and measure the top k. With `words` (each
-    pool row's length in words) also the mean length of the picks and of the relevant rows."""
+    pool row's length in words) also the mean length of the picks and of the relevant rows; with `generic`
+    (sparse pool vectors, prototype) the picks' generic_share."""
     order = rank(ids, scores) if groups is None else round_robin(ids, groups)
     ranked = [ids[int(i)] for i in order[:k]]
     out = {"precision": precision_at_k(ranked, relevant, k), "recall": recall_at_k(ranked, relevant, k),
@@ -88,6 +90,8 @@ def evaluate(ids: Sequence[str], scores: np.ndarray, groups: np.ndarray | None, 
         is_relevant = np.fromiter((i in relevant for i in ids), dtype=bool, count=len(ids))
         out["pick_words"] = float(words[order[:k]].mean())
         out["relevant_words"] = float(words[is_relevant].mean()) if is_relevant.any() else float("nan")
+    if generic is not None:
+        out["generic_share"] = generic_share(*generic, np.asarray(order[:k]))
     return out
 
 
@@ -146,13 +150,12 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
         t0 = time.perf_counter()
         scores, pool_stats, target_stats, _, groups = compute_scores(pool, _samples(target.rows), options, cache_dir,
                                                                   progress)
-        run.per_target[target.name] = metrics = evaluate(ids, scores, groups, target.relevant, k, words)
+        generic = None
         if vectors is not None and pool_m is not None:  # how much of the score generic latents carry
-            order = rank(ids, scores) if groups is None else round_robin(ids, groups)
             target_m = vectors(_samples(target.rows), "target")
             width = min(pool_m.shape[1], target_m.shape[1])  # compact pool vectors carry a left-out-mass column
-            metrics["generic_share"] = generic_share(pool_m[:, :width], prototype(target_m[:, :width]),
-                                                     np.asarray(order[:k]))
+            generic = (pool_m[:, :width], prototype(target_m[:, :width]))
+        run.per_target[target.name] = evaluate(ids, scores, groups, target.relevant, k, words, generic)
         for stats in (pool_stats, target_stats):
             if stats.computed:
                 run.featurize_seconds += stats.seconds

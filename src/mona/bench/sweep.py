@@ -20,7 +20,6 @@ import torch
 from mona.bench.relevance import (
     MethodRun,
     evaluate,
-    generic_share,
     halves,
     length_ratio,
     machine,
@@ -40,7 +39,6 @@ from mona.sae.collect import load_activations, load_by_sample
 from mona.sae.topk import default_layer, encode, load_sae, resolve_sae_path, sae_metadata
 from mona.sae.train import SaeTrainConfig
 from mona.scoring.similarity import prototype, score
-from mona.selection.budget import rank, round_robin
 from mona.selection.pipeline import compute_scores, prototype_scores
 from mona.selection.registry import MethodOptions
 
@@ -300,14 +298,12 @@ def latent_weights(pool: sp.csr_matrix, targets: sp.csr_matrix, how: str) -> np.
     raise ValueError(f"unknown weighting {how!r}")
 
 
-def density_weights(sae, acts: np.ndarray, k: int | None, chunk: int = 8192) -> np.ndarray:
+def density_weights(sae, acts: np.ndarray) -> np.ndarray:
     """log(1 / f) per latent, f = the fraction of the text mix's tokens on which the latent is among a token's
     codes (its firing density, smoothed by one token): a property of the SAE, not of the pool, so a pool can
     still be scored row by row."""
-    counts = np.zeros(int(sae.num_latents))
-    for start in range(0, len(acts), chunk):
-        values, indices = encode(sae, torch.from_numpy(acts[start:start + chunk].astype(np.float32)), k)
-        counts += np.bincount(indices[values > 0].numpy(), minlength=len(counts))
+    values, indices = encode_all(sae, acts)
+    counts = np.bincount(indices[values > 0].numpy(), minlength=int(sae.num_latents))
     return np.log((len(acts) + 1) / (counts + 1))
 
 
@@ -386,7 +382,7 @@ def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = Non
                 dkey = (v.layer, v.sae)
                 if dkey not in densities:  # the SAE's own k, as the shipped labels' frequencies
                     path = resolve_sae_path(None) if v.sae == "shipped" else saes.get(v.layer, str(v.sae))
-                    densities[dkey] = density_weights(load_sae(path), saes.mix(v.layer), None)
+                    densities[dkey] = density_weights(load_sae(path), saes.mix(v.layer))
                 w = densities[dkey]
                 pool_m, target_m = sp.csr_matrix(pool_m @ sp.diags(w)), sp.csr_matrix(target_m @ sp.diags(w))
             elif v.weighting is not None:
@@ -400,10 +396,8 @@ def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = Non
                     fused[v.fuse] = [compute_scores(pool, ts, MethodOptions(method=v.fuse), cache_dir).scores
                                      for ts in target_samples]
                 scores = rrf(scores, fused[v.fuse][ti])
-            run.per_target[target.name] = metrics = evaluate(ids, scores, groups, target.relevant, k, words)
-            if sp.issparse(pool_m) and not v.centre:
-                picks = (rank(ids, scores) if groups is None else round_robin(ids, groups))[:k]
-                metrics["generic_share"] = generic_share(pool_m, prototype(target_m), np.asarray(picks))
+            generic = (pool_m, prototype(target_m)) if sp.issparse(pool_m) and not v.centre else None
+            run.per_target[target.name] = evaluate(ids, scores, groups, target.relevant, k, words, generic)
         log(f"{run.name:<60} P@{k} {run.mean('precision'):.3f}")
         results.append((v, run))
     return results, saes.meta
