@@ -132,7 +132,7 @@ def build_hard_suite(per_task: int = 40, n_target: int = 5, n_distractors: int =
     family_tasks = [t for t in family_tasks if t not in missing]
     eligible = sorted(g for g, n in size.items() if n >= need and not g.startswith(NI_PREFIX)
                       and g not in BBH_TASKS and g not in family_tasks)
-    mc = [g for g in eligible if sum(lettered(r) is not None for r in rows_of(g)[:need]) >= need]
+    mc = [g for g in eligible if all(lettered(r) is not None for r in rows_of(g)[:need])]
     rng.shuffle(mc)
     chosen: dict[str, list[str]] = {"mc-letter": sorted(mc[:KIND_COUNTS["mc-letter"]])}
     rest = [g for g in eligible if g not in chosen["mc-letter"]]
