@@ -127,6 +127,8 @@ def variants(cfg: SweepConfig) -> list[Variant]:
     capped = replace(mona, axis="combinations", label=f"mona, {cfg.row_latents} latents per row",
                      row_top=cfg.row_latents)
     out += [capped]
+    out += [replace(capped, axis=f"layer, mona with {cfg.row_latents} latents per row (SAE trained per layer)",
+                    label=f"layer {lyr}", layer=lyr, sae=trained) for lyr in cfg.sae_layers]
     out += [replace(capped, label=f"{capped.label}, answer weight {w}", answer_weight=w) for w in (0.5, 0.25, 0.0)]
     out += [replace(capped, label=f"{capped.label}, {p} prototype", prototype=p) for p in ("max", "per-subtask")]
     out += [replace(capped, label=f"{capped.label}, cosine", similarity="cosine")]
