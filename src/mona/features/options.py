@@ -19,7 +19,7 @@ from mona.errors import ConfigError
 POOLINGS = ("mean", "sum", "max")
 DSIR_HASHES = ("murmur3", "sha256")
 BM25_COMBINE = ("mean", "max")
-DTYPES = ("fp32", "bf16", "fp16", "int8")
+DTYPES = ("auto", "fp32", "bf16", "fp16", "int8")
 
 # mona's latents per sample vector (MonaOptions.row_latents), chosen on the hard relevance suite (docs/relevance.md)
 ROW_LATENTS = 96
@@ -51,7 +51,10 @@ class LMConfig:
     layer: int | None = opt(None, LAYER_HELP)  # None: sae.topk.default_layer
     render: str = opt("chat", "LM input rendering: chat (model's template) or plain.")
     max_length: int = opt(512, "Tokens per sample; longer ones are truncated and counted.")
-    dtype: str = opt("fp32", "Selection model dtype: fp32, bf16, fp16 or int8 (dynamic quantization, CPU only).")
+    # In the cache key as resolved (auto -> fp32 or bf16), so vectors of the two never mix
+    dtype: str = opt("auto", "Selection model dtype: auto (bf16 on CUDA GPUs with native bf16 and on CPUs with "
+                             "AMX or AVX512-BF16 where a probe matmul confirms it, else fp32), fp32, bf16, fp16 "
+                             "or int8 (dynamic quantization, CPU only).")
     batch_tokens: int = opt(8192, "Padded tokens per forward batch (memory vs. speed; the selection does not "
                                   "change).")
     # Not in the cache key: vectors agree up to rounding on either device
@@ -243,6 +246,16 @@ class LessOptions:
         if self.warmup_samples is not None:
             return min(self.warmup_samples, pool_size)
         return min(pool_size, self.warmup_cap, max(1, round(self.warmup_fraction * pool_size)))
+
+
+@dataclass(frozen=True)
+class RdsOptions:
+    """RDS+ (Ivison et al. 2025): the selection model's final hidden states (after its final norm),
+    position-weighted mean pooling, max cosine over the target examples, round-robin over target subtasks"""
+
+    prefix: ClassVar[str] = "rds"
+    similarity: str = "cosine"
+    prototype: str = "per-subtask"  # with rds_scorer: max cosine within each subtask, picked round-robin
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from mona.features.options import (
     MonaPaperOptions,
     NeuronOptions,
     RandomOptions,
+    RdsOptions,
 )
 from mona.selection.config import PROTOTYPES, SHARED, MethodOptions
 
@@ -99,6 +100,7 @@ METHODS: dict[str, MethodSpec] = {
     "less": MethodSpec(LessOptions, "mona.features.less:LessFeaturizer", "mona.features.less:less_scorer",
                        rowwise=False),
     "llm2vec": MethodSpec(Llm2VecOptions, "mona.features.llm2vec:LLM2VecFeaturizer"),
+    "rds": MethodSpec(RdsOptions, "mona.features.rds:RdsFeaturizer", "mona.features.rds:rds_scorer"),
     "random": MethodSpec(RandomOptions, text="mona.features.random:random_scores"),
 }
 
