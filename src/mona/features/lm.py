@@ -4,7 +4,7 @@ lazily loaded model and, when several are asked for at the same layer(s), one fo
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from mona.data.formats import Sample
@@ -12,7 +12,7 @@ from mona.data.render import Rendered, render
 from mona.errors import ConfigError
 from mona.features.base import FeatureBlock, Featurizer, Matrix
 from mona.features.options import LMConfig
-from mona.models import TokenBatch, TruncatedLM, load_lm, model_fingerprint, resolve_device
+from mona.models import DtypeChoice, TokenBatch, TruncatedLM, load_lm, model_fingerprint, resolve_device, resolve_dtype
 from mona.sae.topk import default_layer
 
 
@@ -23,6 +23,7 @@ class LMRunner:
         self.config = config
         self._tokenizer = None
         self._lm: TruncatedLM | None = None
+        self._dtype: DtypeChoice | None = None
         self._capture_gate = False
         self.n_layers: int | None = None
         self.d_model: int | None = None
@@ -48,20 +49,29 @@ class LMRunner:
                               f"(0..{self.n_layers - 1})")
         return resolved
 
-    def lm(self, capture_gate: bool = False) -> TruncatedLM:
+    def lm(self, capture_gate: bool = False, sites: Iterable[str] = ()) -> TruncatedLM:
+        """The truncated model, loaded once (again only to add the gate capture), capturing `sites` too."""
         if self._lm is None or (capture_gate and not self._capture_gate):
             layer = self.resolved_layer()  # loads the tokenizer and model config first
-            model, tokenizer = load_lm(self.config.model, self.config.dtype, self.device)
+            model, tokenizer = load_lm(self.config.model, self.resolved_dtype().dtype, self.device)
             self._tokenizer = tokenizer
             self._lm = TruncatedLM(model, tokenizer, layer, max_length=self.config.max_length,
                                    batch_tokens=self.config.batch_tokens, capture_gate=capture_gate)
             self._capture_gate = capture_gate
+        self._lm.capture(sites)
         return self._lm
 
     @property
     def device(self) -> str:
         """Where the model (and an SAE read from it) runs: `config.device` resolved."""
         return resolve_device(self.config.device)
+
+    def resolved_dtype(self) -> DtypeChoice:
+        """The dtype the model runs in on `device` and why (`config.dtype` resolved once per runner: auto picks
+        bf16 or fp32, mona.models.dtype)."""
+        if self._dtype is None:
+            self._dtype = resolve_dtype(self.config.dtype, self.device)
+        return self._dtype
 
     def render(self, sample: Sample) -> Rendered:
         return render(sample, self.tokenizer, self.config.render)
@@ -73,7 +83,7 @@ class LMRunner:
     def base_key(self) -> dict[str, Any]:
         c = self.config
         return {"model": model_fingerprint(c.model), "layer": self.resolved_layer(), "render": c.render,
-                "max_length": c.max_length, "dtype": c.dtype}
+                "max_length": c.max_length, "dtype": self.resolved_dtype().dtype}
 
 
 def text_key_of(rendered: Rendered) -> str:
@@ -85,12 +95,17 @@ class LMFeaturizer(Featurizer):
     """Base of representations pooled from one TokenBatch."""
 
     needs_gate = False
+    site = "resid"  # the activations pool() reads: TokenBatch.site(site, layer)
 
     def __init__(self, runner: LMRunner) -> None:
         self.runner = runner
 
     def text_key(self, sample: Sample) -> str:
         return text_key_of(self.runner.render(sample))
+
+    def dtype_choice(self) -> DtypeChoice:
+        """The dtype the selection model runs in for this representation, and why."""
+        return self.runner.resolved_dtype()
 
     @abstractmethod
     def pool(self, batch: TokenBatch) -> Matrix:
@@ -114,7 +129,7 @@ def run_lm_featurizers_multi(featurizers: Sequence[LMFeaturizer], samples: Seque
     runner = featurizers[0].runner
     if any(f.runner is not runner for f in featurizers):
         raise ValueError("featurizers sharing a forward pass must share one LMRunner")
-    lm = runner.lm(capture_gate=any(f.needs_gate for f in featurizers))
+    lm = runner.lm(capture_gate=any(f.needs_gate for f in featurizers), sites={f.site for f in featurizers})
     items = [runner.render(s) for s in samples]
     for batch in lm.run(items):
         yield [FeatureBlock(batch.positions, f.pool(batch), batch.n_tokens) for f in featurizers]

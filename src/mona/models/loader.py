@@ -11,19 +11,10 @@ import torch
 
 from mona.errors import ConfigError, DependencyError, MissingFileError
 from mona.models.assets import embedded_gguf
+from mona.models.dtype import parse_dtype, resolve_dtype
 from mona.paths import cache_root
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-
-
-def parse_dtype(name: str) -> torch.dtype:
-    """Map 'fp32'/'bf16'/'fp16' (or the long names) to a torch dtype."""
-    try:
-        return _DTYPES[name.lower()]
-    except KeyError:
-        raise ConfigError(f"unknown dtype {name!r}; expected one of fp32, bf16, fp16, int8") from None
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
@@ -118,11 +109,13 @@ def _load_error(spec: str, exc: Exception) -> ConfigError:
 
 def load_lm(spec: str | None = None, dtype: str | torch.dtype = "fp32", device: str = "cpu"):
     """Load (model, tokenizer). `spec`: None or 'smollm2-135m-instruct' for the embedded model, a `.gguf`
-    file, a local model directory, or a hub id (needs the hub or its local cache). `device`: see
-    `resolve_device`."""
-    int8 = isinstance(dtype, str) and dtype.lower() == "int8"  # fp32 weights, then `quantize_int8`
-    torch_dtype = torch.float32 if int8 else parse_dtype(dtype) if isinstance(dtype, str) else dtype
+    file, a local model directory, or a hub id (needs the hub or its local cache). `dtype`: a torch dtype or a
+    name (`auto`: mona.models.dtype.resolve_dtype for the device). `device`: see `resolve_device`."""
     device = resolve_device(device)  # before the (slow) load
+    if isinstance(dtype, str):
+        dtype = resolve_dtype(dtype, device).dtype
+    int8 = dtype == "int8"  # fp32 weights, then `quantize_int8`
+    torch_dtype = torch.float32 if int8 else parse_dtype(dtype) if isinstance(dtype, str) else dtype
     if int8 and device != "cpu":
         raise ConfigError(f"dtype int8 (dynamic quantization) runs on the CPU only, not on {device}")
     _quiet_transformers()

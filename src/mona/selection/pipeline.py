@@ -127,6 +127,12 @@ class PreparedMethod:
         """Rows truncated to max_length so far."""
         return self.runner.truncated if self.runner is not None else 0
 
+    @property
+    def dtype(self) -> str | None:
+        """The selection model's dtype and why, e.g. "fp32 (auto: ...)", for methods that run it."""
+        choice = getattr(self.featurizer, "dtype_choice", None)
+        return str(choice()) if choice is not None else None
+
     def featurize(self, samples: Sequence[Sample], role: str, stats: FeaturizeStats, *, bar: bool = False,
                   done_before: int = 0) -> Matrix:
         """Vectors of `samples` for one side ("pool" or "target"; some methods treat them differently), through
@@ -460,4 +466,4 @@ def _select(config: SelectConfig, progress: Progress | None, run: _Run, pool_row
                      scorer.target_stats, time.perf_counter() - t0, scorer.truncated, rejects or [], quarantine,
                      scorer.truncation_report(pool.scores, order, n),
                      pool.skipped_parts + sum(s.skipped_parts for s in targets), pool.id_kinds,
-                     config.options.lm.max_length)
+                     config.options.lm.max_length, scorer.method.dtype)

@@ -69,8 +69,11 @@ def ray_compute(options: MethodOptions, *, num_workers: int, num_gpus: float,
     check_splittable(build_featurizer(options), options.method)  # fails here, before Ray starts
     ray = import_ray()
     # an actor with a GPU reserved runs on it (and fails clearly if it cannot); one without stays on its CPU even
-    # where the node has a GPU, which other actors may hold
-    actor_options = replace(options, lm=replace(options.lm, device="cuda" if num_gpus > 0 else "cpu"))
+    # where the node has a GPU, which other actors may hold. The actors run the dtype this process resolved, which
+    # is the one in the cache key: an actor resolving `auto` on its own device could write bf16 vectors under an
+    # fp32 key.
+    dtype = LMRunner(options.lm).resolved_dtype().dtype
+    actor_options = replace(options, lm=replace(options.lm, device="cuda" if num_gpus > 0 else "cpu", dtype=dtype))
 
     def compute(samples: Sequence[Sample], role: str) -> Iterator[FeatureBlock]:
         if not samples:

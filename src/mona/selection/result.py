@@ -37,6 +37,7 @@ class Selection:
     skipped_parts: int = 0  # non-text content parts (images, audio...) left out of pool and target rows
     id_kinds: np.ndarray | None = None  # JSON type of each pool id (formats.id_kind); None: all strings
     max_length: int | None = None  # the selection model's tokens per row (LM methods)
+    dtype: str | None = None  # the selection model's dtype and why (methods that run it)
 
     @property
     def ids(self) -> list[str]:
@@ -94,6 +95,8 @@ class Selection:
         hits = ps.cache_hits + self.target_stats.cache_hits
         total = ps.samples + self.target_stats.samples
         parts = [f"cache hits {hits}/{total}" + (f", {ps.tokens_per_second:.0f} tok/s" if ps.tokens else "")]
+        if self.dtype is not None:
+            parts.append(f"dtype {self.dtype}")
         if self.truncated:
             parts.append(f"{self.truncated} truncated to {self.max_length} tokens")
         if self.rejected:
