@@ -86,10 +86,11 @@ def test_sparsify_release_folder_picks_the_layer(tmp_path):
         resolve_sae_path(release, 7)
 
 
-def test_sparsify_mlp_and_transcoder_and_signed_are_refused(tmp_path):
+def test_sparsify_mlp_reads_the_mlp_output_and_transcoder_and_signed_are_refused(tmp_path):
     mlp = _sparsify_dir(tmp_path / "sae-llama-3.1-8b-64x" / "layers.23.mlp", _weights())
-    with pytest.raises(ConfigError, match="MLP output of layer 23"):
-        check_width(load_sae(mlp), D_IN, sae_path=mlp)
+    check_width(load_sae(mlp), D_IN, sae_path=mlp, layer=23, sae_layer=23)  # a site mona reads
+    assert (sae_metadata(mlp)["site"], sae_metadata(mlp)["layer"]) == ("mlp_out", 23)
+    assert sae_fingerprint(mlp).endswith("@mlp_out")  # the site is in every cache key
     tc = _sparsify_dir(tmp_path / "tc" / "layers.4.mlp", _weights(), transcode=True)
     with pytest.raises(ConfigError, match="transcoder"):
         check_width(load_sae(tc), D_IN, sae_path=tc)
@@ -197,16 +198,24 @@ def test_jumprelu_threshold_nothing_reaches_fires_nothing(tmp_path):
 
 
 @pytest.mark.parametrize(("hook", "words"), [
-    ("blocks.2.hook_mlp_out", "MLP output of layer 2"),
-    ("blocks.2.hook_attn_out", "attention output of layer 2"),
     ("blocks.2.attn.hook_z", "hook_z"),
     ("blocks.2.hook_resid_mid", "between attention and MLP"),
+    ("blocks.2.ln2.hook_normalized", "MLP input of layer 2"),
 ])
-def test_saelens_sites_other_than_the_residual_stream_are_refused(tmp_path, hook, words):
+def test_saelens_sites_mona_does_not_read_are_refused(tmp_path, hook, words):
     path = _saelens_dir(tmp_path / "s", _weights(), {"architecture": "topk", "k": K, "hook_name": hook})
     with pytest.raises(ConfigError, match=words) as info:
         check_width(load_sae(path), D_IN, sae_path=path, layer=2, sae_layer=sae_metadata(path)["layer"])
     assert "residual stream" in str(info.value) and str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("hook", "kind"), [("blocks.2.hook_mlp_out", "mlp_out"),
+                                            ("blocks.2.hook_attn_out", "attn_out")])
+def test_saelens_mlp_and_attention_output_sites_are_read(tmp_path, hook, kind):
+    path = _saelens_dir(tmp_path / "s", _weights(), {"architecture": "topk", "k": K, "hook_name": hook})
+    check_width(load_sae(path), D_IN, sae_path=path, layer=2, sae_layer=sae_metadata(path)["layer"])
+    assert sae_metadata(path)["site"] == kind
 
 
 def test_hookpoint_names():
@@ -242,9 +251,9 @@ def test_gemma_scope_jumprelu_without_b_dec_subtraction(tmp_path):
     meta = sae_metadata(folder)
     assert (meta["format"], meta["site"], meta["layer"], meta["architecture"]) == ("gemma-scope", "resid", 2,
                                                                                    "jumprelu")
-    mlp = _gemma(tmp_path, "gemma-scope-2b-pt-mlp", w, threshold)
-    with pytest.raises(ConfigError, match="MLP output"):
-        check_width(load_sae(mlp), D_IN, sae_path=mlp)
+    mlp = _gemma(tmp_path, "gemma-scope-2b-pt-mlp", w, threshold)  # hook_mlp_out: read after Gemma 2's post-norm
+    check_width(load_sae(mlp), D_IN, sae_path=mlp, layer=2, sae_layer=2)
+    assert sae_metadata(mlp)["site"] == "mlp_out"
     att = _gemma(tmp_path, "gemma-scope-2b-pt-att", w, threshold)
     with pytest.raises(ConfigError, match="hook_z"):
         check_width(load_sae(att), D_IN, sae_path=att)
@@ -310,8 +319,7 @@ def test_dictionary_learning_batchtopk_topk_and_relu(tmp_path):
     mlp_cfg = json.loads((mlp / "config.json").read_text())
     mlp_cfg["trainer"]["submodule_name"] = None  # the site only in the folder name, as in the Pythia dictionaries
     (mlp / "config.json").write_text(json.dumps(mlp_cfg))
-    with pytest.raises(ConfigError, match="MLP output of layer 3"):
-        check_width(load_sae(mlp), D_IN, sae_path=mlp)
+    assert (sae_metadata(mlp)["site"], sae_metadata(mlp)["layer"]) == ("mlp_out", 3)  # the MLP output, read as such
 
 
 # --- OpenAI GPT-2 ----------------------------------------------------------------------------------------------
@@ -337,9 +345,11 @@ def test_openai_topk_layer_normalizes_each_token(tmp_path):
     _check(file, reference, x)
     _check(file.parent, reference, x, layer=2)  # autoencoders/ holding N.pt: picked by layer
     assert sae_metadata(file)["layer"] == 2 and sae_k(file) == K
-    delta = _openai(tmp_path, "resid_delta_mlp", w)
-    with pytest.raises(ConfigError, match="MLP output of layer 2"):
-        check_width(load_sae(delta), D_IN, sae_path=delta)
+    delta = _openai(tmp_path, "resid_delta_mlp", w)  # what the MLP adds to the stream: read as the MLP output
+    assert (sae_metadata(delta)["site"], sae_metadata(delta)["layer"]) == ("mlp_out", 2)
+    mid = _openai(tmp_path, "resid_post_attn", w)  # the stream between attention and MLP: not read
+    with pytest.raises(ConfigError, match="between attention and MLP of layer 2"):
+        check_width(load_sae(mid), D_IN, sae_path=mid)
 
 
 # --- Goodfire --------------------------------------------------------------------------------------------------
@@ -360,7 +370,8 @@ def test_goodfire_relu_without_b_dec_subtraction(tmp_path):
 # --- mona select on each layout ----------------------------------------------------------------------------------
 
 def _layouts(root: Path) -> dict[str, Path]:
-    """One SAE of each family for the tiny test model (d_in 32, residual stream after layer 1)."""
+    """One SAE of each family for the tiny test model (d_in 32, residual stream after layer 1; and two of the
+    MLP and attention outputs of layer 1)."""
     w = _weights(13, d_in=32)
     threshold = torch.full((D_SAE,), 0.05)
     paths = {
@@ -380,6 +391,10 @@ def _layouts(root: Path) -> dict[str, Path]:
                 "decoder_linear.weight": w["W_dec"].T.contiguous(), "decoder_linear.bias": w["b_dec"]},
                folder / "tiny-SAE-l1.pth")
     paths["goodfire"] = folder
+    # sites beyond the residual stream: EleutherAI's layers.N.mlp (the Llama-3.1-8B releases), SAELens attn_out
+    paths["sparsify-mlp"] = _sparsify_dir(root / "sparsify-mlp" / "layers.1.mlp", w)
+    paths["saelens-attn"] = _saelens_dir(root / "saelens-attn", w, {"architecture": "topk", "k": K,
+                                                                   "hook_name": "blocks.1.hook_attn_out"})
     return paths
 
 
@@ -426,10 +441,14 @@ def test_features_label_reads_the_layer_from_the_sae_and_checks_it(tmp_path, mod
                                                            "hook_name": "blocks.1.hook_resid_post"})
     result = label(narrow)  # d_in 16 against the model's 32
     assert result.exit_code != 0 and "d_in is 16" in result.output
+    hook_z = _saelens_dir(tmp_path / "z", _weights(d_in=32), {"architecture": "topk", "k": K,
+                                                              "hook_name": "blocks.1.attn.hook_z"})
+    result = label(hook_z)
+    assert result.exit_code != 0 and "hook_z" in result.output
     mlp = _saelens_dir(tmp_path / "mlp", _weights(d_in=32), {"architecture": "topk", "k": K,
                                                              "hook_name": "blocks.1.hook_mlp_out"})
-    result = label(mlp)
-    assert result.exit_code != 0 and "MLP output" in result.output
+    result = label(mlp)  # labelled on the MLP output of layer 1, which it reads
+    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none here)")
@@ -440,3 +459,34 @@ def test_encode_on_the_gpu_matches_the_cpu(tmp_path):
     cpu = _dense(*encode(load_sae(path), x))
     gpu = _dense(*encode(load_sae(path, device="cuda"), x))  # codes come back on the CPU
     torch.testing.assert_close(gpu, cpu, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("hook", "kind"), [("blocks.1.hook_mlp_out", "mlp_out"),
+                                            ("blocks.1.hook_attn_out", "attn_out")])
+def test_mona_vectors_of_a_branch_sae_are_the_codes_of_that_branch(tmp_path, model_dir, tokenizer, hook, kind):
+    from transformers import AutoModelForCausalLM
+
+    from mona.data.formats import Record, Sample
+    from mona.features.lm import LMConfig, LMRunner
+    from mona.features.mona import MonaFeaturizer
+    from mona.models import TruncatedLM
+
+    path = _saelens_dir(tmp_path / "s", _weights(15, d_in=32), {"architecture": "topk", "k": K, "hook_name": hook})
+    texts = ["add two numbers", "bake a cake with flour and sugar", "the cat sat on the mat ."]
+    samples = [Sample(str(i), None, t, Record({}, i, i + 1)) for i, t in enumerate(texts)]
+    featurizer = MonaFeaturizer(LMRunner(LMConfig(model=str(model_dir), layer=1, dtype="fp32")), str(path))
+    assert featurizer.key_config()["sae"].endswith("@" + kind)
+    got = np.zeros((len(samples), D_SAE), dtype=np.float32)
+    for block in featurizer.featurize(samples):
+        got[block.positions] = block.matrix.toarray()
+    # reference: the branch captured by hand, every content token encoded, averaged per sample
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    lm = TruncatedLM(model, tokenizer, 1, sites=(kind,))
+    sae = load_sae(path)
+    for pos, sample in enumerate(samples):
+        (batch,) = list(lm.run([featurizer.runner.render(sample)]))
+        mask = batch.pool_mask[0]
+        want = _dense(*encode(sae, batch.site(kind, 1)[0][mask])).mean(0).numpy()
+        np.testing.assert_allclose(got[pos], want, rtol=1e-4, atol=1e-6)
+        stream = _dense(*encode(sae, batch.resid[1][0][mask])).mean(0).numpy()
+        assert not np.allclose(got[pos], stream)  # the residual stream would give other codes

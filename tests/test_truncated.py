@@ -3,6 +3,8 @@ results do not depend on batching."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -175,3 +177,72 @@ def test_a_shared_prefix_runs_once_and_changes_nothing_pooled(model_dir, tokeniz
     for pos in range(len(items)):
         assert got[pos].shape == want[pos].shape and got[pos].shape[0] > 0
         torch.testing.assert_close(got[pos], want[pos], atol=1e-5, rtol=1e-5)
+
+
+def _sites_of(lm: TruncatedLM, items) -> dict[int, dict[tuple[str, int], torch.Tensor]]:
+    """{input position: {(site, layer): activations of its pooled tokens}} over all batches."""
+    out: dict[int, dict[tuple[str, int], torch.Tensor]] = {}
+    for batch in lm.run(items):
+        for row, pos in enumerate(batch.positions):
+            mask = batch.pool_mask[row]
+            out[pos] = {(kind, lyr): batch.site(kind, lyr)[row][mask]
+                        for kind in ("resid", *lm.sites) for lyr in lm.layers}
+    return out
+
+
+def _branches_add_up(rows, layers: list[int]) -> None:
+    """Each layer's residual stream is the one before it plus what its attention and MLP branches add."""
+    for sites in rows.values():
+        for before, lyr in itertools.pairwise(layers):
+            torch.testing.assert_close(sites[("resid", before)] + sites[("attn_out", lyr)]
+                                       + sites[("mlp_out", lyr)], sites[("resid", lyr)], rtol=1e-4, atol=1e-5)
+        # the branches are not the stream itself: a capture of the wrong module would not add up
+        assert not torch.allclose(sites[("mlp_out", layers[-1])], sites[("resid", layers[-1])])
+
+
+def test_attention_and_mlp_outputs_add_up_to_the_residual_stream(model_dir, tokenizer):
+    lm = TruncatedLM(_fresh(model_dir), tokenizer, [0, 1], sites=("mlp_out", "attn_out"))
+    assert lm.sites == ["mlp_out", "attn_out"]
+    items = [_chat(tokenizer, "what is two plus two ?", "four"), _plain("the cat sat on the mat")]
+    _branches_add_up(_sites_of(lm, items), [0, 1])
+
+
+def test_gemma2_branch_outputs_are_read_after_their_post_norms(tokenizer):
+    # Gemma 2 norms each branch's output before adding it; TransformerLens' hook_mlp_out (Gemma Scope's -mlp
+    # SAEs) is after that norm, so hooking `mlp` itself would be wrong
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Gemma2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                          num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
+                          bos_token_id=0, eos_token_id=1, pad_token_id=2, initializer_range=0.2)
+    model = Gemma2ForCausalLM(config).eval()
+    for norm in ("post_attention_layernorm", "post_feedforward_layernorm"):  # non-trivial norm weights
+        for layer in model.model.layers:
+            torch.nn.init.normal_(getattr(layer, norm).weight, std=0.5)
+    lm = TruncatedLM(model, tokenizer, [0, 1], sites=("attn_out", "mlp_out"))
+    _branches_add_up(_sites_of(lm, [_plain("the cat sat on the mat"), _plain("add two numbers")]), [0, 1])
+
+
+def test_branch_sites_with_a_shared_prefix_agree_with_a_full_run(model_dir, tokenizer):
+    prefix = "the cat sat on the mat and "
+    items = [Rendered(prefix + t, ((len(prefix), len(prefix) + len(t)),)) for t in ("add two numbers", "hello")]
+    shared = TruncatedLM(_fresh(model_dir), tokenizer, 1, sites=("mlp_out",))
+    plain = TruncatedLM(_fresh(model_dir), tokenizer, 1, share_prefix=False)
+    plain.capture(["mlp_out", "resid", "mlp_out"])  # added after construction, once
+    assert plain.sites == ["mlp_out"]
+    (batch,) = list(shared.run(items))
+    assert batch.offset > 0  # the prefix did run apart
+    got, want = _sites_of(shared, items), _sites_of(plain, items)
+    for pos in range(len(items)):
+        torch.testing.assert_close(got[pos][("mlp_out", 1)], want[pos][("mlp_out", 1)], atol=1e-5, rtol=1e-5)
+
+
+def test_a_site_the_architecture_lacks_is_refused_in_one_line(tiny_model, tokenizer):
+    from mona.models.truncated import branch_module
+
+    with pytest.raises(ConfigError, match="cannot find the MLP module of Linear") as info:
+        branch_module(torch.nn.Linear(2, 2), "mlp_out")
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="not 'attn_z'"):
+        TruncatedLM(tiny_model, tokenizer, 1, sites=("attn_z",))

@@ -58,7 +58,7 @@ def explain(chosen: Sequence[Sample], targets: Sequence[Sample], options: Method
     proto = prototype(featurize_cached(featurizer, list(targets), cache_dir))
     vectors = featurize_cached(featurizer, list(chosen), cache_dir)
     labels = (load_labels(featurizer.sae_path) or {}).get("latents", {})
-    lm = runner.lm()
+    lm = runner.lm(sites=(featurizer.site,))
     layer = runner.resolved_layer()
     tokenizer = runner.tokenizer
     out: list[dict] = [{} for _ in chosen]
@@ -77,7 +77,7 @@ def explain(chosen: Sequence[Sample], targets: Sequence[Sample], options: Method
     for batch in lm.run([runner.render(s) for s in chosen]):
         for row, pos in enumerate(batch.positions):
             mask = batch.pool_mask[row]
-            values, indices = encode(featurizer.sae, batch.resid[layer][row][mask], featurizer.k)
+            values, indices = encode(featurizer.sae, batch.site(featurizer.site, layer)[row][mask], featurizer.k)
             wanted = np.asarray(explained[pos], dtype=np.int64)
             weights = (np.isin(indices.numpy(), wanted) * values.float().numpy()).sum(axis=1)
             ids = batch.input_ids[row][mask].tolist()

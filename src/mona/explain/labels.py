@@ -17,7 +17,7 @@ import torch
 from mona.data.render import Rendered
 from mona.models import TruncatedLM
 from mona.paths import cache_root
-from mona.sae.topk import encode, sae_fingerprint
+from mona.sae.topk import encode, sae_fingerprint, sae_site
 
 LABELS_FILE = "labels.json.gz"
 
@@ -35,13 +35,15 @@ def compute_labels(lm: TruncatedLM, sae, items: Sequence[Rendered], layer: int, 
     """Run `items` through the model, encode every content token and keep, per latent, the `top_n` strongest
     activations with `window` tokens of context on each side. Returns the labels document."""
     tokenizer = lm.tokenizer
+    site = sae_site(sae).kind  # the residual stream, or the MLP / attention output the SAE was trained on
+    lm.capture([site])
     tokens_of: dict[int, list[int]] = {}
     latent_parts, value_parts, where_parts = [], [], []
     fired = torch.zeros(int(sae.num_latents), dtype=torch.long)
     done = n_tokens = 0
     for batch in lm.run(items):
         rows, cols = torch.nonzero(batch.pool_mask, as_tuple=True)
-        values, indices = encode(sae, batch.resid[layer][batch.pool_mask])
+        values, indices = encode(sae, batch.site(site, layer)[batch.pool_mask])
         keep = values > 0
         positions = torch.tensor(batch.positions)[rows]
         # token location packed as item * 2**20 + position (items have far fewer than 2**20 tokens)

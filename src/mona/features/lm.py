@@ -4,7 +4,7 @@ lazily loaded model and, when several are asked for at the same layer(s), one fo
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from mona.data.formats import Sample
@@ -49,7 +49,8 @@ class LMRunner:
                               f"(0..{self.n_layers - 1})")
         return resolved
 
-    def lm(self, capture_gate: bool = False) -> TruncatedLM:
+    def lm(self, capture_gate: bool = False, sites: Iterable[str] = ()) -> TruncatedLM:
+        """The truncated model, loaded once (again only to add the gate capture), capturing `sites` too."""
         if self._lm is None or (capture_gate and not self._capture_gate):
             layer = self.resolved_layer()  # loads the tokenizer and model config first
             model, tokenizer = load_lm(self.config.model, self.resolved_dtype().dtype, self.device)
@@ -57,6 +58,7 @@ class LMRunner:
             self._lm = TruncatedLM(model, tokenizer, layer, max_length=self.config.max_length,
                                    batch_tokens=self.config.batch_tokens, capture_gate=capture_gate)
             self._capture_gate = capture_gate
+        self._lm.capture(sites)
         return self._lm
 
     @property
@@ -93,6 +95,7 @@ class LMFeaturizer(Featurizer):
     """Base of representations pooled from one TokenBatch."""
 
     needs_gate = False
+    site = "resid"  # the activations pool() reads: TokenBatch.site(site, layer)
 
     def __init__(self, runner: LMRunner) -> None:
         self.runner = runner
@@ -126,7 +129,7 @@ def run_lm_featurizers_multi(featurizers: Sequence[LMFeaturizer], samples: Seque
     runner = featurizers[0].runner
     if any(f.runner is not runner for f in featurizers):
         raise ValueError("featurizers sharing a forward pass must share one LMRunner")
-    lm = runner.lm(capture_gate=any(f.needs_gate for f in featurizers))
+    lm = runner.lm(capture_gate=any(f.needs_gate for f in featurizers), sites={f.site for f in featurizers})
     items = [runner.render(s) for s in samples]
     for batch in lm.run(items):
         yield [FeatureBlock(batch.positions, f.pool(batch), batch.n_tokens) for f in featurizers]

@@ -1,5 +1,6 @@
-"""MoNA: per-token TopK SAE codes of the residual stream at the selection layer, pooled over the sample's tokens
-(mean as in the paper, or max or sum: MonaOptions.pooling)."""
+"""MoNA: per-token TopK SAE codes of the residual stream at the selection layer (or of that layer's MLP or
+attention output, where the SAE was trained there), pooled over the sample's tokens (mean as in the paper, or
+max or sum: MonaOptions.pooling)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class MonaFeaturizer(LMFeaturizer):
         self.sae_path = resolve_sae_path(sae)
         meta = sae_metadata(self.sae_path)
         self.sae_layer = meta.get("layer")
+        self.site = str(meta["site"])  # read where the SAE was trained: the residual stream, MLP or attention output
         self.sae_k = sae_k(self.sae_path)
         if k is not None and self.sae_k is not None and k > self.sae_k:
             raise ConfigError(f"--k {k} exceeds the SAE's k ({self.sae_k})")
@@ -80,7 +82,7 @@ class MonaFeaturizer(LMFeaturizer):
 
     def pool(self, batch: TokenBatch) -> sp.csr_matrix:
         layer = self.runner.resolved_layer()
-        x = batch.resid[layer]
+        x = batch.site(self.site, layer)
         rows = torch.nonzero(batch.pool_mask, as_tuple=True)[0]
         values, indices = encode(self.sae, x[batch.pool_mask], self.k)
         pooled = pool_sparse_codes(rows, values, indices, len(batch.positions), int(self.sae.num_latents),

@@ -1,11 +1,12 @@
 """Run a causal LM truncated at decoder layer(s) L: the layers after the deepest L, the final norm and the
 LM head never run. Batches are grouped by length; a pooling mask keeps padding, special tokens, the fixed
-first token and template text out of anything pooled downstream."""
+first token and template text out of anything pooled downstream. Besides the residual stream after each layer,
+the output of a layer's attention or MLP branch can be captured (`BRANCH_SITES`), for SAEs trained there."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,15 @@ from mona.data.render import Rendered
 from mona.errors import ConfigError
 
 MIN_SHARED_PREFIX = 4  # shorter common prefixes are not worth a cache copy
+# sites (mona.sae.spec.Site kinds) read besides the residual stream: what a layer's attention / MLP branch adds
+# to the residual stream, TransformerLens' hook_attn_out / hook_mlp_out
+BRANCH_SITES = ("attn_out", "mlp_out")
+_BRANCH_MODULES = {"attn_out": ("self_attn", "attn", "attention", "self_attention"),
+                   "mlp_out": ("mlp", "feed_forward")}
+# layers that norm each branch's output before adding it (Gemma 2 and 3, OLMo 2) carry both of these; their
+# branch outputs are those norms' outputs (TransformerLens applies ln1_post / ln2_post before hook_attn_out /
+# hook_mlp_out)
+_POST_NORMS = {"attn_out": "post_attention_layernorm", "mlp_out": "post_feedforward_layernorm"}
 
 
 @dataclass
@@ -28,10 +38,15 @@ class TokenBatch:
     resid: dict[int, torch.Tensor]  # layer -> [B, T, d_model] residual stream after that layer
     gate: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [B, T, d_mlp] SiLU(W_gate x)
     offset: int = 0  # leading tokens every row shares and none pools, run once and left out of the tensors
+    branches: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)  # (site, layer) -> [B, T, d_model]
 
     @property
     def n_tokens(self) -> int:
         return int(self.pool_mask.sum())
+
+    def site(self, kind: str, layer: int) -> torch.Tensor:
+        """The activations of site `kind` ('resid' or one of BRANCH_SITES) at `layer`, [B, T, d_model]."""
+        return self.resid[layer] if kind == "resid" else self.branches[(kind, layer)]
 
 
 @dataclass
@@ -68,12 +83,29 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     raise ConfigError(f"cannot find the decoder layers of {type(model).__name__}")
 
 
+def branch_module(layer: nn.Module, kind: str) -> nn.Module:
+    """The module of a decoder layer whose output is its branch `kind` (BRANCH_SITES) as added to the residual
+    stream: `self_attn` / `mlp` in LLaMA-style layers (LLaMA, Mistral, Qwen, SmolLM2; GPT-2's `attn` / `mlp`),
+    the post-branch norms in layers that have them (Gemma 2 and 3, OLMo 2). Refused in one line where the layer
+    has neither."""
+    if all(isinstance(getattr(layer, name, None), nn.Module) for name in _POST_NORMS.values()):
+        return getattr(layer, _POST_NORMS[kind])
+    for name in _BRANCH_MODULES[kind]:
+        module = getattr(layer, name, None)
+        if isinstance(module, nn.Module):
+            return module
+    what = "attention" if kind == "attn_out" else "MLP"
+    raise ConfigError(f"cannot find the {what} module of {type(layer).__name__} (looked for "
+                      f"{', '.join(_BRANCH_MODULES[kind])}): mona cannot read the {what} output of this "
+                      "architecture; use a residual-stream SAE")
+
+
 class TruncatedLM:
     """A causal LM cut after the deepest requested layer. The model object is modified in place."""
 
     def __init__(self, model: nn.Module, tokenizer, layers: Sequence[int] | int | None = None, *,
                  max_length: int = 512, batch_tokens: int = 8192, max_batch_size: int = 64,
-                 capture_gate: bool = False, share_prefix: bool = True) -> None:
+                 capture_gate: bool = False, share_prefix: bool = True, sites: Sequence[str] = ()) -> None:
         all_layers = decoder_layers(model)
         n_layers = len(all_layers)
         if layers is None:
@@ -107,8 +139,10 @@ class TruncatedLM:
             if isinstance(getattr(self.base, name, None), nn.Module):
                 setattr(self.base, name, nn.Identity())
         self._captured: dict[tuple[str, int], torch.Tensor] = {}
+        self.sites: list[str] = []  # the BRANCH_SITES captured at every layer read
+        self.capture(sites)
         for lyr in self.layers:
-            self._kept[lyr].register_forward_hook(self._resid_hook(lyr))
+            self._kept[lyr].register_forward_hook(self._site_hook("resid", lyr))
             if capture_gate:
                 mlp = getattr(self._kept[lyr], "mlp", None)
                 if mlp is None or not hasattr(mlp, "gate_proj"):
@@ -119,10 +153,25 @@ class TruncatedLM:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.first_token
         self.special_ids = set(tokenizer.all_special_ids)
 
-    def _resid_hook(self, layer: int) -> Callable:
+    def capture(self, sites: Iterable[str]) -> None:
+        """Also capture these sites at every layer read ('resid' is always captured; each other site once, by a
+        forward hook on its module, branch_module). The shared prefix's key/value reuse and the token offset
+        apply to them as to the residual stream."""
+        for kind in sites:
+            if kind == "resid" or kind in self.sites:
+                continue
+            if kind not in BRANCH_SITES:
+                raise ConfigError(f"mona reads the residual stream and the {' and '.join(BRANCH_SITES)} sites, "
+                                  f"not {kind!r}")
+            modules = [branch_module(self._kept[lyr], kind) for lyr in self.layers]  # all found, or none hooked
+            for lyr, module in zip(self.layers, modules, strict=True):
+                module.register_forward_hook(self._site_hook(kind, lyr))
+            self.sites.append(kind)
+
+    def _site_hook(self, kind: str, layer: int) -> Callable:
         def hook(_module, _inputs, output):
-            hidden = output[0] if isinstance(output, tuple) else output
-            self._captured[("resid", layer)] = hidden
+            # decoder layers and attention modules return tuples (hidden, attention weights, ...)
+            self._captured[(kind, layer)] = output[0] if isinstance(output, tuple) else output
         return hook
 
     def _gate_hook(self, layer: int, act_fn: Callable) -> Callable:
@@ -213,8 +262,10 @@ class TruncatedLM:
         resid = {lyr: self._captured[("resid", lyr)].float().cpu() for lyr in self.layers}
         gate = ({lyr: self._captured[("gate", lyr)].float().cpu() for lyr in self.layers} if self.capture_gate
                 else {})
+        branches = {(kind, lyr): self._captured[(kind, lyr)].float().cpu() for kind in self.sites
+                    for lyr in self.layers}
         self._captured.clear()
-        return TokenBatch(list(positions), ids, pool, resid, gate, shared)
+        return TokenBatch(list(positions), ids, pool, resid, gate, shared, branches)
 
     def run(self, items: Sequence[Rendered]) -> Iterator[TokenBatch]:
         """Tokenize, bucket by length and yield one TokenBatch per forward pass."""

@@ -17,6 +17,7 @@ import torch
 
 from mona.errors import ConfigError, MissingFileError
 from mona.models.loader import DEFAULT_MODEL
+from mona.models.truncated import BRANCH_SITES
 from mona.paths import package_asset
 from mona.sae.encoders import encode_codes
 from mona.sae.formats import LAYOUTS, describe, read_sae
@@ -24,6 +25,7 @@ from mona.sae.release import is_release, pick_hookpoint
 from mona.sae.spec import Sae, SaeSpec, Site
 
 SHIPPED_SAE = "smollm2-135m-instruct-L18"
+READ_SITES = ("resid", *BRANCH_SITES)  # the sites mona's truncated model captures
 
 
 def _sparsify():
@@ -96,10 +98,13 @@ def _file_hash(path: str, size: int, mtime: float) -> str:
 
 
 def sae_fingerprint(path: Path) -> str:
-    """Short content hash of the SAE weights, for cache keys."""
-    weights = describe(path).weights
-    stat = weights.stat()
-    return _file_hash(str(weights), stat.st_size, stat.st_mtime)
+    """Short content hash of the SAE weights, for cache keys (features, labels), with the site the SAE reads
+    appended where it is not the residual stream: the same weights on another site give other codes, and the
+    keys of residual-stream SAEs stay what they were."""
+    spec = describe(path)
+    stat = spec.weights.stat()
+    digest = _file_hash(str(spec.weights), stat.st_size, stat.st_mtime)
+    return digest if spec.site.kind == "resid" else f"{digest}@{spec.site.kind}"
 
 
 def load_sae(spec: str | Path | None = None, device: str = "cpu", layer: int | None = None) -> Sae:
@@ -122,23 +127,29 @@ def as_sae(sae) -> Sae:
     return Sae(spec, W_enc=sae.encoder.weight, b_enc=sae.encoder.bias, W_dec=sae.W_dec, b_dec=sae.b_dec)
 
 
+def sae_site(sae) -> Site:
+    """The site an SAE reads (its spec's; a trained SparseCoder reads the residual stream)."""
+    return as_sae(sae).spec.site
+
+
 def check_site(sae, *, sae_path: Path | str) -> None:
-    """Refuse an SAE that reads anything but the residual stream after a decoder layer (the MLP or attention
-    output, hook_z, a transcoder's MLP input): mona reads only that stream, and feeding it to such an SAE gives
-    codes that look fine and mean nothing."""
-    site = as_sae(sae).spec.site
-    if site.kind != "resid":
+    """Refuse an SAE that reads a site mona does not capture: mona reads the residual stream after a decoder
+    layer and the attention / MLP output of a layer (mona.models.truncated.BRANCH_SITES); feeding anything else
+    (hook_z, the stream between attention and MLP, a transcoder's MLP input) to such an SAE gives codes that look
+    fine and mean nothing."""
+    site = sae_site(sae)
+    if site.kind not in READ_SITES:
         hint = (" (keep Gemma Scope's params.npz under its release folder, gemma-scope-...-res)"
                 if site.kind == "unknown" else "")
         raise ConfigError(f"this SAE reads {site.describe()} ({site.hookpoint or 'no hookpoint named'}); mona "
-                          f"reads the residual stream after a decoder layer only: use a residual-stream SAE{hint}",
-                          path=str(sae_path))
+                          "reads the residual stream after a decoder layer and a layer's attention or MLP output "
+                          f"only: use an SAE of one of those{hint}", path=str(sae_path))
 
 
 def check_width(sae, d_model: int, *, sae_path: Path | str, layer: int | None = None,
                 sae_layer: int | None = None) -> None:
-    """Refuse an SAE that reads another site than the residual stream (check_site), one whose input width differs
-    from the model's, or one trained on another layer than the one read."""
+    """Refuse an SAE that reads a site mona does not capture (check_site), one whose input width differs from the
+    model's, or one trained on another layer than the one read."""
     check_site(sae, sae_path=sae_path)
     if int(sae.d_in) != int(d_model):
         raise ConfigError(f"SAE d_in is {sae.d_in} but the model's hidden size is {d_model}: this SAE was "
