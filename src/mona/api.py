@@ -145,7 +145,10 @@ class Selector:
                                      stats=(self.pool_stats, FeaturizeStats()))
         result = scorer.score(self._pool) if self._matrix is None else scorer.score_matrix(self._matrix)
         pool = pipeline.PoolScores.of(self._pool, *result)
-        n, order = pipeline.choose(pool, ratio=ratio, budget=budget, every_row=scores is not None)
+        matrix = self._matrix
+        n, order = pipeline.choose(pool, ratio=ratio, budget=budget, every_row=scores is not None,
+                                   diversity=config.options.diversity,
+                                   vectors_of=None if matrix is None else lambda positions: matrix[positions])
         selection = Selection(pool.ids, pool.scores, order, n, [self._pool[int(i)] for i in order[:n]],
                               config.options.method, self.pool_stats, scorer.target_stats,
                               time.perf_counter() - t0, self._run.truncated, self.rejected + (rejects or []),

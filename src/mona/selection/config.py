@@ -46,6 +46,9 @@ class MethodOptions:
     seed: int = opt(0, "Seed for random choices (the random method, --dsir-gumbel, the LESS warm-up).")
     group_field: str = opt("subtask", "Target field naming subtasks (--prototype per-subtask).",
                            cli="--subtask-field")
+    diversity: float = opt(0.0, "Weight W in [0, 1] of redundancy against relevance: maximal marginal relevance "
+                                "over the method's own vectors re-picks among its best 4n rows, so the budget is "
+                                "not spent on near-duplicates (0: the plain ranking; mona.selection.diversity).")
     params: Any = None  # the method's own options: an instance of its options class (registry.MethodSpec.options)
 
     def check(self) -> None:
@@ -70,6 +73,10 @@ class MethodOptions:
             raise ConfigError(f"unknown prototype mode {options.prototype!r}; choose one of {', '.join(PROTOTYPES)}")
         if not spec.featurizes and options.prototype not in (None, "single"):
             raise ConfigError(f"--prototype {options.prototype} needs a feature-based method, not {self.method}")
+        if not 0.0 <= self.diversity <= 1.0:
+            raise ConfigError(f"--diversity must be in [0, 1], got {self.diversity}")
+        if self.diversity and not spec.featurizes:
+            raise ConfigError(f"--diversity needs a method with feature vectors, not {self.method}")
         check = getattr(options.params, "check", None)
         if check is not None:
             check()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -23,6 +23,7 @@ from mona.paths import cache_root
 from mona.scoring.similarity import jaccard_upper_bound, prototype
 from mona.selection.budget import rank, resolve_budget, round_robin, top_order
 from mona.selection.config import BACKENDS, MethodOptions, SelectConfig
+from mona.selection.diversity import candidate_count, diversify
 from mona.selection.registry import get_method, with_defaults
 from mona.selection.result import Selection
 
@@ -303,17 +304,24 @@ def stream_scores(config: SelectConfig, scorer: PoolScorer, n_rows: int, rejects
                       np.concatenate(group_parts) if group_parts else None, skipped_parts, _kinds(kinds))
 
 
-def choose(pool: PoolScores, *, ratio: float | None, budget: int | None, every_row: bool = False
+def choose(pool: PoolScores, *, ratio: float | None, budget: int | None, every_row: bool = False,
+           diversity: float = 0.0, vectors_of: Callable[[np.ndarray], Matrix] | None = None
            ) -> tuple[int, np.ndarray]:
     """(rows to select, pool positions best first): round-robin over subtasks when there are groups, else by
     score with ties broken by id; the order covers every row with `every_row` (SCORES ranks them all), else at
-    least the selected ones."""
+    least the selected ones. With `diversity` > 0 its first rows are re-picked by maximal marginal relevance
+    (mona.selection.diversity) over the vectors `vectors_of(pool positions)` gives."""
     n = resolve_budget(len(pool.ids), ratio=ratio, budget=budget)
     if pool.groups is not None:
-        return n, round_robin(pool.ids, pool.groups)
-    if every_row:
-        return n, rank(pool.ids, pool.scores)
-    return n, top_order(pool.ids, pool.scores, n)
+        order = round_robin(pool.ids, pool.groups)
+    elif every_row:
+        order = rank(pool.ids, pool.scores)
+    else:
+        order = top_order(pool.ids, pool.scores, candidate_count(n, len(pool.ids)) if diversity else n)
+    if diversity:
+        assert vectors_of is not None, "diversity needs the method's vectors"
+        order = diversify(order, n, diversity, vectors_of)
+    return n, order
 
 
 def _kinds(kinds) -> np.ndarray | None:
@@ -446,7 +454,13 @@ def _select(config: SelectConfig, progress: Progress | None, run: _Run, pool_row
         if not whole:
             raise InputError("no rows left within --max-length", path=str(config.pool))
         pool = PoolScores.of(whole, *scorer.score(whole))
-    n, order = choose(pool, ratio=config.ratio, budget=config.budget, every_row=config.scores is not None)
+
+    def vectors_of(positions: np.ndarray) -> Matrix:  # the candidates' vectors again, from the cache
+        rows = [whole[int(i)] for i in positions] if whole is not None else read_selected(config, pool, positions)
+        return scorer.method.featurize(rows, "pool", FeaturizeStats())
+
+    n, order = choose(pool, ratio=config.ratio, budget=config.budget, every_row=config.scores is not None,
+                      diversity=config.options.diversity, vectors_of=vectors_of)
     selected = [whole[int(i)] for i in order[:n]] if whole is not None else read_selected(config, pool, order[:n])
     quarantine = quarantine_path if rejects else None
     try:
