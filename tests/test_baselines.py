@@ -376,9 +376,9 @@ def test_dense_cached_run_does_not_load_the_model(dense, tmp_path):
     from mona.features.dense import DenseFeaturizer
 
     pool = _samples(tmp_path, "p", DENSE_POOL)
-    first = featurize_cached(dense, pool, tmp_path / "cache")
+    first = featurize_cached(dense, pool, tmp_path / "cache", role="pool")
     fresh = DenseFeaturizer()
-    second = featurize_cached(fresh, pool, tmp_path / "cache")
+    second = featurize_cached(fresh, pool, tmp_path / "cache", role="pool")
     assert fresh._model is None
     assert first.dtype == np.float32 and first.shape == (3, 384)
     np.testing.assert_array_equal(first, second)

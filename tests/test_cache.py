@@ -68,7 +68,7 @@ def test_second_call_is_served_from_cache(tmp_path, dense):
     samples = _samples(TEXTS)
     first = CountingFeaturizer(dense=dense)
     stats = FeaturizeStats()
-    out1 = featurize_cached(first, samples, tmp_path, stats=stats)
+    out1 = featurize_cached(first, samples, tmp_path, stats=stats, role="pool")
     assert first.calls == 1 and first.computed == [s.id for s in samples]
     assert (stats.samples, stats.cache_hits, stats.computed, stats.tokens) == (5, 0, 5, 15)
     assert sp.issparse(out1) != dense
@@ -78,7 +78,7 @@ def test_second_call_is_served_from_cache(tmp_path, dense):
 
     second = CountingFeaturizer(dense=dense)
     stats2 = FeaturizeStats()
-    out2 = featurize_cached(second, samples, tmp_path, stats=stats2)
+    out2 = featurize_cached(second, samples, tmp_path, stats=stats2, role="pool")
     assert second.calls == 0
     assert (stats2.cache_hits, stats2.computed) == (5, 0)
     np.testing.assert_allclose(_dense(out2), _dense(out1))
@@ -86,11 +86,11 @@ def test_second_call_is_served_from_cache(tmp_path, dense):
 
 
 def test_only_misses_are_computed_and_order_is_kept(tmp_path):
-    featurize_cached(CountingFeaturizer(), _samples(TEXTS[:3]), tmp_path)
+    featurize_cached(CountingFeaturizer(), _samples(TEXTS[:3]), tmp_path, role="pool")
     samples = _samples([TEXTS[4], TEXTS[1], TEXTS[3], TEXTS[0]])
     fz = CountingFeaturizer()
     stats = FeaturizeStats()
-    out = featurize_cached(fz, samples, tmp_path, stats=stats)
+    out = featurize_cached(fz, samples, tmp_path, stats=stats, role="pool")
     assert fz.computed == ["0", "2"]  # the two texts not seen before
     assert (stats.cache_hits, stats.computed) == (2, 2)
     np.testing.assert_allclose(_dense(out), _expected(samples))
@@ -99,7 +99,7 @@ def test_only_misses_are_computed_and_order_is_kept(tmp_path):
 def test_duplicate_texts_are_computed_once(tmp_path):
     samples = _samples(["hello", "a cat", "hello", "hello"])
     fz = CountingFeaturizer()
-    out = featurize_cached(fz, samples, tmp_path)
+    out = featurize_cached(fz, samples, tmp_path, role="pool")
     assert fz.computed == ["0", "1"]
     np.testing.assert_allclose(_dense(out), _expected(samples))
 
@@ -108,16 +108,16 @@ def test_no_cache_dir_recomputes(tmp_path):
     samples = _samples(TEXTS)
     for _ in range(2):
         fz = CountingFeaturizer()
-        featurize_cached(fz, samples, None)
+        featurize_cached(fz, samples, None, role="pool")
         assert fz.calls == 1 and len(fz.computed) == 5
     assert not (tmp_path / "features").exists()
 
 
 def test_config_change_misses(tmp_path):
     samples = _samples(TEXTS)
-    featurize_cached(CountingFeaturizer(version=1), samples, tmp_path)
+    featurize_cached(CountingFeaturizer(version=1), samples, tmp_path, role="pool")
     fz = CountingFeaturizer(version=2)
-    featurize_cached(fz, samples, tmp_path)
+    featurize_cached(fz, samples, tmp_path, role="pool")
     assert len(fz.computed) == 5
     assert len(list((tmp_path / "features").iterdir())) == 2
 
@@ -148,19 +148,19 @@ def _corrupt_hashes_only(path):
                                      _corrupt_hashes_only])
 def test_corrupt_shard_is_dropped_and_recomputed(tmp_path, corrupt):
     samples = _samples(TEXTS)
-    featurize_cached(CountingFeaturizer(), samples, tmp_path)
+    featurize_cached(CountingFeaturizer(), samples, tmp_path, role="pool")
     shards = sorted(tmp_path.glob("features/fake-*/shard-*.npz"))
     bad = shards[1]  # holds samples 2 and 3
     corrupt(bad)
     fz = CountingFeaturizer()
     stats = FeaturizeStats()
-    out = featurize_cached(fz, samples, tmp_path, stats=stats)
+    out = featurize_cached(fz, samples, tmp_path, stats=stats, role="pool")
     assert sorted(fz.computed) == ["2", "3"]
     assert (stats.cache_hits, stats.computed) == (3, 2)
     np.testing.assert_allclose(_dense(out), _expected(samples))
     # the rewritten cache is healthy: a third pass computes nothing
     again = CountingFeaturizer()
-    np.testing.assert_allclose(_dense(featurize_cached(again, samples, tmp_path)), _expected(samples))
+    np.testing.assert_allclose(_dense(featurize_cached(again, samples, tmp_path, role="pool")), _expected(samples))
     assert again.calls == 0
 
 
@@ -190,3 +190,35 @@ def test_lookup_after_write_in_same_object(tmp_path):
     np.testing.assert_allclose(found[2], _vector("x"))
     assert (cache.dir / "config.json").exists()
     assert not list(cache.dir.glob(".tmp-*"))
+
+
+class SidedFeaturizer(CountingFeaturizer):
+    """Treats the sides differently, as LESS and mona's top-m storage do: the role is in its key and its vectors."""
+
+    name = "sided"
+
+    def key_config(self):
+        return {**super().key_config(), "role": self.role}
+
+    def featurize(self, samples: Sequence[Sample]) -> Iterator[FeatureBlock]:
+        for block in super().featurize(samples):
+            scale = 2.0 if self.role == "target" else 1.0
+            yield FeatureBlock(block.positions, block.matrix * scale, block.tokens)
+
+
+def test_the_side_is_named_per_call_and_keys_the_cache(tmp_path):
+    """The role given to featurize_cached reaches the featurizer for that call only (its attribute is back to
+    what it was after), and pool and target vectors of the same text are cached apart."""
+    fz = SidedFeaturizer()
+    samples = _samples(TEXTS[:3])
+    pool = _dense(featurize_cached(fz, samples, tmp_path, role="pool"))
+    target = _dense(featurize_cached(fz, samples, tmp_path, role="target"))
+    assert fz.role == "pool"
+    np.testing.assert_allclose(target, 2 * pool)
+    assert fz.calls == 2  # the target side missed the pool side's cache entries
+    again = _dense(featurize_cached(fz, samples, tmp_path, role="target"))
+    assert fz.calls == 2
+    np.testing.assert_allclose(again, target)
+    with pytest.raises(ValueError, match="role must be one of"):
+        featurize_cached(fz, samples, tmp_path, role="targets")
+    assert fz.role == "pool"

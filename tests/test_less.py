@@ -60,16 +60,15 @@ def test_per_sample_gradients_equal_autograd_on_each_sample_alone(warm, samples)
     pool, _ = samples
     batch = pool[:5]  # different lengths: the batch is padded; with and without an assistant turn
     f = warm
-    f.role = "target"  # plain (SGD) gradients
-    batched = f._grads(f._encode(batch), f._tokens()[1])
+    with f.acting_as("target"):  # plain (SGD) gradients
+        batched = f._grads(f._encode(batch), f._tokens()[1])
     assert batched.shape == (5, f._grads.dim)
     for i, sample in enumerate(batch):
         direct = _direct_grad(f, sample)
         assert direct.abs().max() > 0
         torch.testing.assert_close(batched[i], direct, atol=1e-5, rtol=1e-4)
     # pool rows: LESS's Adam gradient of the same per-sample gradient
-    f.role = "pool"
-    adam = f.gradients(batch[:2])
+    adam = f.gradients(batch[:2])  # the default role, pool
     m, v = f._flat_moments
     for i in range(2):
         torch.testing.assert_close(adam[i], less.adam_gradient(_direct_grad(f, batch[i])[None], m, v,

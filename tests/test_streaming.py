@@ -28,7 +28,7 @@ def test_chunked_pool_gives_the_same_selection(files, model_dir, sae_dir, monkey
     original = pipeline.featurize_cached
 
     def spy(featurizer, samples, *args, **kwargs):
-        if featurizer.role == "pool":
+        if kwargs["role"] == "pool":
             seen.append(len(samples))
         return original(featurizer, samples, *args, **kwargs)
 

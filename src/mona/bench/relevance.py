@@ -191,15 +191,13 @@ def prefetch_lm_methods(options: Sequence[MethodOptions], suite: Suite, cache_di
         # each in its own role: a pool vector may be stored compactly (top-m) under a key of its own, so targets
         # filled as pool rows would miss later and be computed again, one model load per target set
         for role, samples in (("pool", pool), ("target", targets)):
-            for f in featurizers:
-                f.role = role
             offset = stats.samples
 
             def update(done: int, tokens: int, offset: int = offset) -> None:
                 if progress:
                     progress.update(offset + done, stats.tokens + tokens)
 
-            part = prefetch_shared(featurizers, samples, cache_dir, update)
+            part = prefetch_shared(featurizers, samples, cache_dir, update, role=role)
             for name in ("samples", "cache_hits", "computed", "tokens", "seconds"):
                 setattr(stats, name, getattr(stats, name) + getattr(part, name))
     finally:

@@ -82,9 +82,8 @@ def run_scoring_bench(n_rows: int, *, source: Path, target: Path, top_m: int | N
 
     # mona's default representation, stored whole (the truncation is applied here)
     featurizer = get_method("mona").build(MethodOptions(sae=sae, top_m=0), LMRunner(lm or LMConfig()))
-    vectors = sp.csr_matrix(featurize_cached(featurizer, read_samples(source), cache_dir))
-    featurizer.role = "target"
-    proto = prototype(featurize_cached(featurizer, read_samples(target), cache_dir))
+    vectors = sp.csr_matrix(featurize_cached(featurizer, read_samples(source), cache_dir, role="pool"))
+    proto = prototype(featurize_cached(featurizer, read_samples(target), cache_dir, role="target"))
     if top_m is not None:
         proto = np.append(proto, 0.0)  # the left-out-mass column (features.pooling.keep_top_m)
     shards = work_dir / f"rows-{n_rows}-m{top_m or 'full'}"

@@ -47,8 +47,9 @@ def measure_top_m(suite: Suite, k: int, ms: Sequence[int], cache_dir: Path | Non
     featurizer = get_method("mona").build(MethodOptions(sae=sae, top_m=0), LMRunner(lm or LMConfig()))
     pool = _samples(suite.pool)
     ids = [s.id for s in pool]
-    full = sp.csr_matrix(featurize_cached(featurizer, pool, cache_dir))
-    protos = [prototype(featurize_cached(featurizer, _samples(t.rows), cache_dir)) for t in suite.targets]
+    full = sp.csr_matrix(featurize_cached(featurizer, pool, cache_dir, role="pool"))
+    protos = [prototype(featurize_cached(featurizer, _samples(t.rows), cache_dir, role="target"))
+              for t in suite.targets]
     full_top = [set(rank(ids, generalized_jaccard(full, p))[:k].tolist()) for p in protos]
     full_l1 = np.asarray(full.sum(axis=1)).ravel()
     rows = []

@@ -55,8 +55,8 @@ def explain(chosen: Sequence[Sample], targets: Sequence[Sample], options: Method
     featurizer = get_method(options.method).build(replace(options, top_m=0), runner)
     if not isinstance(featurizer, MonaFeaturizer):
         raise ConfigError(f"explanations are in SAE latents: method {options.method} has none (use mona)")
-    proto = prototype(featurize_cached(featurizer, list(targets), cache_dir))
-    vectors = featurize_cached(featurizer, list(chosen), cache_dir)
+    proto = prototype(featurize_cached(featurizer, list(targets), cache_dir, role="target"))
+    vectors = featurize_cached(featurizer, list(chosen), cache_dir, role="pool")
     labels = (load_labels(featurizer.sae_path) or {}).get("latents", {})
     lm = runner.lm(sites=(featurizer.site,))
     layer = runner.resolved_layer()

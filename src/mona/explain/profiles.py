@@ -80,7 +80,7 @@ def plot_profiles(sets: dict[str, list[Sample]], out: Path, *, config: LMConfig 
     fig, axes = plt.subplots(2, 1, figsize=(12, 7.5), constrained_layout=True)
     summary: dict = {"sets": {n: len(sets[n]) for n in names}, "panels": {}}
     for ax, (title, featurizer) in zip(axes, panels, strict=True):
-        vectors = _dense(featurize_cached(featurizer, samples, cache_dir))
+        vectors = _dense(featurize_cached(featurizer, samples, cache_dir, role="pool"))
         units = top_variant_units(vectors, n_units)
         # order the units by which set they favour, so each set's units sit together
         means = np.stack([vectors[labels == i][:, units].mean(axis=0) for i in range(len(names))])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,6 +17,8 @@ from mona.data.formats import Sample
 Matrix = sp.csr_matrix | np.ndarray
 # progress(samples_done, tokens_done) after each unit of work
 ProgressFn = Callable[[int, int], None]
+# the two sides of a selection; a representation may treat them differently (Featurizer.role)
+ROLES = ("pool", "target")
 
 
 @dataclass
@@ -41,9 +44,23 @@ class Featurizer(ABC):
     `text_key` gives the per-sample text whose hash completes the key."""
 
     name: ClassVar[str]
-    # "pool" or "target": set by the pipeline before featurizing each side. Most representations ignore it; one
-    # that treats the sides differently (LESS: Adam vs plain gradients) must include it in `key_config`.
+    # "pool" or "target", the side being featurized. Callers never set it: they name the side in every call of
+    # featurize_cached / prefetch_shared / a ComputeFn, which hold it for the call (`acting_as`). Most
+    # representations ignore it; one that treats the sides differently (LESS: Adam vs plain gradients; mona's
+    # top-m storage of pool rows) must include it in `key_config`.
     role: str = "pool"
+
+    @contextmanager
+    def acting_as(self, role: str) -> Iterator[Featurizer]:
+        """This featurizer featurizing one side ("pool" or "target") for the duration of the block; the role
+        it had before is restored after."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        before, self.role = self.role, role
+        try:
+            yield self
+        finally:
+            self.role = before
 
     def prepare(self, pool: Sequence[Sample], cache_dir: Path | None) -> None:
         """Corpus-level set-up, called by the pipeline once before any featurization (default: nothing). Keep it
@@ -61,3 +78,13 @@ class Featurizer(ABC):
     @abstractmethod
     def featurize(self, samples: Sequence[Sample]) -> Iterator[FeatureBlock]:
         """Compute vectors, in blocks small enough to cache as they arrive."""
+
+
+@dataclass
+class MethodScores:
+    """What a text scorer may return instead of bare scores: the scores plus what the run's summary should say
+    (MATES: its influence model's held-out Spearman) and the same as numbers (for the benchmarks)."""
+
+    scores: np.ndarray
+    notes: tuple[str, ...] = ()
+    metrics: dict[str, float] = field(default_factory=dict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +39,17 @@ class FeaturizeStats:
 
 def featurize_cached(featurizer: Featurizer, samples: Sequence[Sample], cache_dir: Path | None,
                      progress: ProgressFn | None = None, stats: FeaturizeStats | None = None,
-                     compute: ComputeFn | None = None) -> Matrix:
-    """Vectors of `samples` in order. With `cache_dir=None` nothing is cached. `compute` replaces
-    `featurizer.featurize` for the cache misses (same blocks, computed elsewhere)."""
+                     compute: ComputeFn | None = None, *, role: str) -> Matrix:
+    """Vectors of `samples` in order, as one side of a selection (`role`: "pool" or "target"; it enters the
+    cache key of representations that treat the sides differently). With `cache_dir=None` nothing is cached.
+    `compute` replaces `featurizer.featurize` for the cache misses (same blocks, computed elsewhere)."""
+    with featurizer.acting_as(role):
+        return _featurize_cached(featurizer, samples, cache_dir, progress, stats, compute)
+
+
+def _featurize_cached(featurizer: Featurizer, samples: Sequence[Sample], cache_dir: Path | None,
+                      progress: ProgressFn | None, stats: FeaturizeStats | None, compute: ComputeFn | None
+                      ) -> Matrix:
     stats = stats if stats is not None else FeaturizeStats()
     t0 = time.perf_counter()
     hashes = [text_hash(featurizer.text_key(s)) for s in samples]
@@ -81,9 +90,18 @@ def featurize_cached(featurizer: Featurizer, samples: Sequence[Sample], cache_di
 
 
 def prefetch_shared(featurizers: Sequence[Featurizer], samples: Sequence[Sample], cache_dir: Path,
-                    progress: ProgressFn | None = None) -> FeaturizeStats:
+                    progress: ProgressFn | None = None, *, role: str) -> FeaturizeStats:
     """Fill the cache of several LM representations that share one runner with one forward pass per batch
-    (the benchmark asks for mona, neurons and hidden of the same model and layer together)."""
+    (the benchmark asks for mona, neurons and hidden of the same model and layer together), as one side of a
+    selection (`role`, as in featurize_cached)."""
+    with ExitStack() as stack:
+        for f in featurizers:
+            stack.enter_context(f.acting_as(role))
+        return _prefetch_shared(featurizers, samples, cache_dir, progress)
+
+
+def _prefetch_shared(featurizers: Sequence[Featurizer], samples: Sequence[Sample], cache_dir: Path,
+                     progress: ProgressFn | None) -> FeaturizeStats:
     from mona.features.lm import LMFeaturizer, run_lm_featurizers_multi
 
     stats = FeaturizeStats(samples=len(samples))

@@ -58,7 +58,6 @@ from mona.features.options import LessOptions, MethodSettings
 from mona.models import model_fingerprint
 from mona.models.truncated import length_batches
 
-ROLES = ("pool", "target")
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # AdamW's defaults, also used for the Adam gradient
 KEY_VERSION = 1
 
@@ -370,7 +369,6 @@ class LessFeaturizer(Featurizer):
         self.config = config or LessOptions()
         self.config.check()
         self.seed = seed
-        self.role = "pool"
         self.cache_dir: Path | None = None
         self._warmup_rows: list[Sample] | None = None
         self._warmup_hashes: list[str] = []
@@ -415,8 +413,6 @@ class LessFeaturizer(Featurizer):
                 "lora_alpha": c.alpha, "lora_targets": list(c.lora_targets), "betas": [BETA1, BETA2], "eps": EPS}
 
     def key_config(self) -> dict[str, Any]:
-        if self.role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES}, got {self.role!r}")
         return {**self.warmup_key(), "method": self.name, "role": self.role,
                 "gradient": "adam" if self.role == "pool" else "sgd", "projection": "rademacher-chunked",
                 "proj_dim": self.config.proj_dim, "proj_seed": self.seed,
@@ -508,8 +504,6 @@ class LessFeaturizer(Featurizer):
         return grads
 
     def featurize(self, samples: Sequence[Sample]) -> Iterator[FeatureBlock]:
-        if self.role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES}, got {self.role!r}")
         self._ensure_model()
         assert self._projection is not None
         encoded = self._encode(samples)

@@ -141,13 +141,12 @@ class PreparedMethod:
         `done_before` (a chunk of a streamed pool)."""
         assert self.featurizer is not None
         progress = self.progress
-        self.featurizer.role = role
         if bar and progress:
             progress.start(role, len(samples))
         try:
             return featurize_cached(self.featurizer, samples, self.cache_dir,
                                     (lambda d, t: progress.update(done_before + d, t)) if progress else None,
-                                    stats, self.compute)
+                                    stats, self.compute, role=role)
         finally:
             if bar and progress:
                 progress.finish()

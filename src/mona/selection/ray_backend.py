@@ -149,11 +149,12 @@ class FeaturizeActor:
 
     def __init__(self, options: MethodOptions, role: str) -> None:
         self.featurizer = build_featurizer(options)
-        self.featurizer.role = role  # pool and target vectors may differ (mona --top-m truncates pool rows only)
+        self.role = role  # pool and target vectors may differ (mona --top-m truncates pool rows only)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         samples = [pickle.loads(blob) for blob in batch["sample"]]
-        return to_columns(batch["position"], self.featurizer.featurize(samples))
+        with self.featurizer.acting_as(self.role):
+            return to_columns(batch["position"], self.featurizer.featurize(samples))
 
 
 def _ragged(rows: list[np.ndarray]) -> np.ndarray:
