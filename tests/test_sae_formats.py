@@ -264,8 +264,9 @@ def test_gemma_scope_jumprelu_without_b_dec_subtraction(tmp_path):
 
 # --- Llama Scope -----------------------------------------------------------------------------------------------
 
-def test_llama_scope_dataset_wise_norm_and_scalar_threshold(tmp_path):
-    w = _weights(9)
+@pytest.mark.parametrize("with_decoder_norm", [True, False])
+def test_llama_scope_dataset_wise_norm_and_scalar_threshold(tmp_path, with_decoder_norm):
+    w = _weights(9)  # decoder rows of norms between 0 and 2, as Llama Scope's (init_decoder_norm 0.5, not fixed)
     folder = tmp_path / "Llama3_1-8B-Base-LXR-8x" / "Llama3_1-8B-Base-L2R-8x"
     (folder / "checkpoints").mkdir(parents=True)
     average, threshold = 7.5, 0.3
@@ -273,17 +274,23 @@ def test_llama_scope_dataset_wise_norm_and_scalar_threshold(tmp_path):
         "hook_point_in": "blocks.2.hook_resid_post", "hook_point_out": "blocks.2.hook_resid_post",
         "d_model": D_IN, "d_sae": D_SAE, "act_fn": "jumprelu", "jump_relu_threshold": threshold,
         "norm_activation": "dataset-wise", "dataset_average_activation_norm": {"in": average, "out": average},
-        "apply_decoder_bias_to_pre_encoder": False, "use_decoder_bias": True, "sparsity_include_decoder_norm": True,
-        "top_k": 50}))
+        "apply_decoder_bias_to_pre_encoder": False, "use_decoder_bias": True,
+        "sparsity_include_decoder_norm": with_decoder_norm, "top_k": 50}))
     save_file({"encoder.weight": w["W_enc"].T.contiguous(), "encoder.bias": w["b_enc"],
                "decoder.weight": w["W_dec"].T.contiguous(), "decoder.bias": w["b_dec"]},
               str(folder / "checkpoints" / "final.safetensors"))
     x = _x()
-    # lm_saes SparseAutoEncoder.encode: x * sqrt(d_model) / dataset norm, encoder, pre where pre > threshold
+    # lm_saes SparseAutoEncoder.encode: x * sqrt(d_model) / dataset norm, encoder; the mask compares the
+    # pre-activations times each decoder row's norm (sparsity_include_decoder_norm) with the threshold; the code
+    # is the pre-activation itself
     pre = (x * math.sqrt(D_IN) / average) @ w["W_enc"] + w["b_enc"]
-    _check(folder, pre.where(pre > threshold, 0), x)
-    _check(folder.parent, pre.where(pre > threshold, 0), x, layer=2)  # the release folder, picked by layer
+    scores = pre * w["W_dec"].norm(dim=1) if with_decoder_norm else pre
+    reference = pre * (scores > threshold)
+    _check(folder, reference, x)
+    _check(folder.parent, reference, x, layer=2)  # the release folder, picked by layer
     assert sae_metadata(folder)["layer"] == 2
+    plain = pre * (pre > threshold)
+    assert torch.equal(reference > 0, plain > 0) != with_decoder_norm  # the flag matters
 
 
 # --- dictionary_learning ---------------------------------------------------------------------------------------

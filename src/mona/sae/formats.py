@@ -10,7 +10,8 @@ a `tensors` (the weights as mona.sae.spec.Sae takes them). What each follows:
 - Gemma Scope: `layer_N/width_W/average_l0_L/params.npz` under its release folder (`gemma-scope-2b-pt-res`, ...);
   the JumpReLUSAE of the Gemma Scope tutorial (no b_dec subtraction).
 - Llama Scope: `hyperparams.json` + `checkpoints/final.safetensors`; lm_saes `SparseAutoEncoder.encode` and
-  `compute_norm_factor` (dataset-wise norm sqrt(d_model) / E|x| times the input, scalar JumpReLU threshold).
+  `compute_norm_factor` (dataset-wise norm sqrt(d_model) / E|x| times the input, scalar JumpReLU threshold on
+  pre-activations times the decoder norms, `sparsity_include_decoder_norm`).
 - dictionary_learning: `ae.pt` + `config.json` (trainer.dict_class); `AutoEncoder`, `AutoEncoderTopK`,
   `BatchTopKSAE` (its inference threshold), `JumpReluAutoEncoder`, `GatedAutoEncoder` `encode`.
 - OpenAI GPT-2: `<location>_v5_*/autoencoders/N.pt`; `sparse_autoencoder.model.Autoencoder.from_state_dict`
@@ -229,7 +230,8 @@ def _describe_llama_scope(path: Path) -> SaeSpec:
         site = Site("mlp_in", site.layer, f"{hook_in} -> {hp['hook_point_out']}")
     if hp.get("use_glu_encoder"):
         raise _refuse("Llama Scope SAE with a GLU encoder is not supported", hp_path)
-    mode = hp.get("norm_activation", "dataset-wise")
+    # missing keys take lm_saes BaseSAEConfig's defaults (the releases write them all)
+    mode = hp.get("norm_activation", "token-wise")
     d_model = int(hp["d_model"])
     if mode == "dataset-wise":  # lm_saes compute_norm_factor: sqrt(d_model) / dataset average norm of the input
         average = (hp.get("dataset_average_activation_norm") or {}).get("in")
@@ -246,7 +248,7 @@ def _describe_llama_scope(path: Path) -> SaeSpec:
     if act not in ("jumprelu", "relu"):
         raise _refuse(f"Llama Scope act_fn {act!r} is not supported (jumprelu, relu)", hp_path)
     weights = path / "checkpoints" / "final.safetensors"
-    apply = bool(hp.get("use_decoder_bias", True) and hp.get("apply_decoder_bias_to_pre_encoder", False))
+    apply = bool(hp.get("use_decoder_bias", True) and hp.get("apply_decoder_bias_to_pre_encoder", True))
     return SaeSpec("llama-scope", act, site, weights, apply_b_dec=apply, input_norm=norm, input_scale=scale,
                    raw=hp)
 
@@ -259,9 +261,14 @@ def _tensors_llama_scope(spec: SaeSpec) -> Tensors:
     d_model = w["encoder.weight"].shape[1]
     out = {"W_enc": w["encoder.weight"], "b_enc": w["encoder.bias"], "W_dec": w["decoder.weight"].T,
            "b_dec": w.get("decoder.bias", torch.zeros(d_model))}
-    if spec.architecture == "jumprelu":  # one threshold for every latent, on the normalized input's pre-acts
-        threshold = float(spec.raw.get("jump_relu_threshold", 0.0))
-        out["threshold"] = torch.full((w["encoder.weight"].shape[0],), threshold)
+    if spec.architecture == "jumprelu":
+        # lm_saes SparseAutoEncoder.encode: the mask is (pre * |W_dec[i]| > threshold) when
+        # sparsity_include_decoder_norm (its default, and true in the Llama Scope releases), the code is pre; that
+        # is pre > threshold / |W_dec[i]|, one threshold per latent (a zero decoder row never fires)
+        threshold = torch.full((w["encoder.weight"].shape[0],), float(spec.raw.get("jump_relu_threshold", 0.0)))
+        if spec.raw.get("sparsity_include_decoder_norm", True):
+            threshold = threshold / out["W_dec"].float().norm(dim=1)
+        out["threshold"] = threshold
     return out
 
 
