@@ -148,14 +148,16 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
     pool_m = vectors(pool, "pool") if vectors is not None else None
     for target in suite.targets:
         t0 = time.perf_counter()
-        scores, pool_stats, target_stats, _, groups = compute_scores(pool, _samples(target.rows), options, cache_dir,
-                                                                  progress)
+        result = compute_scores(pool, _samples(target.rows), options, cache_dir, progress)
+        scores, pool_stats, target_stats, groups = (result.scores, result.pool_stats, result.target_stats,
+                                                    result.group_scores)
         generic = None
         if vectors is not None and pool_m is not None:  # how much of the score generic latents carry
             target_m = vectors(_samples(target.rows), "target")
             width = min(pool_m.shape[1], target_m.shape[1])  # compact pool vectors carry a left-out-mass column
             generic = (pool_m[:, :width], prototype(target_m[:, :width]))
-        run.per_target[target.name] = evaluate(ids, scores, groups, target.relevant, k, words, generic)
+        run.per_target[target.name] = {**evaluate(ids, scores, groups, target.relevant, k, words, generic),
+                                        **(result.metrics or {})}
         for stats in (pool_stats, target_stats):
             if stats.computed:
                 run.featurize_seconds += stats.seconds

@@ -259,6 +259,30 @@ class RdsOptions:
 
 
 @dataclass(frozen=True)
+class MatesOptions:
+    """MATES (Yu et al. 2024), adapted: oracle influence (target-loss drop after one AdamW step from LESS's
+    warm-up state) probed on a seeded sample of pool rows, a ridge regressor on pooled hidden states fitted to it,
+    the pool ranked by its predictions (--mates-gumbel: Gumbel top-k)"""
+
+    prefix: ClassVar[str] = "mates"
+    probes: int = opt(200, "mates: pool rows whose oracle influence is probed (seeded by --seed).")
+    reference_rows: int = opt(8, "mates: target rows in the reference loss (a seeded sample when there are more).")
+    gumbel: bool = opt(False, "mates: Gumbel top-k on the predicted influence (seeded by --seed) instead of top-k.")
+    temperature: float = opt(0.5, "mates: temperature of --mates-gumbel (MATES' --temp).")
+    holdout: float = 0.1  # share of the probes held out to choose the regressor and report its Spearman (MATES)
+    alphas: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0)  # ridge penalties tried
+
+    def check(self) -> None:
+        """Refuse sizes the influence model cannot be fitted with."""
+        if self.probes < 10:
+            raise ConfigError(f"--mates-probes must be at least 10 (some are held out), got {self.probes}")
+        if self.reference_rows < 1:
+            raise ConfigError(f"--mates-reference-rows must be at least 1, got {self.reference_rows}")
+        if not self.temperature > 0:
+            raise ConfigError(f"--mates-temperature must be positive, got {self.temperature}")
+
+
+@dataclass(frozen=True)
 class RandomOptions:
     """seeded uniform sample"""
 

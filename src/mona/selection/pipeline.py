@@ -15,7 +15,7 @@ from mona.data.formats import Rejected, Sample, id_kind, raw_row
 from mona.data.ids import IdColumn, scan_samples
 from mona.data.readers import iter_samples, read_samples, row_records, samples_of, validate_samples
 from mona.errors import ConfigError, InputError, Interrupted, MissingFileError
-from mona.features.base import Matrix
+from mona.features.base import Matrix, MethodScores
 from mona.features.cached import ComputeFn, FeaturizeStats, featurize_cached
 from mona.features.lm import LMRunner
 from mona.outputs import OutputSet, check_output_dir, check_outputs, write_quarantine, write_scores, write_selection
@@ -75,6 +75,8 @@ class ScoreSet(NamedTuple):
     target_stats: FeaturizeStats
     truncated: int
     group_scores: np.ndarray | None = None
+    notes: tuple[str, ...] = ()  # what the method adds to the summary (features.base.MethodScores)
+    metrics: dict[str, float] | None = None  # the same as numbers
 
 
 def target_groups(targets: Sequence[Sample], field: str) -> dict[str, list[int]]:
@@ -174,6 +176,8 @@ class PoolScorer:
                         and self.options.similarity == "jaccard")
         self.proto = prototype(self.target_matrix) if self.bounded else None
         self.upper: list[np.ndarray] = []
+        self.notes: list[str] = []  # a text scorer's lines for the summary (features.base.MethodScores)
+        self.metrics: dict[str, float] = {}
 
     @property
     def truncated(self) -> int:
@@ -184,8 +188,12 @@ class PoolScorer:
         """(scores, per-subtask score columns or None) of these pool rows; `done_before` offsets the progress
         of a chunk within a streamed pool (the caller starts and finishes the bar)."""
         if not self.spec.featurizes:
-            return np.asarray(self.spec.text_scorer()(pool, self.targets, self.options, self.method.cache_dir),
-                              dtype=np.float64), None
+            out = self.spec.text_scorer()(pool, self.targets, self.options, self.method.cache_dir)
+            if isinstance(out, MethodScores):
+                self.notes += out.notes
+                self.metrics.update(out.metrics)
+                out = out.scores
+            return np.asarray(out, dtype=np.float64), None
         matrix = self.method.featurize(pool, "pool", self.pool_stats, done_before=done_before)
         return self.score_matrix(matrix)
 
@@ -225,7 +233,8 @@ def compute_scores(pool: list[Sample], targets: list[Sample], options: MethodOpt
     finally:
         if bar:
             progress.finish()
-    return ScoreSet(scores, scorer.pool_stats, scorer.target_stats, scorer.truncated, groups)
+    return ScoreSet(scores, scorer.pool_stats, scorer.target_stats, scorer.truncated, groups, tuple(scorer.notes),
+                    scorer.metrics)
 
 
 def _chunks(samples: Iterator[Sample], size: int) -> Iterator[list[Sample]]:
@@ -479,4 +488,4 @@ def _select(config: SelectConfig, progress: Progress | None, run: _Run, pool_row
                      scorer.target_stats, time.perf_counter() - t0, scorer.truncated, rejects or [], quarantine,
                      scorer.truncation_report(pool.scores, order, n),
                      pool.skipped_parts + sum(s.skipped_parts for s in targets), pool.id_kinds,
-                     config.options.lm.max_length, scorer.method.dtype)
+                     config.options.lm.max_length, scorer.method.dtype, notes=tuple(scorer.notes))

@@ -19,6 +19,7 @@ from mona.features.options import (
     HiddenOptions,
     LessOptions,
     Llm2VecOptions,
+    MatesOptions,
     MonaOptions,
     MonaPaperOptions,
     NeuronOptions,
@@ -100,6 +101,7 @@ METHODS: dict[str, MethodSpec] = {
     "less": MethodSpec(LessOptions, "mona.features.less:LessFeaturizer", "mona.features.less:less_scorer",
                        rowwise=False),
     "llm2vec": MethodSpec(Llm2VecOptions, "mona.features.llm2vec:LLM2VecFeaturizer"),
+    "mates": MethodSpec(MatesOptions, text="mona.features.mates:mates_scores", rowwise=False),
     "rds": MethodSpec(RdsOptions, "mona.features.rds:RdsFeaturizer", "mona.features.rds:rds_scorer"),
     "random": MethodSpec(RandomOptions, text="mona.features.random:random_scores"),
 }

@@ -38,6 +38,7 @@ class Selection:
     id_kinds: np.ndarray | None = None  # JSON type of each pool id (formats.id_kind); None: all strings
     max_length: int | None = None  # the selection model's tokens per row (LM methods)
     dtype: str | None = None  # the selection model's dtype and why (methods that run it)
+    notes: tuple[str, ...] = ()  # what the method adds to the summary (MATES: its influence model's Spearman)
 
     @property
     def ids(self) -> list[str]:
@@ -108,6 +109,7 @@ class Selection:
             gap, certified = self.top_m
             parts.append(f"top-m storage: scores low by at most {gap:.2e}, selection "
                          + ("certified unchanged" if certified else "not certified (bounds overlap)"))
+        parts += self.notes
         dest = f" -> {out}" if out is not None else ""
         return (f"selected {self.n_selected} of {len(self.pool_ids)} rows with {self.method} in {self.seconds:.1f} s "
                 f"({', '.join(parts)}){dest}")

@@ -1,0 +1,105 @@
+"""MATES: the oracle influence is one real AdamW step from LESS's warm-up state (checked against torch's AdamW),
+the influence model's fit and held-out Spearman, and `mona select --method mates` with its cache and Gumbel
+top-k."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import mona
+from conftest import sentences
+from mona.data.formats import Record, to_sample
+from mona.errors import ConfigError
+from mona.features.less import BETA1, BETA2, EPS, _pad, lora_parameters, per_sample_losses
+from mona.features.lm import LMRunner
+from mona.features.mates import InfluenceProbe, fit_influence_model, mates_scores
+from mona.features.options import LessOptions, LMConfig, MatesOptions
+from mona.selection.registry import MethodOptions, with_defaults
+
+
+def _samples(texts: list[str], answer: str = "the sum is four"):
+    rows = [{"messages": [{"role": "user", "content": t}, {"role": "assistant", "content": answer}]} for t in texts]
+    return [to_sample(Record(row, i, i + 1)) for i, row in enumerate(rows)]
+
+
+def test_oracle_influence_is_one_adamw_step_from_the_warm_state(model_dir, tmp_path):
+    pool = _samples(sentences(10, seed=4))
+    refs = _samples(["what is two plus two", "add three numbers"])
+    probe = InfluenceProbe(LMRunner(LMConfig(model=str(model_dir))), LessOptions(warmup_samples=4), seed=0)
+    probe.prepare(pool, tmp_path)
+    got = probe.oracle_influence(pool[:3], refs)
+    state = probe.ensure_warm()
+    model = probe._model
+    params = lora_parameters(model)
+    for n, p in params.items():  # the probe left the warm state as it found it
+        torch.testing.assert_close(p.detach(), state.lora[n])
+    warm = {n: p.detach().clone() for n, p in params.items()}
+    pad = probe._tokens()[1]
+
+    def ref_loss() -> float:
+        with torch.no_grad():
+            return float(per_sample_losses(model, *_pad(probe._encode(refs), pad)).mean())
+
+    before = ref_loss()
+    for i, row in enumerate(pool[:3]):
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(warm[n])
+        optimizer = torch.optim.AdamW(list(params.values()), lr=probe.config.lr, betas=(BETA1, BETA2), eps=EPS,
+                                      weight_decay=0.0)
+        for n, p in params.items():
+            optimizer.state[p] = {"step": torch.tensor(float(state.step)), "exp_avg": state.exp_avg[n].clone(),
+                                  "exp_avg_sq": state.exp_avg_sq[n].clone()}
+        loss = per_sample_losses(model, *_pad(probe._encode([row]), pad)).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        np.testing.assert_allclose(got[i], before - ref_loss(), rtol=1e-3, atol=1e-7)
+    assert np.abs(got).max() > 0
+
+
+def test_influence_model_ranks_a_learnable_influence():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 6))
+    signal = x @ np.array([2.0, -1.0, 0.5, 0.0, 0.0, 0.0])
+    model, rho, alpha, held = fit_influence_model(x, signal + 0.1 * rng.normal(size=200), MatesOptions(), seed=0)
+    assert held == 20 and rho > 0.9 and alpha in MatesOptions().alphas
+    assert np.corrcoef(model.predict(x), signal)[0, 1] > 0.95
+    _, noise_rho, _, _ = fit_influence_model(x, rng.normal(size=200), MatesOptions(), seed=0)
+    assert noise_rho < rho
+
+
+def test_options_are_checked():
+    with pytest.raises(ConfigError, match="probes"):
+        MethodOptions(method="mates", params=MatesOptions(probes=3)).check()
+    with pytest.raises(ConfigError, match="temperature"):
+        MethodOptions(method="mates", params=MatesOptions(temperature=0)).check()
+
+
+def test_select_reports_spearman_is_cached_and_gumbel_is_seeded(model_dir, tmp_path, monkeypatch):
+    texts = sentences(14, seed=6)
+    pool = [{"id": f"p{i}", "messages": [{"role": "user", "content": t}, {"role": "assistant", "content": "ok"}]}
+            for i, t in enumerate(texts)]
+    target = [{"messages": [{"role": "user", "content": "add two numbers"},
+                            {"role": "assistant", "content": "the sum is four"}]}]
+    kwargs = {"method": "mates", "model": str(model_dir), "cache_dir": tmp_path / "cache", "probes": 10}
+    first = mona.select(pool, target, budget=4, **kwargs)
+    assert "held-out Spearman" in first.summary() and len(first.scores) == 14
+    calls = []
+    original = InfluenceProbe.oracle_influence
+    monkeypatch.setattr(InfluenceProbe, "oracle_influence", lambda self, *a: calls.append(1) or original(self, *a))
+    again = mona.select(pool, target, budget=4, **kwargs)
+    assert not calls and again.ids == first.ids  # the probed influences came from the cache
+    noisy = mona.select(pool, target, budget=4, gumbel=True, seed=3, **kwargs)
+    same = mona.select(pool, target, budget=4, gumbel=True, seed=3, **kwargs)
+    np.testing.assert_array_equal(noisy.scores, same.scores)
+    options = with_defaults(MethodOptions(method="mates", lm=LMConfig(model=str(model_dir)), seed=3,
+                                          params=MatesOptions(probes=10, gumbel=True)))
+    samples = [to_sample(Record(r, i, i + 1)) for i, r in enumerate(pool)]
+    plain = mates_scores(samples, [to_sample(Record(target[0], 0, 1))],
+                         with_defaults(MethodOptions(method="mates", lm=LMConfig(model=str(model_dir)), seed=3,
+                                                     params=MatesOptions(probes=10))), tmp_path / "cache")
+    gumbel = mates_scores(samples, [to_sample(Record(target[0], 0, 1))], options, tmp_path / "cache")
+    np.testing.assert_allclose(gumbel.scores, plain.scores / 0.5 + np.random.default_rng(3).gumbel(size=14))
