@@ -271,19 +271,23 @@ def bench_speed(
     model: Annotated[str | None, typer.Option(help="Selection model (default: embedded SmolLM2).")] = None,
     sae: Annotated[str | None, typer.Option(help="SAE directory (default: the shipped one).")] = None,
     layer: Annotated[int | None, typer.Option(help=LAYER_HELP)] = None,
-    dtype: Annotated[str, typer.Option(help="dtype of mona's featurization and the bare forward: fp32, bf16, "
-                                            "fp16 or int8 (dynamic quantization); the naive run stays fp32.")
-                     ] = "fp32",
+    dtype: Annotated[list[str] | None, typer.Option(help="A dtype to measure besides fp32 and bf16 (repeatable): "
+                                                         "fp16 or int8 (dynamic quantization, CPU only).")
+                     ] = None,
+    target: Annotated[Path, typer.Option(help="Target rows of the agreement check: each dtype's top-k of the "
+                                              "same rows against fp32's.")] = Path("examples/target.jsonl"),
+    k: Annotated[int, typer.Option(help="Rows selected in the agreement check.")] = 10,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
     out_md: Annotated[Path | None, typer.Option(help="Write the report as Markdown here "
                                                      "(docs/benchmarks/speed.md).")] = None,
 ) -> None:
     """Tokens/s of MoNA featurization (truncated forward + SAE + pooling), of the bare truncated forward and of a
-    naive MoNA (whole model, LM head, output_hidden_states), same rows and batches."""
+    naive MoNA (whole model, LM head, output_hidden_states), same rows and batches, in fp32, bf16 and any --dtype;
+    what --dtype auto picks here; how far each dtype's selections are from fp32's."""
     _quiet_libraries()
     from mona.bench.host import command_line, load_line
-    from mona.bench.speed import measure_speed, speed_markdown
+    from mona.bench.speed import measure_agreement, measure_speed, speed_dtypes, speed_markdown
     from mona.data.readers import read_samples
     from mona.features.options import LMConfig
     from mona.outputs import check_outputs, local_path
@@ -294,20 +298,28 @@ def bench_speed(
         import torch
 
         torch.set_num_threads(threads)
-    check_outputs({"--pool": pool, "--model": local_path(model), "--sae": local_path(sae)},
+    check_outputs({"--pool": pool, "--target": target, "--model": local_path(model), "--sae": local_path(sae)},
                   {"--out": out, "--out-md": out_md})
+    dtypes = speed_dtypes(dtype or ())
     samples = read_samples(pool)[:rows]
-    config = LMConfig(model=model, layer=layer, render=render, dtype=dtype)
-    result = measure_speed(samples, config, sae, repeats=repeats)
-    figures = result.as_dict()
-    stdout.print(f"{result.rows} rows, {result.tokens} tokens ({result.pooled_tokens} pooled), layer {result.layer}, "
-                 f"{result.dtype}; {result.machine}", highlight=False, soft_wrap=True)
+    targets = read_samples(target)
+    config = LMConfig(model=model, layer=layer, render=render)
+    result = measure_speed(samples, config, sae, repeats=repeats, dtypes=dtypes)
+    result.agreement = measure_agreement([s.record.row for s in samples],
+                                         {target.name: [t.record.row for t in targets]}, dtypes, k, model=model,
+                                         layer=layer, render=render, sae=sae)
+    stdout.print(f"{result.rows} rows, {result.tokens} tokens ({result.pooled_tokens} pooled), layer {result.layer}; "
+                 f"{result.machine}; flags {' '.join(result.cpu_flags)}; auto: {result.auto}", highlight=False,
+                 soft_wrap=True)
     stdout.print(load_line(result.load_before, result.load_after), highlight=False, soft_wrap=True)
-    stdout.print(f"bare truncated forward: {figures['forward_tok_s']} tok/s")
-    stdout.print(f"mona featurization:     {figures['mona_tok_s']} tok/s  ({figures['mona_vs_forward']:.3f}x the "
-                 "forward's rate)")
-    stdout.print(f"naive MoNA:             {figures['naive_tok_s']} tok/s  (mona runs at "
-                 f"{figures['mona_vs_naive']:.3f}x this rate)")
+    for name, rate in result.rates().items():
+        stdout.print(f"{name}: forward {rate['forward_tok_s']}, mona {rate['mona_tok_s']}, naive {rate['naive_tok_s']} "
+                     f"tok/s; mona {rate['mona_vs_fp32_mona']:.3f}x fp32 mona, {rate['mona_vs_fp32_naive']:.3f}x "
+                     "the fp32 naive run", highlight=False, soft_wrap=True)
+    for a in result.agreement:
+        stdout.print(f"{a.dtype} vs fp32: top-{a.k} overlap {a.min_overlap:.3f}, largest score difference "
+                     f"{a.max_score_diff:.2e}", highlight=False, soft_wrap=True)
+    figures = result.as_dict()
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(figures, indent=1) + "\n")
