@@ -299,7 +299,9 @@ def _dl(path: Path, dict_class: str, state: dict, layer: int = 2) -> Path:
     path.mkdir(parents=True)
     (path / "config.json").write_text(json.dumps({"trainer": {"dict_class": dict_class, "activation_dim": D_IN,
                                                               "dict_size": D_SAE, "layer": layer, "k": K,
-                                                              "submodule_name": f"resid_post_layer_{layer}"}}))
+                                                              "lm_name": "EleutherAI/pythia-70m-deduped",
+                                                              "submodule_name": f"resid_post_layer_{layer}"},
+                                                  "buffer": {"ctx_len": 128}}))
     torch.save(state, path / "ae.pt")
     return path
 
