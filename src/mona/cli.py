@@ -18,6 +18,7 @@ from mona.cli_options import Generated, generated, values_of, with_options
 from mona.display import for_display
 from mona.errors import USAGE_EXIT, ConfigError, Interrupted, MissingFileError, MonaError
 from mona.features.options import LAYER_HELP, LMConfig
+from mona.finetune.options import FinetuneConfig
 from mona.selection.config import MethodOptions, SelectConfig
 
 
@@ -768,6 +769,7 @@ def judge(
         with atomic_write(out) as fh:
             fh.write(_json.dumps({"judge": api_model or model or "smollm2-135m-instruct", "results": results},
                                  indent=1) + "\n")
+@with_options(generated(FinetuneConfig))
     stdout.print("| method | n | " + " | ".join(CRITERIA) + " | overall |", markup=False, soft_wrap=True)
     stdout.print("|---|---|" + "---|" * (len(CRITERIA) + 1), markup=False)
     for method, r in results.items():
@@ -797,12 +799,10 @@ def finetune(
 ) -> None:
     """Fine-tune the model with LoRA on DATA (loss on the assistant answers); resumes from OUT/checkpoint."""
     _quiet_libraries()
-    from mona.finetune.sft import FinetuneConfig, TrainProgress
+    from mona.finetune.sft import TrainProgress
     from mona.finetune.sft import finetune as run_finetune
 
-    config = FinetuneConfig(model=model, epochs=epochs, lr=lr, lora_r=lora_r, lora_alpha=lora_alpha,
-                            max_length=max_length, batch_tokens=batch_tokens, grad_accum=grad_accum, seed=seed,
-                            save_every=save_every, text_field=text_field)
+    config = FinetuneConfig(**values_of(finetune.__options__, values, FinetuneConfig))  # type: ignore[attr-defined]
     summary = run_finetune(data, out, config, overwrite=overwrite,
                            progress=TrainProgress(err, enabled=not quiet))
     stdout.print(f"{summary['steps']} steps on {summary['rows_trained']} rows, {summary['tokens']} tokens "

@@ -43,6 +43,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mona.data.formats import Sample
 from mona.data.readers import read_samples
 from mona.errors import ConfigError, InputError
+from mona.finetune.options import FinetuneConfig
 from mona.models.loader import DEFAULT_MODEL, load_lm, model_fingerprint
 from mona.models.truncated import length_batches
 from mona.outputs import atomic_write, check_output_dir, check_outputs, local_path
@@ -53,30 +54,6 @@ WARMUP_FRACTION = 0.05
 MAX_BATCH_SIZE = 64
 MAX_GRAD_NORM = 1.0
 IGNORE = -100
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Arguments of a fine-tuning run (all but `save_every` decide the result, so a checkpoint records them)."""
-
-    model: str | None = None
-    epochs: int = 2
-    lr: float = 2e-4
-    lora_r: int = 8
-    lora_alpha: float = 16
-    max_length: int = 512
-    batch_tokens: int = 2048
-    grad_accum: int = 1
-    seed: int = 0
-    save_every: int = 50
-    text_field: str | None = None
-
-    def check(self) -> None:
-        for name in ("epochs", "lora_r", "max_length", "batch_tokens", "grad_accum", "save_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
-        if not self.lr > 0 or not self.lora_alpha > 0:
-            raise ConfigError("--lr and --lora-alpha must be positive")
 
 
 # ---------------------------------------------------------------- chat template -> token ids and answer positions
