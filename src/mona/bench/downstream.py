@@ -43,8 +43,9 @@ from mona.bench.relevance import _samples, machine
 from mona.bench.suite import _group_of, build_suite
 from mona.errors import ConfigError
 from mona.features.lm import LMConfig
-from mona.finetune import FinetuneConfig, evaluate, finetune
-from mona.finetune.evaluate import normalise_answer
+from mona.finetune.evaluate import evaluate, normalise_answer
+from mona.finetune.options import FinetuneConfig
+from mona.finetune.sft import finetune
 from mona.outputs import atomic_write
 from mona.selection.budget import rank
 from mona.selection.pipeline import compute_scores
