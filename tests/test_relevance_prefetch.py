@@ -47,7 +47,7 @@ def test_report_has_halves_kinds_lengths_and_generic_share(tmp_path):
     json_path, md_path = write_report([mona, dense], suite, 1, "mona bench relevance", tmp_path)
     md = md_path.read_text()
     assert "| method | P@k all | half A | half B | k1 | k2 |" in md
-    assert "| mona | 0.750 | 1.000 | 0.500 | 1.000 | 0.500 | 1.000 | 2.00 | 0.30 |" in md
-    assert "| dense | 0.500 | 0.000 | 1.000 | 0.000 | 1.000 | 1.000 | 2.00 | - |" in md
+    assert "| mona | 0.750 | 1.000 | 0.500 | 1.000 | 0.500 | 1.000 | - | 2.00 | 0.30 |" in md
+    assert "| dense | 0.500 | 0.000 | 1.000 | 0.000 | 1.000 | 1.000 | - | 2.00 | - |" in md
     data = json.loads(json_path.read_text())
     assert data["methods"][0]["mean_by_half"] == {"A": 1.0, "B": 0.5}

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
 
-from mona.bench.metrics import ndcg_at_k, precision_at_k, recall_at_k
+from mona.bench.metrics import ndcg_at_k, precision_at_k, recall_at_k, target_coverage
 from mona.bench.options import RelevanceConfig
 from mona.bench.suite import Suite, TargetSet
 from mona.data.formats import Record, Sample, to_sample
@@ -23,6 +24,7 @@ from mona.features.cached import FeaturizeStats, prefetch_shared
 from mona.features.options import LMConfig
 from mona.scoring.similarity import prototype
 from mona.selection.budget import rank, round_robin
+from mona.selection.diversity import diversify
 from mona.selection.pipeline import Progress, compute_scores
 from mona.selection.registry import MethodOptions, get_method
 
@@ -46,7 +48,7 @@ class MethodRun:
         """Mean of a metric over the targets (all, or those of `kinds` and/or of one `half`)."""
         names = ([t.name for t in targets if (kinds is None or t.kind in kinds) and (half is None or t.half == half)]
                  if targets else list(self.per_target))
-        values = [self.per_target[n][metric] for n in names if n in self.per_target]
+        values = [self.per_target[n][metric] for n in names if metric in self.per_target.get(n, {})]
         return float(np.mean(values)) if values else float("nan")
 
 
@@ -77,12 +79,16 @@ def _samples(rows: Sequence[dict]) -> list[Sample]:
 
 
 def evaluate(ids: Sequence[str], scores: np.ndarray, groups: np.ndarray | None, relevant: set[str], k: int,
-             words: np.ndarray | None = None, generic: tuple[sp.csr_matrix, np.ndarray] | None = None
+             words: np.ndarray | None = None, generic: tuple[sp.csr_matrix, np.ndarray] | None = None,
+             order: np.ndarray | None = None, coverage: tuple[sp.csr_matrix, sp.csr_matrix] | None = None
              ) -> dict[str, float]:
-    """Rank by score (or round-robin over per-subtask score columns) and measure the top k. With `words` (each
-    pool row's length in words) also the mean length of the picks and of the relevant rows; with `generic`
-    (sparse pool vectors, prototype) the picks' generic_share."""
-    order = rank(ids, scores) if groups is None else round_robin(ids, groups)
+    """Rank by score (or round-robin over per-subtask score columns; `order`: that ranking already made, e.g.
+    diversified) and measure the top k. With `words` (each pool row's length in words) also the mean length of
+    the picks and of the relevant rows; with `generic` (sparse pool vectors, prototype) the picks' generic_share;
+    with `coverage` (TF-IDF vectors of the pool and of the target rows) the share of target examples the picks
+    cover (metrics.target_coverage)."""
+    if order is None:
+        order = rank(ids, scores) if groups is None else round_robin(ids, groups)
     ranked = [ids[int(i)] for i in order[:k]]
     out = {"precision": precision_at_k(ranked, relevant, k), "recall": recall_at_k(ranked, relevant, k),
            "ndcg": ndcg_at_k(ranked, relevant, k)}
@@ -92,6 +98,8 @@ def evaluate(ids: Sequence[str], scores: np.ndarray, groups: np.ndarray | None, 
         out["relevant_words"] = float(words[is_relevant].mean()) if is_relevant.any() else float("nan")
     if generic is not None:
         out["generic_share"] = generic_share(*generic, np.asarray(order[:k]))
+    if coverage is not None:
+        out["coverage"] = target_coverage(coverage[0][np.asarray(order[:k])], coverage[1])
     return out
 
 
@@ -111,12 +119,20 @@ def _sae_vectors(options: MethodOptions, cache_dir: Path | None):
     from mona.features.mona import MonaFeaturizer
     from mona.selection.pipeline import PreparedMethod
 
-    if not get_method(options.method).featurizes or cache_dir is None:
+    spec = get_method(options.method)
+    if not (spec.featurizes and spec.rowwise) or cache_dir is None:  # SAE methods are row-wise
         return None
     prepared = PreparedMethod(options, cache_dir)
     if not isinstance(prepared.featurizer, MonaFeaturizer):
         return None
     return lambda samples, role: sp.csr_matrix(prepared.featurize(samples, role, FeaturizeStats()))
+
+
+def _method_vectors(options: MethodOptions, pool: Sequence[Sample], cache_dir: Path | None):
+    """The method's own pool vectors (through the cache), for --diversity."""
+    from mona.selection.pipeline import PreparedMethod
+
+    return PreparedMethod(options, cache_dir, pool=pool).featurize(pool, "pool", FeaturizeStats())
 
 
 def row_words(samples: Sequence[Sample]) -> np.ndarray:
@@ -146,6 +162,10 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
     run = MethodRun(label)
     vectors = _sae_vectors(options, cache_dir)
     pool_m = vectors(pool, "pool") if vectors is not None else None
+    # TF-IDF of the text, the same for every method: which target example each pick resembles most
+    tfidf = TfidfVectorizer(sublinear_tf=True).fit([s.plain_text() for s in pool])
+    pool_text = tfidf.transform([s.plain_text() for s in pool])
+    method_m = _method_vectors(options, pool, cache_dir) if options.diversity else None
     for target in suite.targets:
         t0 = time.perf_counter()
         result = compute_scores(pool, _samples(target.rows), options, cache_dir, progress)
@@ -156,8 +176,13 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
             target_m = vectors(_samples(target.rows), "target")
             width = min(pool_m.shape[1], target_m.shape[1])  # compact pool vectors carry a left-out-mass column
             generic = (pool_m[:, :width], prototype(target_m[:, :width]))
-        run.per_target[target.name] = {**evaluate(ids, scores, groups, target.relevant, k, words, generic),
-                                        **(result.metrics or {})}
+        order = None
+        if method_m is not None:
+            ranked = rank(ids, scores) if groups is None else round_robin(ids, groups)
+            order = diversify(ranked, k, options.diversity, lambda positions: method_m[positions])
+        coverage = (pool_text, tfidf.transform([s.plain_text() for s in _samples(target.rows)]))
+        run.per_target[target.name] = {**evaluate(ids, scores, groups, target.relevant, k, words, generic, order,
+                                                  coverage), **(result.metrics or {})}
         for stats in (pool_stats, target_stats):
             if stats.computed:
                 run.featurize_seconds += stats.seconds
@@ -231,7 +256,8 @@ def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, 
             "targets": [{"name": t.name, "kind": t.kind, "half": t.half, "examples": len(t.rows),
                          "relevant": len(t.relevant)} for t in suite.targets],
             "methods": [{"name": r.name, "per_target": r.per_target,
-                         "mean": {m: r.mean(m) for m in ("precision", "recall", "ndcg")},
+                         "mean": {m: r.mean(m) for m in ("precision", "recall", "ndcg", "coverage",
+                                                          "influence_spearman")},
                          "mean_by_half": {h: r.mean("precision", targets=suite.targets, half=h)
                                           for h in halves(suite)},
                          "pick_length_ratio": length_ratio(r, suite.targets),
@@ -247,14 +273,15 @@ def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, 
              f"{len(suite.config.get('groups', []))} tasks (seed {suite.config.get('seed')}); "
              f"{len(suite.targets)} target sets; budget k = {k} for every method.", "",
              "## Mean precision@k", "",
-             "| method | " + " | ".join(heads) + " | nDCG@k all | picks' length / relevant rows' | generic latents' "
-             "share | featurize s | tok/s |", "|---|" + "---|" * (len(heads) + 5)]
+             "| method | " + " | ".join(heads) + " | nDCG@k all | target examples covered | picks' length / relevant "
+             "rows' | generic latents' share | featurize s | tok/s |", "|---|" + "---|" * (len(heads) + 6)]
     for r in sorted(runs, key=lambda r: -r.mean("precision")):
         tps = f"{r.tokens / r.featurize_seconds:.0f}" if r.featurize_seconds and r.tokens else "-"
         fs = f"{r.featurize_seconds:.0f}" if r.computed else "cached"
         values = [r.mean("precision", kinds, suite.targets, half) for half, kinds in cols]
         lines.append(f"| {r.name} | " + " | ".join(f"{v:.3f}" for v in values)
-                     + f" | {r.mean('ndcg'):.3f} | {length_ratio(r, suite.targets):.2f} | "
+                     + f" | {r.mean('ndcg'):.3f} | " + (f"{c:.2f}" if (c := r.mean("coverage")) == c else "-")
+                     + f" | {length_ratio(r, suite.targets):.2f} | "
                      + (f"{g:.2f}" if (g := mean_generic_share(r)) == g else "-") + f" | {fs} | {tps} |")
     lines += ["", "## Precision@k per target", "", "| target | half | relevant | words (relevant) | " +
               " | ".join(r.name for r in runs) + " |", "|---|---|---|---|" + "---|" * len(runs)]
@@ -289,6 +316,7 @@ def run_relevance(config: RelevanceConfig, command: str, out_dir: Path, cache_di
     lm = LMConfig(layer=config.layer, render=config.render)
     all_options = [MethodOptions(method=m, lm=lm, sae=config.sae, similarity=config.similarity, seed=config.seed,
                                  pooling=config.pooling, k=config.k_codes,
+                                 diversity=config.diversity if get_method(m).featurizes else 0.0,
                                  prototype=config.prototype if get_method(m).featurizes else None)
                    for m in config.method_names]
     shared, shared_stats = prefetch_lm_methods(all_options, suite, cache_dir, progress() if progress else None)
