@@ -1,23 +1,30 @@
-"""`mona bench downstream` on the tiny model: a hand-made pool, targets and evaluation rows; end to end with two
-methods, resume without redoing finished steps, the report, and the held-out split."""
+"""`mona bench downstream` on the tiny model: a hand-made pool and two tasks end to end in both settings (shared
+fine-tunes, resume without redoing finished steps, the partial report), the target formats, the paired
+statistics and verdicts, the options generated from DownstreamConfig, and the real design's held-out split."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
 import pytest
+import typer
 
 import mona.bench.downstream as downstream
 from mona.bench.downstream import (
-    DownstreamConfig,
+    TASKS,
     DownstreamData,
     DownstreamTask,
-    conclusion,
-    held_out,
+    TaskSpec,
+    _eval_row,
+    _targets,
+    check,
+    plan,
     run_downstream,
-    write_report,
 )
+from mona.bench.downstream_report import TaskStats, conclusion, write_report
+from mona.bench.options import DownstreamConfig
 from mona.errors import ConfigError
 
 MATH_Q = ["what is two plus two ?", "what is three plus two ?", "add two numbers", "what is four minus two ?",
@@ -33,15 +40,23 @@ def _rows(prefix: str, group: str, qs: list[str], answers: list[str], n: int) ->
 
 
 def _data() -> DownstreamData:
-    pool = _rows("m", "math", MATH_Q, MATH_A, 8) + _rows("c", "cook", COOK_Q, COOK_A, 8)
+    """Two target tasks (math, cook), each with 8 pool rows; `sums` is related to math."""
+    pool = (_rows("m", "math", MATH_Q, MATH_A, 8) + _rows("c", "cook", COOK_Q, COOK_A, 8)
+            + _rows("s", "sums", MATH_Q[::-1], MATH_A[::-1], 4))
     random.Random(0).shuffle(pool)
-    targets = _rows("tm", "math", MATH_Q[:3], MATH_A[:3], 3)
-    evals = [{"id": "e0", "instruction": "what is two plus two ?\nOptions:\n- four\n- five", "output": "four",
-              "group": "math"},
-             {"id": "e1", "instruction": "what is three plus two ?", "output": "five .", "group": "math"}]
-    return DownstreamData(pool, [DownstreamTask("math", targets, evals)], {"pool_size": len(pool), "per_task": 8,
-                                                                            "n_target": 3, "eval_rows": 2, "seed": 0,
-                                                                            "tasks": ["math"]})
+    math = TaskSpec("math", "math", "in-format", related=("sums",))
+    cook = TaskSpec("cook", "cook", "in-format", related=())
+    math_evals = [{"id": "e0", "instruction": "what is two plus two ?\nOptions:\n- four\n- five", "output": "four"},
+                  {"id": "e1", "instruction": "what is three plus two ?", "output": "five ."}]
+    cook_evals = [{"id": "e2", "instruction": "bake a cake", "output": "mix flour sugar eggs ."},
+                  {"id": "e3", "instruction": "stir the soup", "options": ["stir", "bake"], "output": "stir"}]
+    tasks = [DownstreamTask(math, _rows("tm", "math", MATH_Q[:3], MATH_A[:3], 3), math_evals,
+                            {r["id"] for r in pool if r["group"] == "math"}),
+             DownstreamTask(cook, _rows("tc", "cook", COOK_Q[:3], COOK_A[:3], 3), cook_evals,
+                            {r["id"] for r in pool if r["group"] == "cook"})]
+    design = {"pool_size": len(pool), "per_task": 8, "n_target": 3, "eval_rows": 2, "max_chars": 200, "seed": 0,
+              "tasks": [], "distractors": ["sums"], "groups": 3}
+    return DownstreamData(pool, tasks, design)
 
 
 @pytest.fixture
@@ -63,82 +78,176 @@ def counting(monkeypatch):
     return calls
 
 
+def _config(model_dir, sae_dir, **kw) -> DownstreamConfig:
+    base = {"tasks": "math,cook", "methods": "mona,random", "random_seeds": "0,1", "second_seed": "mona",
+            "ratio": 0.25, "ratio_figure": "0.5", "ratio_tasks": "math", "model": str(model_dir),
+            "sae": str(sae_dir), "batch_tokens": 256}
+    return DownstreamConfig(**(base | kw))
+
+
 def test_end_to_end_resume_and_report(tmp_path, model_dir, sae_dir, cache_env, counting):
     data = _data()
-    config = DownstreamConfig(methods=("mona", "random"), random_seeds=(0, 1), budget=6, model=str(model_dir),
-                              sae=str(sae_dir), epochs=1, max_new_tokens=4)
+    config = _config(model_dir, sae_dir)
     work = tmp_path / "run"
     logs: list[str] = []
     results = run_downstream(data, config, work, cache_env, log=logs.append)
-    # base + (mona, random-s0, random-s1): three fine-tunes, four evaluations
-    assert counting == {"finetune": 3, "evaluate": 4}
-    task = results["tasks"][0]
-    assert [r["label"] for r in task["runs"]] == ["mona", "random-s0", "random-s1"]
-    assert task["relevant_in_pool"] == 8 and task["eval_rows"] == 2 and task["majority_accuracy"] == 0.5
-    assert all(0.5 <= r["top_answer_share"] <= 1.0 for r in task["runs"])
-    for r in task["runs"]:
-        selected = [json.loads(line) for line in (work / "math" / r["label"] / "selection.jsonl").open()]
-        assert len(selected) == 6
-        assert r["relevant_share"] == sum(row["group"] == "math" for row in selected) / 6
-        assert 0.0 <= r["accuracy"] <= 1.0
-        assert (work / "math" / r["label"] / "ft" / "adapter" / "adapter_config.json").exists()
-    # mona ranks the math rows first for math targets on this pool
-    assert task["runs"][0]["relevant_share"] >= 0.5
+    assert results["complete"] and results["budget"] == 5  # 25 % of 20 rows, in both settings
+    runs = {(r["setting"], r["task"], r["label"]): r for r in results["runs"]}
+    # per task: mona, random-s0, random-s1, mona-ft1; math in present adds the 50 % figure runs (mona, 2 random)
+    assert len(runs) == 2 * 2 * 4 + 3
+    assert {lb for s, t, lb in runs if t == "math" and s == "present"} >= {"mona-50pct", "random-s1-50pct"}
+    # random's present-setting selection is the same rows for both tasks: trained once, evaluated per task
+    assert runs["present", "math", "random-s0"]["adapter"] == runs["present", "cook", "random-s0"]["adapter"]
+    assert runs["absent", "math", "random-s0"]["adapter"] != runs["present", "math", "random-s0"]["adapter"]
+    adapters = {r["adapter"] for r in results["runs"]}
+    assert counting == {"finetune": len(adapters), "evaluate": len(runs) + 2}  # + the base model per task
+    assert len(adapters) < len(runs)
+    for (setting, task, label), r in runs.items():
+        chosen = [json.loads(line) for line in (work / setting / task / label / "selection.jsonl").open()]
+        assert len(chosen) == (10 if label.endswith("50pct") else 5) == r["rows"]
+        assert r["task_share"] == sum(row["group"] == task for row in chosen) / len(chosen)
+        if setting == "absent":  # the task's own rows are not in its absent pool
+            assert r["task_share"] == 0
+        ev = r["eval"]
+        assert len(ev["row_nll"]) == len(ev["row_tokens"]) == 2 and ev["nll"] > 0
+        assert ev["nll"] == pytest.approx(sum(ev["row_nll"]) / sum(ev["row_tokens"]), abs=1e-5)
+    assert runs["present", "math", "mona-ft1"]["ft_seed"] == 1
+    # mona finds the math rows for math targets on this pool, and the related rows when they are absent
+    assert runs["present", "math", "mona"]["task_share"] >= 0.6
+    assert runs["absent", "math", "mona"]["related_share"] >= 0.4
     assert any("fine-tuning" in line and line.startswith("[0:") for line in logs)
 
     # A re-run redoes nothing and gives the same numbers.
     mtimes = {p: p.stat().st_mtime_ns for p in work.rglob("*.json") if p.name != "results.json"}
     again = run_downstream(data, config, work, cache_env, log=lambda _m: None)
-    assert counting == {"finetune": 3, "evaluate": 4}
+    assert counting == {"finetune": len(adapters), "evaluate": len(runs) + 2}
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
-    assert again["tasks"] == results["tasks"]
+    assert again["runs"] == results["runs"]
 
-    # A lost evaluation: --report-only leaves that run out and runs nothing; a re-run redoes it alone.
-    (work / "math" / "random-s1" / "eval.json").unlink()
+    # A lost evaluation: only_finished runs nothing and lists it; a re-run redoes that evaluation alone.
+    (work / "absent" / "cook" / "random-s1" / "eval.json").unlink()
     partial = run_downstream(data, config, work, cache_env, log=lambda _m: None, only_finished=True)
-    assert counting == {"finetune": 3, "evaluate": 4}
-    assert not partial["complete"] and [r["label"] for r in partial["tasks"][0]["runs"]] == ["mona", "random-s0"]
-    _, partial_md = write_report(partial, "mona bench downstream --report-only", 1.0, tmp_path / "out", "partial")
-    assert "Partial report" in partial_md.read_text() and "(1 of 2 seeds)" in partial_md.read_text()
-    run_downstream(data, config, work, cache_env, log=lambda _m: None)
-    assert counting == {"finetune": 3, "evaluate": 5}
-
-    json_path, md_path = write_report(results, "mona bench downstream --test", 12.5, tmp_path / "out", "down")
+    assert counting["evaluate"] == len(runs) + 2
+    assert partial["missing"] == ["absent cook random-s1"] and not partial["complete"]
+    json_path, md_path = write_report(partial, "mona bench downstream --test", 3.0, tmp_path / "out",
+                                      tmp_path / "fig", "partial")
     md = md_path.read_text()
-    assert "Command: `mona bench downstream --test`" in md and "random mean ± std" in md
-    assert "| math | 0.500 |" in md and "## Conclusion" in md and "beats random's mean on" in md
-    assert "fine-tuned runs gave the same answer to at least 90 % of the rows" in md
+    assert "Partial report" in md and "absent cook random-s1" in md and "(1 of 2 seeds)" in md
+    assert "## Against random" in md and "## MoNA against each baseline" not in md  # no baseline but random
+    assert (tmp_path / "fig" / "partial.png").stat().st_size > 0 and (tmp_path / "fig" / "partial-ratio.png").exists()
+    assert "![NLL change against random](../fig/partial.png)" in md
     report = json.loads(json_path.read_text())
-    assert report["summary"][0]["random"]["seeds"] == [r["accuracy"] for r in task["runs"][1:]]
-    assert report["wall_seconds"] == 12.5
+    assert report["summary"][0]["task"] == "math" and report["wall_seconds"] == 3.0
+    run_downstream(data, config, work, cache_env, log=lambda _m: None)
+    assert counting["evaluate"] == len(runs) + 3 and counting["finetune"] == len(adapters)
 
 
-def test_held_out_rows_avoid_pool_and_targets():
-    rows = [{"id": str(i), "instruction": f"q {i % 30}", "output": "a"} for i in range(60)]
-    pool = rows[:10]
-    targets, evals = held_out(rows, pool, 5, 15, random.Random(0))
-    pool_texts = {r["instruction"] for r in pool}
-    assert len(targets) == 5 and len(evals) == 15
-    assert not {r["instruction"] for r in evals} & (pool_texts | {r["instruction"] for r in targets})
-    assert len({r["instruction"] for r in evals}) == 15
-    assert held_out(rows, pool, 5, 15, random.Random(0)) == (targets, evals)
+def _summary(row_nll, tokens) -> dict:
+    return {"nll": sum(row_nll) / sum(tokens), "row_nll": list(row_nll), "row_tokens": list(tokens)}
 
 
-def test_conclusion_is_computed_from_the_numbers():
-    def task(name, mona, randoms):
-        runs = [{"method": "mona", "accuracy": mona}] + [{"method": "random", "accuracy": a} for a in randoms]
-        return {"name": name, "eval_rows": 100, "base": {"accuracy": 0.5}, "runs": runs}
+def _run(label, method, row_nll, tokens, ft_seed=0) -> dict:
+    return {"label": label, "method": method, "ft_seed": ft_seed, "figure": False,
+            "eval": _summary(row_nll, tokens)}
 
-    results = {"methods": ["mona", "random"], "tasks": [task("a", 0.9, [0.5, 0.52, 0.48]),
-                                                        task("b", 0.5, [0.5, 0.6, 0.4])]}
+
+def test_paired_differences_intervals_and_verdicts():
+    rng = random.Random(0)
+    tokens = [rng.randint(1, 4) for _ in range(200)]
+    noise = [rng.gauss(0, 1) for _ in tokens]
+    random_rows = [[2.0 * t + n + s for t, n in zip(tokens, noise, strict=True)] for s in (-0.02, 0.0, 0.02)]
+    runs = [_run(f"random-s{i}", "random", rows, tokens) for i, rows in enumerate(random_rows)]
+    mean_rows = [sum(col) / 3 for col in zip(*random_rows, strict=True)]
+    # better: 0.5 less per token on every row; noisy: -0.5 per token on average but spread over rows
+    runs.append(_run("mona", "mona", [m - 0.5 * t for m, t in zip(mean_rows, tokens, strict=True)], tokens))
+    wobble = [rng.gauss(-0.5, 6) * t for t in tokens]
+    runs.append(_run("bm25", "bm25", [m + w for m, w in zip(mean_rows, wobble, strict=True)], tokens))
+    runs.append(_run("dense", "dense", [m + 0.3 * t for m, t in zip(mean_rows, tokens, strict=True)], tokens))
+    s = TaskStats("present", "math", runs, _summary(mean_rows, tokens))
+    d, verdict = s.verdict("mona")
+    assert d.value == pytest.approx(-0.5) and d.lo == pytest.approx(-0.5) and d.hi == pytest.approx(-0.5)
+    assert verdict == "better"
+    d, verdict = s.verdict("bm25")
+    assert d.lo < 0 < d.hi and verdict == "tie"
+    assert s.verdict("dense")[1] == "worse"
+    assert s.seed_std() == pytest.approx(0.02 / (sum(tokens) / len(tokens)), rel=1e-6)
+    assert s.diff("mona", "dense").value == pytest.approx(-0.8) and s.diff("mona", "dense").sign == -1
+    # a seed spread larger than the gain makes it a tie even with a tight interval
+    spread = [_run(f"random-s{i}", "random", [m + sh * t for m, t in zip(mean_rows, tokens, strict=True)], tokens)
+              for i, sh in enumerate((-0.4, 0.0, 0.4))]
+    wide = TaskStats("present", "math", [*spread, runs[3]], None)
+    assert wide.verdict("mona")[1] == "tie"
+    results = {"config": {"methods": "mona,bm25,dense,random", "ratio_tasks": ""}, "tasks": [{"name": "math"}],
+               "runs": [{**r, "setting": "present", "task": "math"} for r in runs], "bases": {}, "missing": []}
     text = " ".join(conclusion(results))
-    assert "mona beats random's mean on 1 of 2 tasks (by more than 2 std of random's seeds on 1)" in text
-    assert "tasks: mona 1 of 2, random 0 of 2." in text
-    assert "MoNA minus random's mean, per task: +0.400, +0.000 (mean +0.200); 1 of 2 exceed" in text
+    assert "mona on 1 of 1 (math (present))" in text and "dense on 0 of 1, worse on 1" in text
+    assert "MoNA against each baseline, task-settings won-tied-lost (paired 95 % interval of the NLL difference): " \
+           "bm25 0-1-0, dense 1-0-0." in text
 
 
-def test_bad_config_is_refused():
-    with pytest.raises(ConfigError):
-        DownstreamConfig(methods=("mona",), budget=0).check()
-    with pytest.raises(ConfigError):
-        DownstreamConfig(epochs=0).check()
+def test_target_formats():
+    rows = [{"id": f"r{i}", "instruction": f"Is {i} even?\nOptions:\n- Yes\n- No", "output": "Yes"} for i in range(15)]
+    letter = TaskSpec("x", "x", "mc-letter", related=())
+    ev = _eval_row(letter, rows[0], rows, random.Random(0))
+    assert ev["output"] == "(A)" and ev["options"] == ["(A)", "(B)"] and "(B) No" in ev["instruction"]
+    assert _targets(letter, rows, 2)[1]["completion"] == "(A)"
+    few = TaskSpec("x", "x", "few-shot", related=(), answers=("Yes", "No"))
+    plain = [{"id": f"p{i}", "instruction": f"q{i}", "output": "No"} for i in range(15)]
+    targets = _targets(few, plain, 5)
+    assert len(targets) == 5 and targets[1]["text"].startswith("Q: q3\nA: No\n\nQ: q4")
+    ev = _eval_row(few, {"id": "e", "instruction": "q99", "output": "Yes"}, plain, random.Random(0))
+    assert ev["instruction"].count("Q: ") == 3 and ev["instruction"].endswith("Q: q99\nA:")
+    assert ev["options"] == ["Yes", "No"] and ev["output"] == "Yes"
+    template = TaskSpec("x", "x", "template", related=())
+    ev = _eval_row(template, rows[0], rows, random.Random(0))
+    assert ev["instruction"].endswith("### Response:") and ev["options"] == ["Yes", "No"]
+    assert _targets(template, rows, 1)[0]["text"].endswith("### Response:\nYes")
+
+
+def test_plan_and_checks():
+    config = DownstreamConfig()
+    labels = [r.label for r in plan(config, "present", "strategyqa")]
+    assert labels[:9] == ["mona", "mona-paper", "dense", "bm25", "hidden", "dsir", "random-s0", "random-s1",
+                          "random-s2"]
+    assert labels[9:11] == ["mona-ft1", "hidden-ft1"] and "random-s2-10pct" in labels and "mona-1pct" in labels
+    assert not any(r.figure for r in plan(config, "absent", "strategyqa"))
+    assert not any(r.figure for r in plan(config, "present", "vitaminc"))
+    check(config)
+    for bad in ({"methods": ""}, {"tasks": "nope"}, {"settings": "both"}, {"ratio": 0}, {"ratio_figure": "x"},
+                {"epochs": 0}, {"methods": "mona,unknown"}):
+        with pytest.raises(ConfigError):
+            check(dataclasses.replace(config, **bad))
+    # at least six tasks, at least half with targets in another format than the pool's rows
+    assert len(TASKS) >= 6 and sum(t.kind != "in-format" for t in TASKS) * 2 >= len(TASKS)
+
+
+def test_cli_options_are_the_dataclass_fields():
+    from mona.cli import app
+
+    cmd = typer.main.get_command(app).commands["bench"].commands["downstream"]
+    params = {p.name: p for p in cmd.params}
+    for f in dataclasses.fields(DownstreamConfig):
+        assert params[f.name].default == f.default and params[f.name].help.startswith(f.metadata["help"])
+
+
+@pytest.mark.integration
+def test_real_design_holds_out_evaluation_rows():
+    from mona.bench.downstream import build_data
+
+    config = DownstreamConfig()
+    data = build_data(config)
+    assert len(data.pool) >= 5000
+    pool_ids = {r["id"] for r in data.pool}
+    pool_texts = {" ".join(r["instruction"].split()).casefold() for r in data.pool}
+    for task in data.tasks:
+        assert len(task.eval_rows) == 200 and len(task.targets) == 5
+        assert len(task.pool_ids) / len(data.pool) <= 0.02
+        assert not {r["id"] for r in task.eval_rows} & pool_ids
+        assert len({r["instruction"] for r in task.eval_rows}) == 200
+        if task.spec.kind == "in-format":
+            assert not {" ".join(r["instruction"].split()).casefold() for r in task.eval_rows} & pool_texts
+        if task.spec.answers:  # balanced over the answers
+            counts = {a: sum(r["output"] == a for r in task.eval_rows) for a in task.spec.answers}
+            assert max(counts.values()) - min(counts.values()) <= 1
+        related = [r for r in data.pool if r["group"] in set(task.spec.related)]
+        assert len(related) >= 100

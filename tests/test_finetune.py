@@ -152,27 +152,37 @@ def _direct_logliks(model, tokenizer, question: str, options: list[str]) -> list
 
 
 def test_eval_multiple_choice_and_exact_match(model_dir, tiny_model, tokenizer, tmp_path):
-    question = "what is two plus two ?\nOptions:\n- four\n- five numbers\n- the cat sat"
+    question = "what is two plus two ?\nOptions:\n- four\n- five numbers\n- five"
+    options = ["four", "five numbers", "five"]  # two options share their first token: the shared run holds it
     rows = [{"id": "mc1", "instruction": question, "output": "four"},
             {"id": "mc2", "instruction": "bake a cake", "options": ["flour", "sugar eggs"], "output": "sugar eggs"},
-            {"id": "g1", "instruction": "tell me a story about a dog", "output": "placeholder"}]
+            {"id": "g1", "instruction": "tell me a story about a dog", "output": "the cat sat on the mat"}]
     data = write_jsonl(tmp_path / "heldout.jsonl", rows)
     out = tmp_path / "results.json"
     result = _cli("eval", "--data", str(data), "--model", str(model_dir), "--out", str(out), "--max-new-tokens",
                   "6", "--quiet")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("accuracy ") and "mc" in result.output
+    assert result.output.startswith("NLL ") and "p(right)" in result.output
     res = json.loads(out.read_text())
     assert res["n"] == 3 and res["by_kind"]["mc"]["n"] == 2 and res["by_kind"]["generation"]["n"] == 1
     mc1 = res["predictions"][0]
-    direct = _direct_logliks(tiny_model, tokenizer, question, ["four", "five numbers", "the cat sat"])
+    direct = _direct_logliks(tiny_model, tokenizer, question, options)
     assert mc1["loglik"] == pytest.approx(direct, abs=1e-4)
-    assert mc1["prediction"] == ["four", "five numbers", "the cat sat"][max(range(3), key=direct.__getitem__)]
+    assert mc1["prediction"] == options[max(range(3), key=direct.__getitem__)]
     assert mc1["correct"] == (mc1["prediction"] == "four")
     assert mc1["loglik_norm"][1] == pytest.approx(direct[1] / 2, abs=1e-4)
+    # NLL of the reference (the right option), and the probability mass on it among the options
+    assert mc1["nll"] == pytest.approx(-direct[0], abs=1e-4) and mc1["answer_tokens"] == 1
+    assert mc1["p_correct"] == pytest.approx(float(torch.softmax(torch.tensor(direct), 0)[0]), abs=1e-4)
     assert res["predictions"][1]["options"] == ["flour", "sugar eggs"]
-    generated = res["predictions"][2]["prediction"]
-    assert generated and not res["predictions"][2]["correct"]
+    g1 = res["predictions"][2]
+    story = _direct_logliks(tiny_model, tokenizer, rows[2]["instruction"], [rows[2]["output"]])[0]
+    assert g1["nll"] == pytest.approx(-story, abs=1e-4) and g1["answer_tokens"] == 6
+    preds = res["predictions"]
+    assert res["nll"] == pytest.approx(sum(p["nll"] for p in preds) / sum(p["answer_tokens"] for p in preds))
+    assert res["by_kind"]["mc"]["p_correct"] == pytest.approx((mc1["p_correct"] + preds[1]["p_correct"]) / 2, abs=1e-5)
+    generated = g1["prediction"]
+    assert generated and not g1["correct"]
     # The same generation, written with other case and a final period, is an exact match.
     rows[2]["output"] = generated.upper() + " ."
     write_jsonl(data, rows[2:])
@@ -181,6 +191,14 @@ def test_eval_multiple_choice_and_exact_match(model_dir, tiny_model, tokenizer, 
     assert result.exit_code == 0, result.output
     res = json.loads(out.read_text())
     assert res["predictions"][0]["prediction"] == generated and res["accuracy"] == 1.0
+    # --max-new-tokens 0: no generation; the row keeps its NLL and accuracy counts judged rows only
+    write_jsonl(data, rows)
+    result = _cli("eval", "--data", str(data), "--model", str(model_dir), "--out", str(out), "--max-new-tokens", "0",
+                  "--quiet")
+    assert result.exit_code == 0, result.output
+    res = json.loads(out.read_text())
+    assert "prediction" not in res["predictions"][2] and res["predictions"][2]["nll"] > 0
+    assert res["accuracy"] == res["by_kind"]["mc"]["accuracy"] and res["by_kind"]["generation"]["accuracy"] is None
 
 
 def test_finetune_cli_then_eval_with_the_adapter(model_dir, tmp_path):

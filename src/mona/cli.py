@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 
-from mona.bench.options import RelevanceConfig
+from mona.bench.options import DownstreamConfig, RelevanceConfig
 from mona.cli_options import Generated, generated, values_of, with_options
 from mona.display import for_display
 from mona.errors import USAGE_EXIT, ConfigError, Interrupted, MissingFileError, MonaError
@@ -492,53 +492,48 @@ def bench_relevance(
 
 
 @bench_app.command("downstream")
+@with_options(generated(DownstreamConfig))
 def bench_downstream(
-    tasks: Annotated[str, typer.Option(help="Comma-separated BIG-bench target tasks.")] =
-        "strategyqa,object_counting,social_support",
-    methods: Annotated[str, typer.Option(help="Comma-separated methods (see `mona methods`).")] =
-        "mona,random,bm25,dense,hidden",
-    random_seeds: Annotated[str, typer.Option(help="Seeds of the random method, comma-separated.")] = "0,1,2",
-    budget: Annotated[int, typer.Option(help="Rows each method selects.")] = 100,
-    pool_size: Annotated[int, typer.Option(help="Rows in the labelled pool.")] = 2000,
-    per_task: Annotated[int, typer.Option(help="Pool rows per BIG-bench task.")] = 40,
-    eval_rows: Annotated[int, typer.Option(help="Held-out evaluation rows per task.")] = 50,
-    seed: Annotated[int, typer.Option(help="Seed of the pool, targets and evaluation rows.")] = 0,
-    epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs (default: mona finetune's).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Fine-tuning learning rate (default: mona finetune's).")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest generated answer at evaluation.")] = 16,
-    model: Annotated[str | None, typer.Option(help="Selection and fine-tuned model (default: embedded "
-                                                   "SmolLM2-135M-Instruct).")] = None,
-    sae: Annotated[str | None, typer.Option(help="SAE directory for mona.")] = None,
     work_dir: Annotated[Path | None, typer.Option(help="Run directory (default: $MONA_CACHE/downstream/<hash of "
-                                                       "the arguments>); a re-run skips finished steps.")] = None,
+                                                       "what decides the results>); a re-run skips finished steps, "
+                                                       "so pieces (--tasks, --settings) can run into one.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
     out_dir: Annotated[Path, typer.Option(help="Where to write <name>.json and <name>.md.")] =
         Path("docs/benchmarks"),
-    name: Annotated[str, typer.Option(help="Report name.")] = "downstream",
+    figures_dir: Annotated[Path, typer.Option(help="Where to write the figures <name>.png and "
+                                                   "<name>-ratio.png.")] = Path("docs/figures"),
     report_only: Annotated[bool, typer.Option("--report-only", help="Run nothing: report the finished steps of "
-                                                                    "the run directory.")] = False,
+                                                                    "the run directory and list the missing.")] = False,
+    **values: Any,
 ) -> None:
-    """Accuracy after fine-tuning on each method's selection (and random with several seeds), per target task."""
+    """NLL per answer token on held-out rows of each target task after fine-tuning on each method's selection
+    (random with several seeds), with the target task's rows in the pool and without; the report always covers
+    the whole design's finished runs."""
     _quiet_libraries()
+    import dataclasses
     import time
 
-    from mona.bench.downstream import DownstreamConfig, build_data, run_downstream, run_key, write_report
+    from mona.bench.downstream import SETTINGS, build_data, check, run_downstream, run_key
+    from mona.bench.downstream_report import write_report
     from mona.paths import cache_root
 
-    command = "mona " + " ".join(sys.argv[1:])
     t0 = time.perf_counter()
-    config = DownstreamConfig(methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-                              random_seeds=tuple(int(s) for s in random_seeds.split(",") if s.strip()),
-                              budget=budget, model=model, sae=sae, epochs=epochs, lr=lr,
-                              max_new_tokens=max_new_tokens)
-    config.check()
-    data = build_data([t.strip() for t in tasks.split(",") if t.strip()], pool_size=pool_size,
-                      per_task=per_task, eval_rows=eval_rows, seed=seed)
+    config = DownstreamConfig(**values_of(bench_downstream.__options__, values, DownstreamConfig))  # type: ignore[attr-defined]
+    check(config)
+    # the command of the whole design: the options given that change results, not which piece ran
+    given = [f"--{f.name.replace('_', '-')} {getattr(config, f.name)}" for f in dataclasses.fields(config)
+             if f.name not in ("tasks", "settings") and getattr(config, f.name) != f.default]
+    command = " ".join(["mona bench downstream", *given])
+    data = build_data(config)
     run_dir = work_dir or cache_root() / "downstream" / run_key(data, config)
     err.print(f"run directory: {run_dir}", highlight=False)
-    results = run_downstream(data, config, run_dir, cache_dir or cache_root(),
-                             log=lambda s: err.print(s, highlight=False, markup=False), only_finished=report_only)
-    json_path, md_path = write_report(results, command, time.perf_counter() - t0, out_dir, name)
+    log = lambda s: err.print(s, highlight=False, markup=False)  # noqa: E731
+    if not report_only:
+        run_downstream(data, config, run_dir, cache_dir or cache_root(), log=log)
+    whole = dataclasses.replace(config, tasks="all", settings=",".join(SETTINGS))
+    results = run_downstream(data, whole, run_dir, cache_dir or cache_root(), log=log, only_finished=True)
+    json_path, md_path = write_report(results, command, time.perf_counter() - t0, out_dir,
+                                      figures_dir, config.name)
     stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
     err.print(f"wrote {json_path} and {md_path}")
 
@@ -816,14 +811,15 @@ def eval_cmd(
     model: Annotated[str | None, typer.Option(help="Base model (default: embedded SmolLM2).")] = None,
     adapter: Annotated[Path | None, typer.Option(help="LoRA adapter (DIR/adapter of `mona finetune`).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write the results (JSON) here.")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Generation length for rows without options.")] = 32,
+    max_new_tokens: Annotated[int, typer.Option(help="Greedy answer length for exact match on rows without "
+                                                     "options (0: no generation).")] = 32,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N rows (per task for lm-eval).")] = None,
     lm_eval_tasks: Annotated[str | None, typer.Option(help="Run these lm-evaluation-harness tasks instead "
                                                            "(comma-separated; needs mona\\[lm-eval]).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Accuracy of the model (+ adapter) on held-out rows: multiple choice by option log-likelihood, else exact
-    match of a greedy answer."""
+    """The model (+ adapter) on held-out rows: NLL per answer token of the reference answers; multiple choice by
+    option log-likelihood (accuracy, probability on the right option); others by exact match of a greedy answer."""
     _quiet_libraries()
     from mona.finetune.evaluate import EvalProgress, evaluate, run_lm_eval, summary_line, write_results
     from mona.outputs import check_outputs, local_path

@@ -1,49 +1,48 @@
 """`mona bench downstream`: what a selection buys after fine-tuning.
 
-For each target task: every method selects the same budget of rows from the labelled BIG-bench pool given 5
-target examples, the base model is fine-tuned (LoRA, identical settings) on each selection, and each adapter and
-the base model are evaluated on held-out rows of the task that are neither in the pool nor among the targets.
-Random selection runs with several seeds, so its spread shows how much of a difference is noise.
+The design (issue 18). Six target tasks from BIG-bench (TASKS), each with 5 target examples and 200 evaluation
+rows held out from the pool; four of them give their targets and evaluation rows in another format than the
+pool's rows of the task (few-shot prompts, lettered multiple choice, the Alpaca template, a NaturalInstructions
+definition the pool rows lack; built with the hard relevance suite's builders), two are in the pool's own format.
+Tasks with a closed answer set get evaluation rows balanced over the answers and those answers as options.
 
-Default tasks, picked from the default pool (`build_suite(pool_size=2000, per_task=40, seed=0)`) by looking at
-the rows: each has far more rows than the pool takes (so 50 clean evaluation rows remain), short prompts (cheap
-to fine-tune and evaluate on a CPU) and a one-word answer whose form or prior a 135M model can learn from 100 rows:
-  - strategyqa (2,290 rows, forced into the pool as a knowledge task): a yes/no question; answer "Yes" or "No"
-    (53 % No), exact match. The base model answers in sentences, so learning the form alone moves accuracy.
-  - object_counting (1,000 rows): "I have a ..., how many ... do I have?"; a number word, exact match.
-  - social_support (897 rows): multiple choice (supportive / neutral / unsupportive, 78 % neutral) scored by
-    log-likelihood; fine-tuning on the task's rows moves the label prior.
-dyck_languages (an in-pool suite target) was tried first and dropped: the base model and the model fine-tuned on
-MoNA's selection (all 40 of the task's pool rows) both scored 0/50, copying the sequence instead of closing it.
-That fine-tune used `mona finetune`'s defaults (2 epochs, lr 2e-4): 100 rows make 12 optimizer steps and the
-training loss only went from 2.83 to 2.70 per epoch, so the reported run passes `--lr 1e-3` (same for every
-method) to let 100 rows move the model.
+The pool: `per_task` rows of each target task, of each task listed as related to one (TASKS[...].related), then
+of seeded distractor tasks until `pool_size` rows. Two settings per task: *present* (the whole pool, where the
+task's own rows are at most 2 % of it) and *absent* (the pool without them, so a selection must find the related
+tasks). Every method selects `ratio` of the whole pool (the same count in both settings) from the targets; the
+base model is fine-tuned with LoRA on each selection with identical settings, and every adapter and the base model
+are scored on the evaluation rows by the NLL per answer token of the reference answers (and, for rows with
+options, accuracy by option log-likelihood and the probability mass on the right option). Random runs with
+several seeds; `second_seed` methods are fine-tuned again with another fine-tune seed (training noise); mona and
+random also run at the budgets of `ratio_figure` on `ratio_tasks` (the selection-ratio figure).
 
-Resumable: every (task, method, seed) selection, adapter and evaluation lands in its own directory under the
-run directory and a re-run skips what is finished (an interrupted fine-tune resumes from its checkpoint). The run
-directory's name hashes the arguments that decide the results; the tasks, methods and random seeds are not part
-of it (each has its own subdirectory), so a re-run with more of them reuses the finished ones.
+Resumable and splittable: every selection, evaluation and fine-tune lands in its own directory under the work dir
+and a re-run skips what is finished (an interrupted fine-tune resumes from its checkpoint), so `--tasks` and
+`--settings` subsets can run in separate sessions into the same work dir and `--report-only` reports whatever has
+finished. Fine-tunes are keyed by the selected rows and the fine-tune seed, so identical selections (random's in
+the present setting, whose pool is the same for every task) are trained once. The work dir's default name hashes
+what decides the results (the design, budget, model, SAE, fine-tuning and evaluation settings), not which parts run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
-import statistics
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mona.bench.relevance import _samples, machine
-from mona.bench.suite import _group_of, build_suite
+from mona.bench.hard_suite import ALPACA, BBH_TASKS, few_shot, lettered, ni_split
+from mona.bench.options import DownstreamConfig
+from mona.bench.relevance import _samples
+from mona.bench.suite import _group_of
 from mona.errors import ConfigError
 from mona.features.lm import LMConfig
-from mona.finetune.evaluate import evaluate, normalise_answer
+from mona.finetune.evaluate import evaluate, parse_options
 from mona.finetune.options import FinetuneConfig
 from mona.finetune.sft import finetune
 from mona.outputs import atomic_write
@@ -51,141 +50,366 @@ from mona.selection.budget import rank
 from mona.selection.pipeline import compute_scores
 from mona.selection.registry import MethodOptions, get_method
 
-DEFAULT_TASKS = ("strategyqa", "object_counting", "social_support")
-DEFAULT_METHODS = ("mona", "random", "bm25", "dense", "hidden")
-DEFAULT_RANDOM_SEEDS = (0, 1, 2)
-
-
-@dataclass
-class DownstreamTask:
-    """A target task: its group name in the pool, its target examples and its evaluation rows."""
-
-    name: str
-    targets: list[dict]
-    eval_rows: list[dict]
-
-
-@dataclass
-class DownstreamData:
-    """The pool (rows with a `group` label) and the tasks; `config` records how they were built."""
-
-    pool: list[dict]
-    tasks: list[DownstreamTask]
-    config: dict = field(default_factory=dict)
+SETTINGS = ("present", "absent")
+RATIO_METHODS = ("mona", "random")  # the selection-ratio figure compares these two, as the paper's does
+MAX_TASK_SHARE = 0.02  # a target task's own rows in the present setting's pool, at most
+FEW_SHOT_EXEMPLARS = 2  # solved examples before each few-shot evaluation question
+# Tasks too large to load for a few dozen rows each (hundreds of thousands of rows): never distractors.
+HUGE_TASK_ROWS = 100_000
 
 
 @dataclass(frozen=True)
-class DownstreamConfig:
-    """How selections are made, fine-tuned and evaluated (the same for every method)."""
+class TaskSpec:
+    """A target task of the design: its BIG-bench task (`group`), the format of its targets and evaluation rows
+    (`kind`: few-shot, mc-letter, template, ni-definition or in-format, as in the hard relevance suite), its closed
+    answer set when it has one, and the pool tasks that count as related to it."""
 
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    random_seeds: tuple[int, ...] = DEFAULT_RANDOM_SEEDS
-    budget: int = 100
-    model: str | None = None
-    sae: str | None = None
-    epochs: int | None = None
-    lr: float | None = None
-    max_new_tokens: int = 16
-
-    def finetune_config(self) -> FinetuneConfig:
-        overrides: dict[str, Any] = {"model": self.model}
-        if self.epochs is not None:
-            overrides["epochs"] = self.epochs
-        if self.lr is not None:
-            overrides["lr"] = self.lr
-        return FinetuneConfig(**overrides)
-
-    def runs(self) -> list[tuple[str, int]]:
-        """(method, seed) of every selection; random once per seed, the others with seed 0."""
-        out = []
-        for method in self.methods:
-            seeds = self.random_seeds if method == "random" else (0,)
-            out += [(method, s) for s in seeds]
-        return out
-
-    def check(self) -> None:
-        if not self.methods:
-            raise ConfigError("--methods is empty")
-        for m in self.methods:
-            get_method(m)
-        if self.budget < 1:
-            raise ConfigError("--budget must be at least 1")
-        if "random" in self.methods and not self.random_seeds:
-            raise ConfigError("--random-seeds is empty")
-        self.finetune_config().check()
+    name: str
+    group: str
+    kind: str
+    related: tuple[str, ...]
+    answers: tuple[str, ...] = ()
 
 
-def run_label(method: str, seed: int) -> str:
-    return f"{method}-s{seed}" if method == "random" else method
+# The design, written down before any run: the related tasks are what a selection should find in the absent
+# setting (none is itself a target task, so each stays in the pool when its task's rows leave it).
+TASKS: tuple[TaskSpec, ...] = (
+    TaskSpec("strategyqa", "strategyqa", "few-shot", answers=("Yes", "No"),
+             related=("general_knowledge", "known_unknowns", "misconceptions", "physics_questions", "hindu_knowledge",
+                      "qa_wikidata", "fact_checker", "anachronisms", "human_organs_senses", "timedial")),
+    TaskSpec("social_iqa", "social_iqa", "mc-letter",
+             related=("social_support", "moral_permissibility", "simple_ethical_questions", "implicatures",
+                      "dark_humor_detection", "irony_identification",
+                      "natural_instructions/subtask023_cosmosqa_question_generation",
+                      "natural_instructions/subtask024_cosmosqa_answer_generation",
+                      "natural_instructions/subtask025_cosmosqa_incorrect_answer_generation")),
+    TaskSpec("elementary_math_qa", "elementary_math_qa", "template",
+             related=("arithmetic", "modified_arithmetic", "unit_conversion", "chinese_remainder_theorem",
+                      "mathematical_induction", "simple_arithmetic_json", "simple_arithmetic_json_subtasks",
+                      "identify_math_theorems", "unit_interpretation")),
+    TaskSpec("qasc_answer", "natural_instructions/subtask041_qasc_answer_generation", "ni-definition",
+             related=tuple(f"natural_instructions/subtask{s}" for s in (
+                 "036_qasc_topic_word_to_generate_related_fact", "037_qasc_generate_related_fact",
+                 "038_qasc_combined_fact", "039_qasc_find_overlapping_words", "040_qasc_question_generation",
+                 "042_qasc_incorrect_option_generation"))),
+    TaskSpec("vitaminc", "vitaminc_fact_verification", "in-format", answers=("True", "False", "Neither"),
+             related=("fact_checker", "epistemic_reasoning", "presuppositions_as_nli", "analytic_entailment",
+                      "entailed_polarity")),
+    TaskSpec("logical_fallacy", "logical_fallacy_detection", "in-format", answers=("Valid", "Invalid"),
+             related=("logic_grid_puzzle", "analytic_entailment", "epistemic_reasoning", "logical_args",
+                      "logical_sequence", "evaluating_information_essentiality", "sufficient_information")),
+)
+TASK_NAMES = tuple(t.name for t in TASKS)
+
+
+def names(text: str) -> list[str]:
+    """The items of a comma-separated option, in order."""
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def chosen_tasks(config: DownstreamConfig, available: Sequence[str] = TASK_NAMES) -> list[str]:
+    """The tasks `config.tasks` names (all: every one available); ConfigError when it or `config.ratio_tasks`
+    names one that is not available."""
+    chosen = list(available) if config.tasks.strip() == "all" else names(config.tasks)
+    for n in chosen + names(config.ratio_tasks):
+        if n not in available:
+            raise ConfigError(f"unknown downstream task {n!r}; the design's tasks: {', '.join(available)}")
+    return chosen
+
+
+def budget(config: DownstreamConfig, pool_rows: int, ratio: float | None = None) -> int:
+    """Rows selected at `ratio` (default: config.ratio) of the whole pool."""
+    return max(1, round((config.ratio if ratio is None else ratio) * pool_rows))
+
+
+def _ratio_values(config: DownstreamConfig) -> list[float]:
+    try:
+        return [float(v) for v in names(config.ratio_figure)]
+    except ValueError:
+        raise ConfigError(f"--ratio-figure must be comma-separated numbers, got {config.ratio_figure!r}") from None
+
+
+def check(config: DownstreamConfig, available: Sequence[str] = TASK_NAMES) -> None:
+    """Refuse options that cannot run, before any work (`available`: the task names there are)."""
+    if not names(config.methods):
+        raise ConfigError("--methods is empty")
+    for m in names(config.methods) + names(config.second_seed):
+        get_method(m)
+    chosen_tasks(config, available)
+    for s in names(config.settings):
+        if s not in SETTINGS:
+            raise ConfigError(f"unknown setting {s!r}; choose from {', '.join(SETTINGS)}")
+    if "random" in names(config.methods) and not random_seeds(config):
+        raise ConfigError("--random-seeds is empty")
+    for r in [config.ratio, *_ratio_values(config)]:
+        if not 0 < r <= 1:
+            raise ConfigError(f"a budget ratio must be in (0, 1], got {r}")
+    for name in ("pool_size", "per_task", "n_target", "eval_rows", "max_chars"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    if config.max_new_tokens < 0:
+        raise ConfigError("--max-new-tokens must be at least 0")
+    finetune_config(config).check()
+
+
+def random_seeds(config: DownstreamConfig) -> list[int]:
+    """The random method's seeds."""
+    try:
+        return [int(s) for s in names(config.random_seeds)]
+    except ValueError:
+        raise ConfigError(f"--random-seeds must be comma-separated integers, got {config.random_seeds!r}") from None
+
+
+def finetune_config(config: DownstreamConfig, seed: int = 0) -> FinetuneConfig:
+    """The fine-tuning settings every run shares (`seed`: the fine-tune seed)."""
+    return FinetuneConfig(model=config.model, epochs=config.epochs, lr=config.lr, max_length=config.max_length,
+                          batch_tokens=config.batch_tokens, seed=seed)
 
 
 # ---------------------------------------------------------------- data
 
 
-def _group_rows(group: str) -> list[dict]:
-    from mona.data.bigbench import load_task, task_index
+@dataclass
+class DownstreamTask:
+    """A target task as built: its spec, target examples, evaluation rows and the ids of its own pool rows."""
 
-    return [row for name in sorted(task_index()) if _group_of(name) == group for row in load_task(name)]
+    spec: TaskSpec
+    targets: list[dict]
+    eval_rows: list[dict]
+    pool_ids: set[str]
+
+    @property
+    def name(self) -> str:
+        """The task's name in the design."""
+        return self.spec.name
 
 
-def _text_key(row: dict) -> str:
-    return " ".join(str(row.get("instruction", "")).split()).casefold()
+@dataclass
+class DownstreamData:
+    """The pool (rows with a `group` label) and every task of the design; `config` records how they were built."""
+
+    pool: list[dict]
+    tasks: list[DownstreamTask]
+    config: dict = field(default_factory=dict)
+
+    def task(self, name: str) -> DownstreamTask:
+        """The built task of that name."""
+        return next(t for t in self.tasks if t.name == name)
+
+    def pool_for(self, setting: str, task: DownstreamTask) -> list[dict]:
+        """The pool of a setting: all of it (present), or without the task's own rows (absent)."""
+        return self.pool if setting == "present" else [r for r in self.pool if r["id"] not in task.pool_ids]
 
 
-def held_out(rows: Sequence[dict], exclude: Sequence[dict], n_target: int, n_eval: int, rng: random.Random,
-             targets: Sequence[dict] | None = None) -> tuple[list[dict], list[dict]]:
-    """(targets, evaluation rows) from `rows`, leaving out those whose id or instruction text is in `exclude`
-    (the pool). `targets` given (the suite's held-out rows) are used as they are; the evaluation rows never share
-    an id or an instruction with the targets either."""
-    taken_ids = {r["id"] for r in exclude}
-    taken_texts = {_text_key(r) for r in exclude}
-    free = [r for r in rows if r["id"] not in taken_ids and _text_key(r) not in taken_texts]
-    rng.shuffle(free)
-    if targets is None:
-        targets = free[:n_target]
-    target_ids = {r["id"] for r in targets}
-    target_texts = {_text_key(r) for r in targets}
-    evals, seen = [], set()
-    for r in free:
-        key = _text_key(r)
-        if r["id"] in target_ids or key in target_texts or key in seen:
-            continue
-        seen.add(key)
-        evals.append(r)
-        if len(evals) == n_eval:
+def _text_key(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _fits(row: dict, max_chars: int) -> bool:
+    return len(row["instruction"]) + len(row["output"]) <= max_chars
+
+
+def _usable(spec: TaskSpec, row: dict, max_chars: int) -> bool:
+    """Whether a row of a target task can serve in every role its kind gives it (pool, target, evaluation)."""
+    if not _fits(row, max_chars):
+        return False
+    if spec.answers and row["output"] not in spec.answers:
+        return False
+    if spec.kind == "mc-letter":
+        return lettered(row) is not None
+    if spec.kind == "ni-definition":
+        return ni_split(row["instruction"]) is not None
+    return True
+
+
+def _pool_row(spec: TaskSpec, row: dict) -> dict:
+    """A target task's row as the pool holds it (an ni-definition task's pool rows are bare instances)."""
+    if spec.kind == "ni-definition":
+        split = ni_split(row["instruction"])
+        assert split is not None  # _usable checked it
+        row = {**row, "instruction": split[1]}
+    return {**row, "group": spec.group}
+
+
+def _targets(spec: TaskSpec, rows: Sequence[dict], n: int) -> list[dict]:
+    """`n` target examples in the task's target format from held-out rows (few-shot: 3 rows per prompt)."""
+    ids = [f"target/{spec.name}/{i}" for i in range(n)]
+    if spec.kind == "few-shot":
+        return [{"id": i, **r} for i, r in zip(ids, few_shot(list(rows[: 3 * n])), strict=True)]
+    if spec.kind == "mc-letter":
+        return [{"id": i, **lettered(r)} for i, r in zip(ids, rows, strict=False)]  # type: ignore[dict-item]
+    if spec.kind == "template":
+        return [{"id": i, "text": ALPACA.format(instruction=r["instruction"], output=r["output"])}
+                for i, r in zip(ids, rows, strict=False)]
+    return [{"id": i, "instruction": r["instruction"], "output": r["output"]} for i, r in zip(ids, rows, strict=False)]
+
+
+def _eval_row(spec: TaskSpec, row: dict, exemplars: Sequence[dict], rng: random.Random) -> dict:
+    """An evaluation row in the task's target format (prompt, reference answer, and options where it has them)."""
+    instruction, output = row["instruction"], row["output"]
+    options = list(spec.answers) or parse_options(instruction)
+    if spec.kind == "few-shot":
+        shots = [*rng.sample(list(exemplars), FEW_SHOT_EXEMPLARS), {"instruction": instruction, "output": ""}]
+        instruction = few_shot(shots, per_prompt=len(shots))[0]["text"].rstrip()
+    elif spec.kind == "mc-letter":
+        letter = lettered(row)
+        assert letter is not None and options is not None  # _usable checked it
+        instruction, output = letter["prompt"], letter["completion"]
+        options = [f"({chr(65 + i)})" for i in range(len(options))]
+    elif spec.kind == "template":
+        instruction = ALPACA.format(instruction=instruction, output="").rstrip()
+    out = {"id": row["id"], "instruction": instruction, "output": output, "group": spec.group}
+    return {**out, "options": options} if options else out
+
+
+def _balanced(rows: Sequence[dict], answers: Sequence[str], n: int) -> list[dict]:
+    """`n` rows in the given order, as equally many per answer as the rows allow (the first answers take the
+    remainder)."""
+    by_answer: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_answer[r["output"]].append(r)
+    quota = {a: n // len(answers) + (i < n % len(answers)) for i, a in enumerate(answers)}
+    picked = [r for a in answers for r in by_answer[a][: quota[a]]]
+    return picked if len(picked) == n else []
+
+
+def _group_files() -> dict[str, list[str]]:
+    from mona.data.bigbench import prepare_bigbench, task_index
+
+    prepare_bigbench()
+    files: dict[str, list[str]] = defaultdict(list)
+    for name, count in sorted(task_index().items()):
+        if count:
+            files[_group_of(name)].append(name)
+    return files
+
+
+def _unique_rows(files: Sequence[str], seed: int, group: str) -> list[dict]:
+    """A task's rows in a seeded order, one per distinct instruction text (so no text is in two roles)."""
+    from mona.data.bigbench import load_task
+
+    seen: set[str] = set()
+    rows = []
+    for name in files:
+        for row in load_task(name):
+            key = _text_key(row["instruction"])
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
+    random.Random(f"{seed}/{group}").shuffle(rows)
+    return rows
+
+
+def build_data(config: DownstreamConfig) -> DownstreamData:
+    """The pool and every task of the design (seeded; the same options give the same rows everywhere)."""
+    from mona.data.bigbench import task_index
+
+    files = _group_files()
+    size = {g: sum(task_index()[n] for n in fs) for g, fs in files.items()}
+    targets_groups = {t.group for t in TASKS}
+    related = sorted({g for t in TASKS for g in t.related})
+    for g in [*targets_groups, *related]:
+        if g not in files:
+            raise ConfigError(f"the design names BIG-bench task {g!r}, which the BIG-bench data does not have")
+        if g in BBH_TASKS:
+            raise ConfigError(f"the design names {g!r}, a task reserved for the external BBH checks")
+    if set(related) & targets_groups:
+        raise ConfigError("a related task of the design is itself a target task")
+    pool: list[dict] = []
+    tasks = []
+    for spec in TASKS:
+        rows = [r for r in _unique_rows(files[spec.group], config.seed, spec.group)
+                if _usable(spec, r, config.max_chars)]
+        n_src = 3 * config.n_target if spec.kind == "few-shot" else config.n_target
+        in_pool, target_src, rest = rows[: config.per_task], rows[config.per_task: config.per_task + n_src], \
+            rows[config.per_task + n_src:]
+        evals_src = _balanced(rest, spec.answers, config.eval_rows) if spec.answers else rest[: config.eval_rows]
+        if len(in_pool) < config.per_task or len(target_src) < n_src or len(evals_src) < config.eval_rows:
+            raise ConfigError(f"task {spec.name} has too few usable rows (under --max-chars {config.max_chars}) "
+                              f"for {config.per_task} pool rows, {config.n_target} targets and {config.eval_rows} "
+                              "evaluation rows")
+        rng = random.Random(f"{config.seed}/{spec.name}/eval")
+        pool += [_pool_row(spec, r) for r in in_pool]
+        tasks.append(DownstreamTask(spec, _targets(spec, target_src, config.n_target),
+                                    [_eval_row(spec, r, target_src, rng) for r in evals_src],
+                                    {r["id"] for r in in_pool}))
+
+    def take(group: str) -> list[dict]:
+        rows = [r for r in _unique_rows(files[group], config.seed, group) if _fits(r, config.max_chars)]
+        return [{**r, "group": group} for r in rows[: config.per_task]]
+
+    for g in related:
+        pool += take(g)
+    others = sorted(g for g in files if g not in targets_groups and g not in related and g not in BBH_TASKS
+                    and size[g] <= HUGE_TASK_ROWS)
+    random.Random(f"{config.seed}/distractors").shuffle(others)
+    distractors = []
+    for g in others:
+        if len(pool) >= config.pool_size:
             break
-    return list(targets), evals
-
-
-def build_data(tasks: Sequence[str] = DEFAULT_TASKS, pool_size: int = 2000, per_task: int = 40, n_target: int = 5,
-               eval_rows: int = 50, seed: int = 0) -> DownstreamData:
-    """The BIG-bench pool of the relevance suite and, per task, 5 target and `eval_rows` evaluation rows held out
-    from it (seeded). An in-pool suite target keeps the suite's held-out rows as its targets."""
-    suite = build_suite(pool_size=pool_size, per_task=per_task, n_target=n_target, seed=seed)
-    suite_targets = {t.name.removeprefix("bb/"): t.rows for t in suite.targets if t.kind == "in-pool"}
-    out = []
-    for task in tasks:
-        rows = _group_rows(task)
-        if not rows:
-            raise ConfigError(f"no BIG-bench task named {task!r} (a task group such as dyck_languages)")
-        rng = random.Random(f"{seed}/{task}")
-        targets, evals = held_out(rows, suite.pool, n_target, eval_rows, rng, suite_targets.get(task))
-        if len(targets) < n_target or len(evals) < eval_rows:
-            raise ConfigError(f"task {task} has too few rows outside the pool for {n_target} targets and "
-                              f"{eval_rows} evaluation rows ({len(targets)} and {len(evals)})")
-        out.append(DownstreamTask(task, [{**r, "group": task} for r in targets], [{**r, "group": task} for r in evals]))
-    config = {"pool_size": pool_size, "per_task": per_task, "n_target": n_target, "eval_rows": eval_rows,
-              "seed": seed, "tasks": list(tasks)}
-    return DownstreamData(suite.pool, out, config)
+        rows = take(g)
+        if len(rows) >= config.per_task // 2:  # a task that is mostly longer rows than max_chars is left out
+            pool += rows
+            distractors.append(g)
+    if len(pool) < config.pool_size:
+        raise ConfigError(f"BIG-bench has too few rows for a pool of {config.pool_size} at --per-task "
+                          f"{config.per_task} and --max-chars {config.max_chars}")
+    if config.per_task > MAX_TASK_SHARE * len(pool):
+        raise ConfigError(f"--per-task {config.per_task} is over {MAX_TASK_SHARE:.0%} of the pool "
+                          f"({len(pool)} rows)")
+    random.Random(f"{config.seed}/pool").shuffle(pool)
+    design = {"pool_size": config.pool_size, "per_task": config.per_task, "n_target": config.n_target,
+              "eval_rows": config.eval_rows, "max_chars": config.max_chars, "seed": config.seed,
+              "tasks": [asdict(t) for t in TASKS], "distractors": sorted(distractors),
+              "groups": len({r["group"] for r in pool})}
+    return DownstreamData(pool, tasks, design)
 
 
 def run_key(data: DownstreamData, config: DownstreamConfig) -> str:
-    """Hash of everything that decides the results (not the lists of tasks, methods or random seeds)."""
+    """Hash of everything that decides the results (not which tasks, settings, methods or seeds run)."""
     pool_ids = hashlib.sha256("\n".join(r["id"] for r in data.pool).encode()).hexdigest()
-    args = {"data": {k: v for k, v in data.config.items() if k != "tasks"}, "pool_ids": pool_ids,
-            "budget": config.budget, "model": config.model, "sae": config.sae,
-            "finetune": asdict(config.finetune_config()), "max_new_tokens": config.max_new_tokens}
+    ft = asdict(finetune_config(config))
+    ft.pop("seed")
+    args = {"data": data.config, "pool_ids": pool_ids, "ratio": config.ratio, "model": config.model,
+            "sae": config.sae, "finetune": ft, "max_new_tokens": config.max_new_tokens}
     return hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class Run:
+    """One fine-tuned run: a method's selection (selection seed, budget ratio) and the fine-tune seed."""
+
+    label: str
+    method: str
+    seed: int
+    ft_seed: int
+    ratio: float
+    figure: bool = False  # a run of the selection-ratio figure only
+
+
+def _pct(ratio: float) -> str:
+    return f"{ratio * 100:g}pct"
+
+
+def plan(config: DownstreamConfig, setting: str, task: str) -> list[Run]:
+    """The runs of one (setting, task), in the order they run: every method (random once per seed), the second
+    fine-tune seeds, then the selection-ratio figure's budgets (present setting, its tasks)."""
+    def label(method: str, seed: int) -> str:
+        return f"{method}-s{seed}" if method == "random" else method
+
+    def seeds(method: str) -> list[int]:
+        return random_seeds(config) if method == "random" else [0]
+
+    runs = [Run(label(m, s), m, s, 0, config.ratio) for m in names(config.methods) for s in seeds(m)]
+    runs += [Run(f"{label(m, s)}-ft1", m, s, 1, config.ratio) for m in names(config.second_seed)
+             for s in seeds(m)[:1]]
+    if setting == "present" and task in names(config.ratio_tasks):
+        runs += [Run(f"{label(m, s)}-{_pct(r)}", m, s, 0, r, figure=True) for r in _ratio_values(config)
+                 for m in RATIO_METHODS for s in seeds(m)]
+    return runs
 
 
 # ---------------------------------------------------------------- the run
@@ -225,36 +449,28 @@ class _Clock:
         self.log(f"[{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}] {message}")
 
 
-def _eval_summary(result: dict) -> dict:
-    return {k: result[k] for k in ("n", "accuracy", "by_kind", "seconds")} | _answer_spread(result)
+def eval_summary(result: dict) -> dict:
+    """An evaluation's figures without its predictions, plus each row's (NLL sum, answer tokens) and, for rows
+    with options, (correct, probability on the right option): what the statistics resample."""
+    preds = result["predictions"]
+    return {"n": result["n"], "nll": result["nll"], "accuracy": result["accuracy"], "by_kind": result["by_kind"],
+            "seconds": result["seconds"], "row_nll": [p["nll"] for p in preds],
+            "row_tokens": [p["answer_tokens"] for p in preds],
+            "row_correct": [p.get("correct") for p in preds], "row_p": [p.get("p_correct") for p in preds]}
 
 
-def _answer_spread(result: dict) -> dict:
-    """How varied the answers are: the share of rows given the most frequent (normalised) answer."""
-    predictions = [normalise_answer(str(p["prediction"])) for p in result.get("predictions", [])]
-    if not predictions:
-        return {"top_answer": None, "top_answer_share": None}
-    top, count = Counter(predictions).most_common(1)[0]
-    return {"top_answer": top, "top_answer_share": round(count / len(predictions), 4)}
-
-
-def majority_accuracy(rows: Sequence[dict]) -> float:
-    """Accuracy of always giving the evaluation set's most frequent reference answer."""
-    counts = Counter(normalise_answer(str(r["output"])) for r in rows)
-    return counts.most_common(1)[0][1] / len(rows) if rows else 0.0
-
-
-def _evaluated(out: Path, adapter: Path | None, label: str, eval_path: Path, config: DownstreamConfig,
+def _evaluated(path: Path, adapter: Path | None, label: str, eval_path: Path, config: DownstreamConfig,
                clock: _Clock) -> dict:
-    """The evaluation stored in out/eval.json, run first if missing."""
-    path = out / "eval.json"
+    """The evaluation summary stored at `path`, run first if missing (the full predictions go beside it)."""
     if path.exists():
         return _read_json(path)
     clock(f"{label}: evaluating")
     result = evaluate(eval_path, model=config.model, adapter=adapter, max_new_tokens=config.max_new_tokens)
-    _write_json(path, result)
-    clock(f"{label}: accuracy {result['accuracy']:.3f} on {result['n']} rows ({result['seconds']:.0f} s)")
-    return result
+    _write_json(path.with_name("predictions.json"), result["predictions"])
+    summary = eval_summary(result)
+    _write_json(path, summary)
+    clock(f"{label}: NLL {result['nll']:.4f} per answer token on {result['n']} rows ({result['seconds']:.0f} s)")
+    return summary
 
 
 def _span(work_dir: Path) -> float | None:
@@ -263,265 +479,110 @@ def _span(work_dir: Path) -> float | None:
         started = time.mktime(time.strptime(_read_json(work_dir / "run.json")["started"], "%Y-%m-%d %H:%M:%S"))
     except (OSError, ValueError, KeyError):
         return None
-    ends = [p.stat().st_mtime for p in work_dir.glob("*/*/eval.json")]
+    ends = [p.stat().st_mtime for p in work_dir.glob("**/eval.json")]
     return round(max(ends) - started, 1) if ends else None
+
+
+def _selection(pool: list[dict], task: DownstreamTask, run: Run, n: int, config: DownstreamConfig,
+               cache_dir: Path | None) -> tuple[list[dict], float]:
+    """The `n` rows `run`'s method ranks highest for the task's targets, and the seconds it took."""
+    t0 = time.perf_counter()
+    options = MethodOptions(method=run.method, seed=run.seed, lm=LMConfig(model=config.model), sae=config.sae)
+    samples = _samples(pool)
+    scores = compute_scores(samples, _samples(task.targets), options, cache_dir)[0]
+    chosen = [pool[int(i)] for i in rank([s.id for s in samples], scores)[:n]]
+    return chosen, time.perf_counter() - t0
+
+
+def _adapter_dir(work_dir: Path, selection: Path, ft_seed: int) -> Path:
+    """Where the fine-tune of a selection lives: keyed by the selected rows (the file's bytes) and the seed."""
+    digest = hashlib.sha256(selection.read_bytes()).hexdigest()[:16]
+    return work_dir / "adapters" / f"{digest}-ft{ft_seed}"
+
+
+def _steps(data: DownstreamData, config: DownstreamConfig) -> Iterator[tuple[str, DownstreamTask, list[Run]]]:
+    for setting in names(config.settings):
+        for name in chosen_tasks(config, [t.name for t in data.tasks]):
+            yield setting, data.task(name), plan(config, setting, name)
 
 
 def run_downstream(data: DownstreamData, config: DownstreamConfig, work_dir: Path, cache_dir: Path | None = None,
                    log: Callable[[str], None] = print, only_finished: bool = False) -> dict[str, Any]:
-    """Select, fine-tune and evaluate every (task, method, seed), skipping what `work_dir` already holds.
-    `only_finished`: run nothing, collect the finished runs only (`complete` tells whether any is missing).
-    Returns the results (also written to work_dir/results.json)."""
-    config.check()
+    """Select, fine-tune and evaluate every run of the chosen tasks and settings, skipping what `work_dir`
+    already holds. `only_finished`: run nothing, collect what has finished (the rest is listed in `missing`).
+    Returns the results (also written to work_dir/results.json unless `only_finished`)."""
+    check(config, [t.name for t in data.tasks])
     clock = _Clock(log)
     work_dir.mkdir(parents=True, exist_ok=True)
-    ft_config = config.finetune_config()
     if not (work_dir / "pool.jsonl").exists():
         _write_jsonl(work_dir / "pool.jsonl", data.pool)
     if not (work_dir / "run.json").exists():
-        _write_json(work_dir / "run.json", {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "data": data.config,
-                                            "budget": config.budget, "model": config.model, "sae": config.sae,
-                                            "finetune": asdict(ft_config), "max_new_tokens": config.max_new_tokens})
-    pool_samples = _samples(data.pool)
-    ids = [s.id for s in pool_samples]
-    if len(set(ids)) != len(ids):
+        _write_json(work_dir / "run.json", {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "design": data.config,
+                                            "ratio": config.ratio, "model": config.model, "sae": config.sae,
+                                            "finetune": asdict(finetune_config(config)),
+                                            "max_new_tokens": config.max_new_tokens})
+    if len({r["id"] for r in data.pool}) != len(data.pool):
         raise ConfigError("the pool's ids are not unique")
-    if config.budget > len(data.pool):
-        raise ConfigError(f"--budget {config.budget} is larger than the pool ({len(data.pool)} rows)")
-    tasks_out = []
-    complete = True
-    for task in data.tasks:
-        tdir = work_dir / task.name.replace("/", "__")
+    main_budget = budget(config, len(data.pool))
+    bases: dict[str, dict] = {}
+    runs_out: list[dict] = []
+    missing: list[str] = []
+    for setting, task, runs in _steps(data, config):
+        tdir = work_dir / "tasks" / task.name
         if not (tdir / "eval.jsonl").exists():
             _write_jsonl(tdir / "targets.jsonl", task.targets)
             _write_jsonl(tdir / "eval.jsonl", task.eval_rows)
-        relevant = sum(1 for r in data.pool if r.get("group") == task.name)
-        if only_finished and not (tdir / "base" / "eval.json").exists():
-            complete = False
-            continue
-        base = _evaluated(tdir / "base", None, f"{task.name} base model", tdir / "eval.jsonl", config, clock)
-        runs = []
-        for method, seed in config.runs():
-            label = run_label(method, seed)
-            rdir = tdir / label
-            sel_path, meta_path = rdir / "selection.jsonl", rdir / "selection.json"
-            if only_finished and not (meta_path.exists() and (rdir / "eval.json").exists()
-                                      and _finished_training(rdir / "ft")):
-                complete = False
+        if task.name not in bases:
+            base_path = tdir / "base" / "eval.json"
+            if only_finished and not base_path.exists():
+                missing.append(f"{task.name} base")
+            else:
+                bases[task.name] = _evaluated(base_path, None, f"{task.name} base model", tdir / "eval.jsonl",
+                                              config, clock)
+        pool = data.pool_for(setting, task)
+        related = set(task.spec.related)
+        for run in runs:
+            name = f"{setting} {task.name} {run.label}"
+            rdir = work_dir / setting / task.name / run.label
+            sel_path, meta_path, eval_path = rdir / "selection.jsonl", rdir / "selection.json", rdir / "eval.json"
+            if only_finished and not eval_path.exists():
+                missing.append(name)
                 continue
+            n = main_budget if run.ratio == config.ratio else budget(config, len(data.pool), run.ratio)
             if not meta_path.exists():
-                clock(f"{task.name} {label}: selecting {config.budget} rows")
-                t0 = time.perf_counter()
-                options = MethodOptions(method=method, seed=seed, lm=LMConfig(model=config.model), sae=config.sae)
-                scores = compute_scores(pool_samples, _samples(task.targets), options, cache_dir)[0]
-                chosen = [data.pool[int(i)] for i in rank(ids, scores)[: config.budget]]
-                share = sum(1 for r in chosen if r.get("group") == task.name) / len(chosen)
+                clock(f"{name}: selecting {n} of {len(pool)} rows")
+                chosen, seconds = _selection(pool, task, run, n, config, cache_dir)
                 _write_jsonl(sel_path, chosen)
-                _write_json(meta_path, {"method": method, "seed": seed, "rows": len(chosen), "relevant_share": share,
-                                        "seconds": round(time.perf_counter() - t0, 2),
-                                        "ids": [r["id"] for r in chosen]})
-                clock(f"{task.name} {label}: {share:.0%} of the selection from {task.name} "
-                      f"({time.perf_counter() - t0:.0f} s)")
+                _write_json(meta_path, {
+                    "method": run.method, "seed": run.seed, "rows": len(chosen), "seconds": round(seconds, 2),
+                    "task_share": sum(r["group"] == task.spec.group for r in chosen) / len(chosen),
+                    "related_share": sum(r["group"] in related for r in chosen) / len(chosen),
+                    "ids": [r["id"] for r in chosen]})
             meta = _read_json(meta_path)
-            train = _finished_training(rdir / "ft")
+            ft_dir = _adapter_dir(work_dir, sel_path, run.ft_seed)
+            train = _finished_training(ft_dir)
             if train is None:
-                clock(f"{task.name} {label}: fine-tuning on {meta['rows']} rows")
-                train = finetune(sel_path, rdir / "ft", ft_config)
-                clock(f"{task.name} {label}: fine-tuned, final loss {train['final_loss']:.3f} "
-                      f"({train['seconds']:.0f} s)")
-            result = _evaluated(rdir, rdir / "ft" / "adapter", f"{task.name} {label}", tdir / "eval.jsonl", config,
-                                clock)
-            runs.append({"label": label, "method": method, "seed": seed, "accuracy": result["accuracy"],
-                         "by_kind": result["by_kind"], "relevant_share": meta["relevant_share"],
-                         "selection_seconds": meta["seconds"], "train_seconds": train["seconds"],
-                         "final_loss": train["final_loss"], "epoch_losses": train.get("epoch_losses"),
-                         "eval_seconds": result["seconds"], **_answer_spread(result)})
-        tasks_out.append({"name": task.name, "targets": len(task.targets), "eval_rows": len(task.eval_rows),
-                          "majority_accuracy": round(majority_accuracy(task.eval_rows), 4),
-                          "relevant_in_pool": relevant, "base": _eval_summary(base), "runs": runs})
-    step_seconds = sum(r["selection_seconds"] + r["train_seconds"] + r["eval_seconds"]
-                       for t in tasks_out for r in t["runs"]) + sum(t["base"]["seconds"] for t in tasks_out)
-    results = {"work_dir": str(work_dir), "data": data.config, "pool_rows": len(data.pool),
-               "budget": config.budget, "methods": list(config.methods), "random_seeds": list(config.random_seeds),
-               "model": config.model, "sae": config.sae, "finetune": asdict(ft_config),
-               "max_new_tokens": config.max_new_tokens, "step_seconds": round(step_seconds, 1),
+                clock(f"{name}: fine-tuning on {meta['rows']} rows ({ft_dir.name})")
+                train = finetune(sel_path, ft_dir, finetune_config(config, run.ft_seed))
+                clock(f"{name}: fine-tuned, loss {train['epoch_losses'][0]:.3f} ({train['seconds']:.0f} s)")
+            result = _evaluated(eval_path, ft_dir / "adapter", name, tdir / "eval.jsonl", config, clock)
+            runs_out.append({"setting": setting, "task": task.name, **asdict(run), "adapter": ft_dir.name,
+                             "rows": meta["rows"], "task_share": meta["task_share"],
+                             "related_share": meta["related_share"], "selection_seconds": meta["seconds"],
+                             "train_seconds": train["seconds"], "train_tokens": train["tokens"],
+                             "rows_truncated": train["rows_truncated"], "epoch_losses": train["epoch_losses"],
+                             "dtype": train.get("dtype"), "eval": result})
+    results = {"work_dir": str(work_dir), "design": data.config, "pool_rows": len(data.pool),
+               "budget": main_budget, "config": asdict(config), "finetune": asdict(finetune_config(config)),
                "started": _read_json(work_dir / "run.json")["started"], "span_seconds": _span(work_dir),
-               "complete": complete, "tasks": tasks_out}
+               "tasks": [{"name": t.name, "group": t.spec.group, "kind": t.spec.kind, "answers": list(t.spec.answers),
+                          "related": list(t.spec.related), "targets": len(t.targets), "eval_rows": len(t.eval_rows),
+                          "task_rows_in_pool": len(t.pool_ids),
+                          "related_rows_in_pool": sum(r["group"] in set(t.spec.related) for r in data.pool),
+                          "eval_answers": dict(Counter(r["output"] for r in t.eval_rows).most_common())}
+                         for t in data.tasks],
+               "bases": bases, "runs": runs_out, "missing": missing, "complete": not missing}
     if not only_finished:
         _write_json(work_dir / "results.json", results)
-    clock("all steps done" if complete else "report from the finished steps only: some are missing")
+    clock("all steps done" if not missing else f"report from the finished steps: {len(missing)} missing")
     return results
-
-
-# ---------------------------------------------------------------- report
-
-
-def method_accuracy(task: dict) -> dict[str, list[float]]:
-    """Accuracies per method (several for random: one per seed)."""
-    out: dict[str, list[float]] = {}
-    for r in task["runs"]:
-        out.setdefault(r["method"], []).append(r["accuracy"])
-    return out
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def conclusion(results: dict) -> list[str]:
-    """Sentences derived from the numbers: each method against the base model and against random's spread, MoNA
-    against each baseline, and the evaluation set's own sampling noise."""
-    tasks = results["tasks"]
-    methods = [m for m in results["methods"] if m != "random"]
-    accs = [method_accuracy(t) for t in tasks]
-    lines = []
-    if not tasks:
-        return ["No task has finished yet."]
-    parts = []
-    for m in [*methods, "random"]:
-        pairs = [(a[m], t["base"]["accuracy"]) for a, t in zip(accs, tasks, strict=True) if m in a]
-        if pairs:
-            above = sum(statistics.fmean(v) > b for v, b in pairs)
-            parts.append(f"{m} {above} of {len(pairs)}")
-    lines.append("Fine-tuned above the base model (random: its mean over seeds), tasks: " + ", ".join(parts) + ".")
-    parts = []
-    for m in methods:
-        both = [a for a in accs if m in a and len(a.get("random", [])) > 1]
-        if not both:
-            continue
-        beat = sum(a[m][0] > _mean_std(a["random"])[0] for a in both)
-        beat2 = sum(a[m][0] > _mean_std(a["random"])[0] + 2 * _mean_std(a["random"])[1] for a in both)
-        parts.append(f"{m} beats random's mean on {beat} of {len(both)} tasks (by more than 2 std of random's "
-                     f"seeds on {beat2})")
-    if parts:
-        lines.append("; ".join(parts) + ".")
-    if "mona" in methods:
-        parts = []
-        for m in methods:
-            if m == "mona":
-                continue
-            both = [a for a in accs if "mona" in a and m in a]
-            if both:
-                wins = sum(a["mona"][0] > a[m][0] for a in both)
-                ties = sum(a["mona"][0] == a[m][0] for a in both)
-                parts.append(f"{m} {wins}-{ties}-{len(both) - wins - ties}")
-        if parts:
-            lines.append("MoNA against each baseline, tasks won-tied-lost: " + ", ".join(parts) + ".")
-    n_eval = min(t["eval_rows"] for t in tasks)
-    values = [v for a in accs for vals in a.values() for v in vals]
-    p = min(max(statistics.fmean(values), 0.05), 0.95) if values else 0.5
-    se = math.sqrt(p * (1 - p) / n_eval)
-    noise = 2 * math.sqrt(2) * se
-    lines.append(f"Sampling noise of the evaluation set alone: at accuracy ~{p:.2f} on {n_eval} rows one accuracy "
-                 f"has a standard error of {se:.3f}, so two runs must differ by more than {noise:.3f} (2 standard "
-                 "errors of a difference) before the gap is more than noise.")
-    both = [a for a in accs if "mona" in a and a.get("random")]
-    if both:
-        gaps = [a["mona"][0] - _mean_std(a["random"])[0] for a in both]
-        gap = statistics.fmean(gaps)
-        beyond = sum(abs(g) > noise for g in gaps)
-        text = (f"MoNA minus random's mean, per task: {', '.join(f'{g:+.3f}' for g in gaps)} (mean {gap:+.3f}); "
-                f"{beyond} of {len(gaps)} exceed that noise level.")
-        if abs(gap) > 1e-9:
-            need = math.ceil(8 * p * (1 - p) / gap ** 2)
-            text += (f" Resolving a gap of {abs(gap):.3f} on one task would take about {need} evaluation rows "
-                     "(2 standard errors of a difference), before the variance of fine-tuning itself.")
-        lines.append(text)
-    runs = [r for t in tasks for r in t["runs"] if r.get("top_answer_share") is not None]
-    if runs:
-        collapsed = sum(r["top_answer_share"] >= 0.9 for r in runs)
-        above = sum(any(r["accuracy"] > t["majority_accuracy"] for r in t["runs"]) for t in tasks
-                    if "majority_accuracy" in t)
-        lines.append(f"{collapsed} of {len(runs)} fine-tuned runs gave the same answer to at least 90 % of the rows, "
-                     "so their accuracy is the share of rows where that answer is right rather than task skill; "
-                     f"some run beats always giving the evaluation set's majority answer on {above} of {len(tasks)} "
-                     "tasks.")
-    if not results.get("complete", True):
-        lines.append("The run is not complete: this report covers the finished steps only.")
-    return lines
-
-
-def write_report(results: dict, command: str, wall_seconds: float, out_dir: Path, name: str = "downstream"
-                 ) -> tuple[Path, Path]:
-    """Write `<name>.json` and `<name>.md` into out_dir."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    n_seeds = len(results["random_seeds"])
-    summary = []
-    for t in results["tasks"]:
-        row: dict[str, Any] = {"task": t["name"], "majority": t.get("majority_accuracy"),
-                               "base": t["base"]["accuracy"]}
-        for m, vals in method_accuracy(t).items():
-            if m == "random":
-                mean, std = _mean_std(vals)
-                row["random"] = {"mean": round(mean, 4), "std": round(std, 4), "seeds": vals}
-            else:
-                row[m] = vals[0]
-        summary.append(row)
-    data = {"command": command, "machine": machine(), "wall_seconds": round(wall_seconds, 1),
-            "summary": summary, "conclusion": conclusion(results), **results}
-    json_path = out_dir / f"{name}.json"
-    json_path.write_text(json.dumps(data, indent=1, default=str) + "\n")
-    methods = list(results["methods"])
-    cfg, ft = results["data"], results["finetune"]
-    span = "-" if results.get("span_seconds") is None else f"{results['span_seconds'] / 60:.1f} min"
-
-    def cell(m: str, v: Any) -> str:
-        if v is None:
-            return "-"
-        if m != "random":
-            return f"{v:.3f}"
-        text = f"{v['mean']:.3f} ± {v['std']:.3f}"
-        return text if len(v["seeds"]) == n_seeds else f"{text} ({len(v['seeds'])} of {n_seeds} seeds)"
-
-    lines = [f"# Downstream benchmark: {name}", "", f"Command: `{command}`", "", f"Machine: {machine()}", "",
-             f"Wall time of the whole benchmark: {span} from the run's first start ({results['started']}) to its "
-             f"last evaluation, over every resumed invocation; {results['step_seconds'] / 60:.1f} min summed over "
-             f"the steps (selection, fine-tuning, evaluation); {wall_seconds / 60:.1f} min for the invocation that "
-             "wrote this report.", "",
-             f"Pool: {results['pool_rows']} BIG-bench rows, {cfg['per_task']} per task (seed {cfg['seed']}); each "
-             f"method selects {results['budget']} rows from {cfg['n_target']} target examples. Fine-tuning: LoRA "
-             f"r {ft['lora_r']}, {ft['epochs']} epochs, lr {ft['lr']}, seed {ft['seed']}, model "
-             f"{results['model'] or 'embedded SmolLM2-135M-Instruct'}. Evaluation: {cfg['eval_rows']} held-out rows "
-             "per task (neither in the pool nor among the targets); multiple choice by log-likelihood, otherwise "
-             f"exact match of a greedy answer (at most {results['max_new_tokens']} new tokens). Random: seeds "
-             f"{', '.join(map(str, results['random_seeds']))}.", ""]
-    if not results.get("complete", True):
-        lines += ["**Partial report**: some steps of this run have not finished; missing runs show as -.", ""]
-    lines += ["## Accuracy", "",
-              "*majority*: always giving the evaluation set's most frequent answer (not a run, a yardstick).", "",
-              "| task | majority | base | " + " | ".join("random mean ± std" if m == "random" else m for m in methods)
-              + " |", "|---|---|---|" + "---|" * len(methods)]
-    for row in summary:
-        majority = "-" if row["majority"] is None else f"{row['majority']:.3f}"
-        lines.append(f"| {row['task']} | {majority} | {row['base']:.3f} | "
-                     + " | ".join(cell(m, row.get(m)) for m in methods) + " |")
-    labels = list(dict.fromkeys(r["label"] for t in results["tasks"] for r in t["runs"]))
-    lines += ["", "## Share of each selection from the target task", "",
-              "The pool holds the number of the task's rows in the second column, so a budget of "
-              f"{results['budget']} caps the share at that number / {results['budget']}.", "",
-              "| task | task rows in pool | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels)]
-    for t in results["tasks"]:
-        share = {r["label"]: f"{r['relevant_share']:.2f}" for r in t["runs"]}
-        lines.append(f"| {t['name']} | {t['relevant_in_pool']} | " + " | ".join(share.get(lb, "-") for lb in labels)
-                     + " |")
-    lines += ["", "## Every run", "",
-              "*top answer*: the share of rows given the run's most frequent answer.", "",
-              "| task | run | accuracy | share from task | top answer | train loss, epoch 1 → last | select s | "
-              "train s | eval s |", "|---|---|---|---|---|---|---|---|---|"]
-
-    def top(r: dict) -> str:
-        return "-" if r.get("top_answer_share") is None else f"{r['top_answer_share']:.2f} ({r['top_answer']})"
-
-    for t in results["tasks"]:
-        lines.append(f"| {t['name']} | base model | {t['base']['accuracy']:.3f} | - | {top(t['base'])} | - | - | - | "
-                     f"{t['base']['seconds']:.0f} |")
-        for r in t["runs"]:
-            losses = r.get("epoch_losses") or []
-            loss = f"{losses[0]:.3f} → {losses[-1]:.3f}" if losses else "-"
-            lines.append(f"| {t['name']} | {r['label']} | {r['accuracy']:.3f} | {r['relevant_share']:.2f} | "
-                         f"{top(r)} | {loss} | {r['selection_seconds']:.0f} | {r['train_seconds']:.0f} | "
-                         f"{r['eval_seconds']:.0f} |")
-    lines += ["", "## Conclusion", "", "Generated from the numbers above.", "", " ".join(data["conclusion"])]
-    md_path = out_dir / f"{name}.md"
-    md_path.write_text("\n".join(lines) + "\n")
-    return json_path, md_path

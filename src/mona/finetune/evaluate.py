@@ -1,21 +1,21 @@
 """Evaluate the base model, or base + a LoRA adapter, on held-out rows with a reference answer.
 
+Every row: the negative log-likelihood of its reference answer (its content tokens as the assistant turn after the
+chat-templated prompt), summed per row; the result's `nll` is the mean per answer token over all rows. This is
+continuous, so it resolves differences between fine-tuned models that accuracy at 135M parameters cannot.
+
 A row with options is multiple choice: the options come from a list field `options`, else from an "Options:"
 block in the prompt (the lines after a line `Options:` that start with `- `, as in mona's BIG-bench rows). Each
-option is scored by the sum of its tokens' log-likelihoods as the assistant answer after the chat-templated
-prompt; the row is correct when the best option is the reference output. The length-normalised variant (mean
-log-likelihood per token) is reported beside it. Any other row is scored by exact match of a greedy generation
-(chat template with the generation prompt, `max_new_tokens`), both sides stripped of surrounding whitespace and
-trailing sentence punctuation (. , ; : ! ?) and compared case-insensitively.
+option is scored by the sum of its tokens' log-likelihoods; the row is correct when the best option is the
+reference output, and `p_correct` is the probability mass on the right option (the options' likelihoods
+renormalised over the options). The length-normalised variant (mean log-likelihood per token) is reported beside
+it. Any other row is also scored by exact match of a greedy generation (chat template with the generation prompt,
+`max_new_tokens`; 0 skips it), both sides stripped of surrounding whitespace and trailing sentence punctuation
+(. , ; : ! ?) and compared case-insensitively.
 
 lm-evaluation-harness: `run_lm_eval(tasks)` merges the adapter into the model, saves the merged model to a
 temporary directory and runs `lm_eval.simple_evaluate(model="hf", ...)` on it (CPU, fp32). It needs the optional
 dependency (`pip install mona[lm-eval]`) and the tasks' data sets (downloaded by lm-eval from the hub).
-
-Measured speed (SmolLM2-135M-Instruct, fp32, OMP_NUM_THREADS=1 on 2 cores busy with another benchmark, first 40
-rows of examples/pool.jsonl, 8 of them multiple choice): ~1.5 s per multiple-choice row (every option is a full
-forward pass of prompt + option), ~1.4 s per generation row at max_new_tokens 32 (~18 generated tokens/s),
-~1.5 s per row overall.
 """
 
 from __future__ import annotations
@@ -35,9 +35,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mona.data.formats import Sample
 from mona.data.readers import read_samples
 from mona.errors import DependencyError, InputError, MissingFileError
-from mona.finetune.sft import conversation_tokens, pad_batch, render_chat, selected_logits
+from mona.finetune.sft import conversation_tokens, pad_batch, render_chat
 from mona.models.loader import DEFAULT_MODEL, load_lm
-from mona.models.truncated import length_batches
 from mona.outputs import atomic_write
 from mona.progress import RichProgress
 
@@ -117,37 +116,63 @@ def eval_rows(samples: Sequence[Sample], path: str) -> list[EvalRow]:
     return rows
 
 
+def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix all of `seqs` share."""
+    n = min(len(s) for s in seqs)
+    for i in range(n):
+        if any(s[i] != seqs[0][i] for s in seqs[1:]):
+            return i
+    return n
+
+
 @torch.inference_mode()
-def score_options(model, tokenizer, rows: Sequence[EvalRow], *, path: str | None = None,
-                  batch_tokens: int = 2048) -> list[list[tuple[float, int]]]:
-    """Per row, per option: (sum of the option's token log-likelihoods as the answer, its number of tokens)."""
-    seqs: list[tuple[int, int, list[int], list[int]]] = []  # (row, option, ids, content positions)
-    for r, row in enumerate(rows):
-        for o, option in enumerate(row.options or []):
-            ids, turns = conversation_tokens(tokenizer, [*row.prompt, ("assistant", option)], path=path,
+def score_answers(model, tokenizer, rows: Sequence[EvalRow], candidates: Sequence[Sequence[str]], *,
+                  path: str | None = None) -> list[list[tuple[float, int]]]:
+    """Per row, per candidate answer: (sum of the answer's content-token log-likelihoods as the assistant turn
+    after the row's prompt, its number of tokens).
+
+    The tokens every candidate of a row shares (the templated prompt, and a common first answer token such as
+    "(" of "(A)") run once; each candidate's own tokens then run on a copy of that KV cache, so a row with k
+    options costs one prompt, not k. Only the positions that predict an answer token go through the LM head."""
+    out: list[list[tuple[float, int]]] = []
+    for row, answers in zip(rows, candidates, strict=True):
+        seqs: list[tuple[list[int], list[int]]] = []  # (ids, positions of the answer's content tokens)
+        for answer in answers:
+            ids, turns = conversation_tokens(tokenizer, [*row.prompt, ("assistant", answer)], path=path,
                                              line=row.line)
-            answer = [t for t in turns if t.message == len(row.prompt)]
-            seqs.append((r, o, ids, answer[0].content if answer else []))
-    out: list[list[tuple[float, int]]] = [[(-math.inf, 0)] * len(row.options or []) for row in rows]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    for batch in length_batches([len(s[2]) for s in seqs], batch_tokens, 64):
-        items = [seqs[i] for i in batch if seqs[i][3]]
-        if not items:
+            content = [t for t in turns if t.message == len(row.prompt)]
+            seqs.append((ids, content[0].content if content else []))
+        if not seqs:
+            out.append([])
             continue
-        ids = pad_batch([it[2] for it in items], pad_id)
-        attention = torch.zeros_like(ids)
-        select = torch.zeros_like(ids, dtype=torch.bool)
-        for b, it in enumerate(items):
-            attention[b, : len(it[2])] = 1
-            select[b, [p - 1 for p in it[3]]] = True  # the logits at p-1 predict token p
-        logprobs = torch.log_softmax(selected_logits(model, ids, attention, select), dim=-1)
-        targets = torch.cat([torch.tensor([it[2][p] for p in it[3]]) for it in items])
-        token_lp = logprobs.gather(1, targets[:, None])[:, 0]
-        cursor = 0
-        for it in items:
-            n = len(it[3])
-            out[it[0]][it[1]] = (float(token_lp[cursor: cursor + n].sum()), n)
-            cursor += n
+        shared = _common_prefix([ids for ids, _ in seqs]) if len(seqs) > 1 else len(seqs[0][0])
+        # the shared run must stop one token short of every candidate's first answer token it does not hold, so
+        # the logits that predict that token come from it: positions p-1 for answer tokens p <= shared
+        wanted = sorted({p - 1 for _, pos in seqs for p in pos if p <= shared})
+        prefix = torch.tensor([seqs[0][0][:shared]])
+        res = model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=len(seqs) > 1,
+                    logits_to_keep=torch.tensor(wanted, dtype=torch.long))
+        prefix_lp = dict(zip(wanted, torch.log_softmax(res.logits[0].float(), dim=-1), strict=True))
+        rest = [i for i, (ids, _) in enumerate(seqs) if len(ids) > shared]
+        rest_lp: dict[int, torch.Tensor] = {}
+        if rest:
+            width = max(len(seqs[i][0]) - shared for i in rest)
+            pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+            ids = pad_batch([seqs[i][0][shared:] for i in rest], pad_id)
+            attention = torch.zeros((len(rest), shared + width), dtype=torch.long)
+            for b, i in enumerate(rest):
+                attention[b, : len(seqs[i][0])] = 1
+            cache = res.cache
+            cache.batch_repeat_interleave(len(rest))
+            logits = model(input_ids=ids, attention_mask=attention, cache=cache).logits
+            rest_lp = {i: torch.log_softmax(logits[b].float(), dim=-1) for b, i in enumerate(rest)}
+        scores = []
+        for i, (ids, pos) in enumerate(seqs):
+            # the logits at p-1 predict token p: from the shared run for p <= shared, else from the candidate's own
+            total = sum(float(prefix_lp[p - 1][ids[p]]) if p <= shared else float(rest_lp[i][p - 1 - shared, ids[p]])
+                        for p in pos)
+            scores.append((total, len(pos)))
+        out.append(scores)
     return out
 
 
@@ -183,11 +208,44 @@ def _accuracy(values: Sequence[bool]) -> float | None:
     return round(sum(values) / len(values), 6) if values else None
 
 
+def _nll(predictions: Sequence[dict[str, Any]]) -> float | None:
+    """Mean negative log-likelihood per answer token, over all the rows' reference answer tokens."""
+    tokens = sum(p["answer_tokens"] for p in predictions)
+    return round(sum(p["nll"] for p in predictions) / tokens, 6) if tokens else None
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(sum(values) / len(values), 6) if values else None
+
+
+def _mc_prediction(row: EvalRow, scores: Sequence[tuple[float, int]]) -> dict[str, Any]:
+    """A multiple-choice row's prediction from its options' scores (the reference's, when it is not an option,
+    comes last)."""
+    options = row.options or []
+    sums = [s for s, _ in scores[: len(options)]]
+    norms = [s / n if n else -math.inf for s, n in scores[: len(options)]]
+    best = max(range(len(sums)), key=lambda i: (sums[i], -i))
+    best_norm = max(range(len(norms)), key=lambda i: (norms[i], -i))
+    inside = row.answer in options
+    # probability mass on the right option: the options' sequence likelihoods renormalised over the options
+    p_correct = float(torch.softmax(torch.tensor(sums, dtype=torch.float64), 0)[options.index(row.answer)]) \
+        if inside else 0.0
+    ref_ll, ref_n = scores[options.index(row.answer)] if inside else scores[-1]
+    return {"id": row.id, "kind": MC, "target": row.answer, "prediction": options[best],
+            "correct": options[best] == row.answer, "prediction_norm": options[best_norm],
+            "correct_norm": options[best_norm] == row.answer, "options": options,
+            "loglik": [round(v, 6) for v in sums], "loglik_norm": [round(v, 6) for v in norms],
+            "answer_in_options": inside, "p_correct": round(p_correct, 6), "nll": round(-ref_ll, 6),
+            "answer_tokens": ref_n}
+
+
 def evaluate(data: str | Path, *, model: str | None = None, adapter: str | Path | None = None,
-             max_new_tokens: int = 32, limit: int | None = None, batch_tokens: int = 2048,
+             max_new_tokens: int = 32, limit: int | None = None,
              progress: RichProgress | None = None) -> dict[str, Any]:
-    """Accuracy of the model (with the adapter) on the held-out rows of `data`: overall and per kind (mc,
-    generation), with one prediction per row."""
+    """The model (with the adapter) on the held-out rows of `data`: the mean NLL per answer token of the
+    reference answers (every row); for rows with options, accuracy by option log-likelihood and the probability
+    mass on the right option; for the others, exact match of a greedy answer (`max_new_tokens` 0: none).
+    Overall and per kind (mc, generation), with one prediction per row."""
     path = str(data)
     samples = read_samples(data)
     if limit is not None:
@@ -198,54 +256,51 @@ def evaluate(data: str | Path, *, model: str | None = None, adapter: str | Path 
     progress = progress or EvalProgress(enabled=False)
     progress.start("eval", len(rows))
     predictions: list[dict[str, Any]] = []
+    seconds_gen = 0.0
     try:
-        t_mc = time.perf_counter()
-        mc_rows = [r for r in rows if r.options]
-        scores = score_options(lm, tokenizer, mc_rows, path=path, batch_tokens=batch_tokens)
-        by_id: dict[int, dict[str, Any]] = {}
-        for row, row_scores in zip(mc_rows, scores, strict=True):
-            sums = [s for s, _ in row_scores]
-            norms = [s / n if n else -math.inf for s, n in row_scores]
-            best = max(range(len(sums)), key=lambda i: (sums[i], -i))
-            best_norm = max(range(len(norms)), key=lambda i: (norms[i], -i))
-            by_id[id(row)] = {
-                "id": row.id, "kind": MC, "target": row.answer, "prediction": row.options[best],
-                "correct": row.options[best] == row.answer, "prediction_norm": row.options[best_norm],
-                "correct_norm": row.options[best_norm] == row.answer, "options": row.options,
-                "loglik": [round(s, 6) for s in sums], "loglik_norm": [round(s, 6) for s in norms],
-                "answer_in_options": row.answer in row.options,
-            }
-        done = len(mc_rows)
-        progress.update(done, 0)
-        t_gen = time.perf_counter()
-        seconds_mc = t_gen - t_mc
-        for row in rows:
-            if row.options:
-                continue
-            text = generate_answer(lm, tokenizer, row.prompt, max_new_tokens, path=path, line=row.line)
-            by_id[id(row)] = {"id": row.id, "kind": GENERATION, "target": row.answer, "prediction": text,
-                              "correct": normalise_answer(text) == normalise_answer(row.answer)}
-            done += 1
-            progress.update(done, 0)
-        predictions = [by_id[id(row)] for row in rows]
-        seconds_gen = time.perf_counter() - t_gen
+        t_score = time.perf_counter()
+        for i, row in enumerate(rows):
+            options = row.options or []
+            answers = options if row.answer in options else [*options, row.answer]
+            scores = score_answers(lm, tokenizer, [row], [answers], path=path)[0]
+            if options:
+                predictions.append(_mc_prediction(row, scores))
+            else:
+                predictions.append({"id": row.id, "kind": GENERATION, "target": row.answer,
+                                    "nll": round(-scores[0][0], 6), "answer_tokens": scores[0][1]})
+            progress.update(i + 1, 0)
+        seconds_score = time.perf_counter() - t_score
+        if max_new_tokens > 0:
+            t_gen = time.perf_counter()
+            for row, pred in zip(rows, predictions, strict=True):
+                if pred["kind"] != GENERATION:
+                    continue
+                text = generate_answer(lm, tokenizer, row.prompt, max_new_tokens, path=path, line=row.line)
+                pred["prediction"] = text
+                pred["correct"] = normalise_answer(text) == normalise_answer(row.answer)
+            seconds_gen = time.perf_counter() - t_gen
     finally:
         progress.finish()
     mc = [p for p in predictions if p["kind"] == MC]
     gen = [p for p in predictions if p["kind"] == GENERATION]
+    judged = [p for p in predictions if "correct" in p]
     seconds = time.perf_counter() - t0
     return {
         "data": path,
         "model": model or DEFAULT_MODEL,
         "adapter": str(adapter) if adapter is not None else None,
         "n": len(predictions),
-        "accuracy": _accuracy([p["correct"] for p in predictions]),
+        "nll": _nll(predictions),
+        "accuracy": _accuracy([p["correct"] for p in judged]),
         "by_kind": {
-            MC: {"n": len(mc), "accuracy": _accuracy([p["correct"] for p in mc]),
-                 "accuracy_norm": _accuracy([p["correct_norm"] for p in mc]), "seconds": round(seconds_mc, 3)},
-            GENERATION: {"n": len(gen), "accuracy": _accuracy([p["correct"] for p in gen]),
+            MC: {"n": len(mc), "nll": _nll(mc), "accuracy": _accuracy([p["correct"] for p in mc]),
+                 "accuracy_norm": _accuracy([p["correct_norm"] for p in mc]),
+                 "p_correct": _mean([p["p_correct"] for p in mc])},
+            GENERATION: {"n": len(gen), "nll": _nll(gen),
+                         "accuracy": _accuracy([p["correct"] for p in gen if "correct" in p]),
                          "max_new_tokens": max_new_tokens, "seconds": round(seconds_gen, 3)},
         },
+        "seconds_scoring": round(seconds_score, 3),
         "seconds": round(seconds, 3),
         "seconds_per_row": round(seconds / len(predictions), 4) if predictions else None,
         "predictions": predictions,
@@ -253,14 +308,15 @@ def evaluate(data: str | Path, *, model: str | None = None, adapter: str | Path 
 
 
 def summary_line(result: dict[str, Any]) -> str:
-    """One line: overall accuracy, then per kind."""
-    def acc(value: float | None) -> str:
+    """One line: NLL per answer token and accuracy overall, then per kind."""
+    def num(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 
     mc, gen = result["by_kind"][MC], result["by_kind"][GENERATION]
-    return (f"accuracy {acc(result['accuracy'])} on {result['n']} rows (mc {acc(mc['accuracy'])} "
-            f"[norm {acc(mc['accuracy_norm'])}] n={mc['n']}; generation {acc(gen['accuracy'])} n={gen['n']}) "
-            f"in {result['seconds']:.1f} s")
+    return (f"NLL {num(result['nll'])} per answer token, accuracy {num(result['accuracy'])} on {result['n']} rows "
+            f"(mc {num(mc['accuracy'])} [norm {num(mc['accuracy_norm'])}, p(right) {num(mc['p_correct'])}, NLL "
+            f"{num(mc['nll'])}] n={mc['n']}; generation {num(gen['accuracy'])} [NLL {num(gen['nll'])}] "
+            f"n={gen['n']}) in {result['seconds']:.1f} s")
 
 
 def write_results(path: str | Path, result: dict[str, Any]) -> None:
