@@ -16,6 +16,7 @@ from conftest import CHAT_TEMPLATE, SPECIALS, WORDS, make_model, write_jsonl
 from mona.data.formats import Record, Sample
 from mona.errors import ConfigError
 from mona.explain.judge import CRITERIA, ApiJudge, LocalJudge, build_prompt, judge_selection
+from mona.explain.options import JudgeConfig
 from test_cli import _invoke
 
 
@@ -111,8 +112,8 @@ def test_judge_selection_samples_with_the_seed():
             return float(len(prompt) % 10 + 1)
 
     rows = [_sample(i, f"row {i}") for i in range(50)]
-    first = judge_selection(Fake(), rows, rows[:3], n=5, seed=1)
-    assert first == judge_selection(Fake(), rows, rows[:3], n=5, seed=1)
-    assert [r["id"] for r in first["ratings"]] != [r["id"] for r in judge_selection(Fake(), rows, rows[:3], n=5,
-                                                                                  seed=2)["ratings"]]
+    first = judge_selection(Fake(), rows, rows[:3], JudgeConfig(n=5, seed=1))
+    assert first == judge_selection(Fake(), rows, rows[:3], JudgeConfig(n=5, seed=1))
+    assert [r["id"] for r in first["ratings"]] != [r["id"] for r in judge_selection(Fake(), rows, rows[:3],
+                                                                                  JudgeConfig(n=5, seed=2))["ratings"]]
     assert ApiJudge("http://x", "m").api_key is None

@@ -17,8 +17,10 @@ from mona.bench.options import DownstreamConfig, RelevanceConfig
 from mona.cli_options import Generated, generated, values_of, with_options
 from mona.display import for_display
 from mona.errors import USAGE_EXIT, ConfigError, Interrupted, MissingFileError, MonaError
+from mona.explain.options import ExplainConfig, JudgeConfig, LabelConfig, ProfilesConfig
 from mona.features.options import LAYER_HELP, LMConfig
 from mona.finetune.options import FinetuneConfig
+from mona.sae.options import SaeBuildConfig, SaeTrainConfig
 from mona.selection.config import MethodOptions, SelectConfig
 
 
@@ -231,34 +233,24 @@ def main() -> None:  # pragma: no cover - console entry point
 
 
 @sae_app.command("train")
+@with_options(generated(SaeBuildConfig), generated(SaeTrainConfig))
 def sae_train(
     out: Annotated[Path, typer.Option(help="Directory to write the SAE to (sparsify layout + model card).")],
-    texts: Annotated[str, typer.Option(help="Text file (any pool format) or 'bigbench-mix' (BIG-bench rows "
-                                            "from every task file).")] = "bigbench-mix",
-    samples: Annotated[int, typer.Option(help="Number of texts to read.")] = 16000,
-    model: Annotated[str | None, typer.Option(help="Model (default: embedded SmolLM2-135M-Instruct).")] = None,
-    layer: Annotated[int | None, typer.Option(help=LAYER_HELP)] = None,
-    expansion_factor: Annotated[int, typer.Option(help="Latents = this x the model's hidden size.")] = 16,
-    k: Annotated[int, typer.Option(help="Active latents per token.")] = 32,
-    epochs: Annotated[int, typer.Option(help="Passes over the collected activations.")] = 4,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 8e-4,
-    max_length: Annotated[int, typer.Option(help="Tokens per text.")] = 256,
-    seed: Annotated[int, typer.Option(help="Seed for the text sample, split and initialisation.")] = 0,
+    **values: Any,
 ) -> None:
     """Train a TopK SAE on a layer's activations (collected once into the cache; a killed run resumes)."""
     _quiet_libraries()
     from mona.outputs import check_outputs, local_path
     from mona.sae.build import build_sae
-    from mona.sae.train import SaeTrainConfig
 
+    options = sae_train.__options__  # type: ignore[attr-defined]
+    build = SaeBuildConfig(**values_of(options, values, SaeBuildConfig))
     command = "mona " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("mona") else ""
     # the SAE directory is replaced whole when training ends: nothing in it may be an input
-    check_outputs({"--texts": local_path(texts), "--model": local_path(model)},
+    check_outputs({"--texts": local_path(build.texts), "--model": local_path(build.model)},
                   {"--out": [out, out.with_name(out.name + ".partial")]}, dirs=("--out",))
-    meta = build_sae(out, texts=texts, n_samples=samples, model=model, layer=layer, max_length=max_length,
-                     config=SaeTrainConfig(expansion_factor=expansion_factor, k=k, epochs=epochs, lr=lr,
-                                           seed=seed),
-                     command=command, log=lambda m: err.print(m, highlight=False))
+    meta = build_sae(out, build, SaeTrainConfig(**values_of(options, values, SaeTrainConfig)), command=command,
+                     log=lambda m: err.print(m, highlight=False))
     err.print(f"SAE written to {out}: FVU {meta['fvu']}, L0 {meta['l0']}, dead {meta['dead_fraction']:.2%}",
               markup=False, highlight=False)
 
@@ -539,49 +531,19 @@ def bench_downstream(
 
 
 @features_app.command("label")
+@with_options(generated(LabelConfig))
 def features_label(
-    sae: Annotated[str | None, typer.Option(help="SAE directory (default: the shipped SAE).")] = None,
-    model: Annotated[str | None, typer.Option(help="Model (default: embedded SmolLM2-135M-Instruct).")] = None,
-    texts: Annotated[str, typer.Option(help="Text file (any pool format) or 'bigbench-mix'.")] = "bigbench-mix",
-    samples: Annotated[int, typer.Option(help="Number of texts to read.")] = 2000,
-    top_n: Annotated[int, typer.Option(help="Contexts kept per latent.")] = 8,
     out: Annotated[Path | None, typer.Option(help="Where to write labels.json.gz (default: beside the SAE if "
                                                   "it has one there, else the cache).")] = None,
-    layer: Annotated[int | None, typer.Option(help="Decoder layer (default: the one the SAE reads; picks one "
-                                                   "SAE of a release folder).")] = None,
+    **values: Any,
 ) -> None:
     """Find each latent's max-activating token contexts in a text set and give it a short label."""
     _quiet_libraries()
-    from mona.explain.labels import LABELS_FILE, compute_labels, labels_path, save_labels
-    from mona.models import TruncatedLM, load_lm
-    from mona.outputs import check_outputs, local_path
+    from mona.explain.labels import label_latents
     from mona.progress import RichProgress
-    from mona.sae.build import text_items
-    from mona.sae.topk import check_width, load_sae, resolve_sae_path, sae_metadata
 
-    sae_path = resolve_sae_path(sae, layer)
-    path = out or labels_path(sae_path)
-    # the SAE's own files are inputs; its directory is where labels normally go
-    sae_files = [sae_path] if sae_path.is_file() else [p for p in sae_path.iterdir() if p.name != LABELS_FILE]
-    check_outputs({"--sae": sae_files, "--texts": local_path(texts), "--model": local_path(model)},
-                  {"--out": path})
-    # the layer the SAE reads, from its own description (hookpoint name, or mona's `layer` key)
-    sae_layer = sae_metadata(sae_path).get("layer")
-    if sae_layer is None and layer is None:
-        raise ConfigError("the SAE does not say which decoder layer it reads: pass --layer N", path=str(sae_path))
-    sae_obj = load_sae(sae_path)
-    model_obj, tokenizer = load_lm(model)
-    lm = TruncatedLM(model_obj, tokenizer, layer if layer is not None else sae_layer)
-    check_width(sae_obj, lm.d_model, sae_path=sae_path, layer=lm.layers[0], sae_layer=sae_layer)
-    items, texts_id = text_items(texts, samples, tokenizer)
-    progress = RichProgress(err)
-    progress.start("labelling latents", len(items))
-    try:
-        doc = compute_labels(lm, sae_obj, items, lm.layers[0], top_n=top_n, progress=progress.update)
-    finally:
-        progress.finish()
-    doc["texts_id"] = texts_id
-    save_labels(doc, path)
+    config = LabelConfig(**values_of(features_label.__options__, values, LabelConfig))  # type: ignore[attr-defined]
+    doc, path = label_latents(config, out, RichProgress(err, unit="texts"))
     labelled = sum(1 for v in doc["latents"].values() if v["examples"])
     err.print(f"labelled {labelled} of {len(doc['latents'])} latents from {doc['tokens']} tokens -> {path}",
               markup=False, highlight=False)
@@ -612,85 +574,51 @@ def features_show(
 
 
 @app.command()
+@with_options(generated(ExplainConfig), generated(MethodOptions, only=("method", "sae", "k")),
+              generated(LMConfig, only=("model", "layer", "render")),
+              generated(SelectConfig, only=("cache_dir", "text_field")))
 def explain(
     pool: Annotated[Path, typer.Option(help="The pool the selection was made from.")],
     target: Annotated[Path, typer.Option(help="The target examples.")],
     selection: Annotated[Path | None, typer.Option(help="OUT of `mona select`: explain its first --top rows.")] = None,
     ids: Annotated[str | None, typer.Option(help="Comma-separated pool ids to explain instead.")] = None,
-    top: Annotated[int, typer.Option(help="Rows of --selection to explain.")] = 5,
-    latents: Annotated[int, typer.Option(help="Latents shown per row.")] = 5,
     out: Annotated[Path | None, typer.Option(help="Also write the explanations as JSONL (for `mona report`).")] = None,
-    model: Annotated[str | None, typer.Option(help="Selection model (as for select).")] = None,
-    sae: Annotated[str | None, typer.Option(help="SAE directory (as for select).")] = None,
-    layer: Annotated[int | None, typer.Option(help="Decoder layer (as for select).")] = None,
-    render: Annotated[str, typer.Option(help="chat or plain (as for select).")] = "chat",
-    k: Annotated[int | None, typer.Option(help="SAE codes per token (as for select).")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (as for select).")] = None,
-    text_field: Annotated[str | None, typer.Option(help="Read text from this field as plain text.")] = None,
+    **values: Any,
 ) -> None:
     """Why MoNA picked these rows: the latents that carry most of each row's Jaccard score against the target
     prototype, their labels, and the tokens where they fire."""
     _quiet_libraries()
-    import json as _json
+    from mona.explain.explain import explain_files, format_explanation
 
-    from mona.data.readers import read_samples
-    from mona.explain.explain import explain as run_explain
-    from mona.explain.explain import format_explanation, pick_rows
-    from mona.features.options import LMConfig
-    from mona.outputs import atomic_write, check_outputs
-    from mona.paths import cache_root
-    from mona.selection.registry import MethodOptions
-
-    check_outputs({"--pool": pool, "--target": target, "--selection": selection}, {"--out": out})
-    if (selection is None) == (ids is None):
-        raise ConfigError("give exactly one of --selection or --ids")
-    chosen = pick_rows(read_samples(pool, text_field=text_field),
-                       read_samples(selection, text_field=text_field)[:top] if selection is not None else None,
-                       [i.strip() for i in (ids or "").split(",") if i.strip()])
-    options = MethodOptions(lm=LMConfig(model=model, layer=layer, render=render), sae=sae, k=k)
-    items = run_explain(chosen, read_samples(target, text_field=text_field), options,
-                        cache_dir or cache_root(), n_latents=latents)
-    if out is not None:
-        with atomic_write(out) as fh:
-            for item in items:
-                fh.write(_json.dumps(item, ensure_ascii=False) + "\n")
+    options = explain.__options__  # type: ignore[attr-defined]
+    where = values_of(options, values, SelectConfig)
+    method = MethodOptions(lm=LMConfig(**values_of(options, values, LMConfig)),
+                           **values_of(options, values, MethodOptions))
+    items = explain_files(pool, target, method, ExplainConfig(**values_of(options, values, ExplainConfig)),
+                          selection=selection, ids=[i.strip() for i in (ids or "").split(",") if i.strip()],
+                          out=out, cache_dir=where["cache_dir"], text_field=where["text_field"])
     for item in items:
         stdout.print(for_display(format_explanation(item)), soft_wrap=True)
 
 
 @plot_app.command("profiles")
+@with_options(generated(ProfilesConfig), generated(LMConfig, only=("model", "layer", "render")),
+              generated(MethodOptions, only=("sae",)))
 def plot_profiles_cmd(
     set_: Annotated[list[str], typer.Option("--set", help="NAME=bigbench:TASK or NAME=FILE; give two (or more).")],
     out: Annotated[Path, typer.Option(help="Output path without suffix: writes .png and .svg.")],
-    n: Annotated[int, typer.Option(help="Samples per set (seeded).")] = 50,
-    units: Annotated[int, typer.Option(help="Most variant units per panel.")] = 100,
-    model: Annotated[str | None, typer.Option(help="Selection model (default: embedded SmolLM2).")] = None,
-    sae: Annotated[str | None, typer.Option(help="SAE directory (default: the shipped SAE).")] = None,
-    layer: Annotated[int | None, typer.Option(help=LAYER_HELP)] = None,
-    render: Annotated[str, typer.Option(help="chat or plain.")] = "chat",
-    seed: Annotated[int, typer.Option(help="Seed of the samples drawn.")] = 0,
+    **values: Any,
 ) -> None:
     """The paper's Figure 4: raw MLP neurons (top) vs SAE latents (bottom) for sample sets, one faint line per
     sample and a bold line per set mean; prints how well each panel separates the sets (silhouette)."""
     _quiet_libraries()
-    from mona.explain.profiles import figure_paths, plot_profiles, read_set
-    from mona.features.options import LMConfig
-    from mona.outputs import check_outputs, local_path
+    from mona.explain.profiles import plot_profile_sets
     from mona.paths import cache_root
 
-    specs = []
-    for spec in set_:
-        name, sep, source = spec.partition("=")
-        if not sep or not name or not source:
-            raise ConfigError(f"--set wants NAME=SOURCE, got {spec!r}")
-        specs.append((name, source))
-    if len(specs) < 2:
-        raise ConfigError("give at least two --set")
-    check_outputs({"--set": [s for _, s in specs if not s.startswith("bigbench:")], "--model": local_path(model),
-                   "--sae": local_path(sae)}, {"--out": figure_paths(out)})
-    sets = {name: read_set(source, n, seed) for name, source in specs}
-    summary = plot_profiles(sets, out, config=LMConfig(model=model, layer=layer, render=render), sae=sae,
-                            n_units=units, cache_dir=cache_root())
+    options = plot_profiles_cmd.__options__  # type: ignore[attr-defined]
+    summary = plot_profile_sets(set_, out, ProfilesConfig(**values_of(options, values, ProfilesConfig)),
+                                lm=LMConfig(**values_of(options, values, LMConfig)),
+                                sae=values_of(options, values, MethodOptions)["sae"], cache_dir=cache_root())
     for name, panel in summary["panels"].items():
         mean_j = panel["mean_jaccard"]
         shared = f"; Jaccard of the two set means {mean_j:.3f}" if mean_j is not None else ""
@@ -713,84 +641,35 @@ def plot_scores_cmd(
 
 
 @app.command()
+@with_options(generated(JudgeConfig))
 def judge(
     target: Annotated[Path, typer.Option(help="The target examples.")],
     selection: Annotated[list[Path], typer.Option(help="OUT file(s) of `mona select` (one per method).")],
     name: Annotated[list[str] | None, typer.Option(help="Method name per --selection (default: file stem).")] = None,
-    n: Annotated[int, typer.Option(help="Rows rated per selection (seeded random sample).")] = 20,
-    n_targets: Annotated[int, typer.Option(help="Target examples shown to the judge.")] = 5,
-    seed: Annotated[int, typer.Option(help="Seed of the samples.")] = 0,
-    model: Annotated[str | None, typer.Option(help="Local judge model (default: embedded SmolLM2-Instruct).")] = None,
-    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://host:8000/v1.")] = None,
-    api_model: Annotated[str | None, typer.Option(help="Model name at --api-base.")] = None,
     out: Annotated[Path | None, typer.Option(help="Write ratings and means as JSON.")] = None,
+    **values: Any,
 ) -> None:
     """The paper's "LLM as a data analyst": rate sampled selected rows 1-10 on semantic similarity,
     instruction-format compatibility and potential to generalise to the target; mean per method."""
     _quiet_libraries()
-    import json as _json
-    import os
-
-    from mona.data.readers import read_samples
-    from mona.explain.judge import CRITERIA, ApiJudge, LocalJudge, judge_selection
-    from mona.outputs import atomic_write, check_outputs, local_path
+    from mona.explain.judge import judge_files, judge_table
     from mona.progress import RichProgress
 
-    names = list(name) if name else [p.stem for p in selection]
-    if len(names) != len(selection):
-        raise ConfigError("give one --name per --selection")
-    if (api_base is None) != (api_model is None):
-        raise ConfigError("--api-base and --api-model go together")
-    check_outputs({"--target": target, "--selection": selection, "--model": local_path(model)}, {"--out": out})
-    targets = read_samples(target)
-    selections = [read_samples(p) for p in selection]
-    if api_base is not None:
-        rater = ApiJudge(api_base, str(api_model), os.environ.get("OPENAI_API_KEY"))
-    else:
-        from mona.models import load_lm
-
-        model_obj, tokenizer = load_lm(model)
-        rater = LocalJudge(model_obj, tokenizer)
-    results = {}
-    for method, rows in zip(names, selections, strict=True):
-        progress = RichProgress(err)
-        progress.start(f"judging {method}", min(n, len(rows)))
-        try:
-            results[method] = judge_selection(rater, rows, targets, n=n, n_targets=n_targets, seed=seed,
-                                              progress=progress.update)
-        finally:
-            progress.finish()
-    if out is not None:
-        with atomic_write(out) as fh:
-            fh.write(_json.dumps({"judge": api_model or model or "smollm2-135m-instruct", "results": results},
-                                 indent=1) + "\n")
-@with_options(generated(FinetuneConfig))
-    stdout.print("| method | n | " + " | ".join(CRITERIA) + " | overall |", markup=False, soft_wrap=True)
-    stdout.print("|---|---|" + "---|" * (len(CRITERIA) + 1), markup=False)
-    for method, r in results.items():
-        stdout.print(f"| {method} | {r['n']} | " + " | ".join(f"{r['mean'][c]:.2f}" for c in CRITERIA) +
-                     f" | {r['mean']['overall']:.2f} |", markup=False, soft_wrap=True)
+    config = JudgeConfig(**values_of(judge.__options__, values, JudgeConfig))  # type: ignore[attr-defined]
+    results = judge_files(target, selection, name, config, out=out,
+                          progress=lambda: RichProgress(err, unit="rows"))
+    stdout.print(judge_table(results), markup=False, soft_wrap=True)
 
 
 @app.command()
+@with_options(generated(FinetuneConfig))
 def finetune(
     data: Annotated[Path, typer.Option(help="Training rows (e.g. the OUT of `mona select`), any input format.")],
     out: Annotated[Path, typer.Option(help="Run directory: checkpoint/, adapter/ and train.json go here.")],
-    model: Annotated[str | None, typer.Option(help="Model to fine-tune (default: embedded SmolLM2).")] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the data.")] = 2,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (5 % linear warm-up, then linear decay).")] = 2e-4,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank (on q/k/v/o_proj).")] = 8,
-    lora_alpha: Annotated[float, typer.Option(help="LoRA alpha.")] = 16,
-    max_length: Annotated[int, typer.Option(help="Tokens per row; longer rows are cut.")] = 512,
-    batch_tokens: Annotated[int, typer.Option(help="Padded tokens per batch (rows of similar length).")] = 2048,
-    grad_accum: Annotated[int, typer.Option(help="Batches per optimizer step.")] = 1,
-    seed: Annotated[int, typer.Option(help="Seed of the LoRA init and the batch order.")] = 0,
-    save_every: Annotated[int, typer.Option(help="Checkpoint every N optimizer steps (and at the end).")] = 50,
-    text_field: Annotated[str | None, typer.Option(help="Train on this field as plain text (loss on all "
-                                                        "tokens).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard a run in OUT made with other "
                                                                 "arguments.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    **values: Any,
 ) -> None:
     """Fine-tune the model with LoRA on DATA (loss on the assistant answers); resumes from OUT/checkpoint."""
     _quiet_libraries()

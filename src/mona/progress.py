@@ -1,28 +1,38 @@
-"""A rich progress bar showing samples done and tokens per second (written to stderr)."""
+"""Progress of long steps: the protocol every step reports to, and a rich progress bar drawing it (on stderr)."""
 
 from __future__ import annotations
 
 import sys
 import time
+from typing import Protocol
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.progress import Progress as Bar
+
+
+class Progress(Protocol):
+    """Receives progress of a long step (the CLI draws a bar); one step at a time, from start to finish."""
+
+    def start(self, label: str, total: int | None) -> None: ...  # total None: not known in advance
+    def update(self, done: int, tokens: int) -> None: ...
+    def finish(self) -> None: ...
 
 
 class RichProgress:
-    """Implements mona.selection.pipeline.Progress."""
+    """A Progress drawn as a rich bar: `unit`s done of the total, with their rate and tokens per second."""
 
-    def __init__(self, console: Console | None = None, enabled: bool = True) -> None:
+    def __init__(self, console: Console | None = None, enabled: bool = True, unit: str = "samples") -> None:
         self.console = console or Console(stderr=True)
         self.enabled = enabled
-        self._progress: Progress | None = None
+        self.unit = unit
+        self._progress: Bar | None = None
         self._task = None
         self._t0 = 0.0
 
@@ -30,18 +40,18 @@ class RichProgress:
         if not self.enabled:
             return
         # the label may hold a user's name for a method or file: style it, never parse it as markup
-        self._progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
-                                  MofNCompleteColumn(), TextColumn("samples  {task.fields[rate]}"), TimeElapsedColumn(),
-                                  TimeRemainingColumn(), console=self.console, transient=False)
+        self._progress = Bar(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                             MofNCompleteColumn(), TextColumn(self.unit + "  {task.fields[rate]}", markup=False),
+                             TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False)
         self._progress.start()
-        self._task = self._progress.add_task(f"featurize {label}", total=total, rate="")
+        self._task = self._progress.add_task(label, total=total, rate="")
         self._t0 = time.perf_counter()
 
     def update(self, done: int, tokens: int) -> None:
         if self._progress is None or self._task is None:
             return
         elapsed = max(time.perf_counter() - self._t0, 1e-9)
-        rate = f"{done / elapsed:.1f} samples/s, {tokens / elapsed:.0f} tok/s" if tokens else ""
+        rate = f"{done / elapsed:.1f} {self.unit}/s" + (f", {tokens / elapsed:.0f} tok/s" if tokens else "")
         self._progress.update(self._task, completed=done, rate=rate)
 
     def finish(self) -> None:

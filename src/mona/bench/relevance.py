@@ -22,10 +22,11 @@ from mona.bench.suite import Suite, TargetSet
 from mona.data.formats import Record, Sample, to_sample
 from mona.features.cached import FeaturizeStats, prefetch_shared
 from mona.features.options import LMConfig
+from mona.progress import Progress
 from mona.scoring.similarity import prototype
 from mona.selection.budget import rank, round_robin
 from mona.selection.diversity import diversify
-from mona.selection.pipeline import Progress, compute_scores
+from mona.selection.pipeline import compute_scores
 from mona.selection.registry import MethodOptions, get_method
 
 if TYPE_CHECKING:  # sweep imports this module

@@ -13,11 +13,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from mona.data.formats import Sample
+from mona.data.readers import read_samples
 from mona.errors import ConfigError
 from mona.explain.labels import load_labels
+from mona.explain.options import ExplainConfig
 from mona.features.cached import featurize_cached
 from mona.features.lm import LMRunner
 from mona.features.mona import MonaFeaturizer
+from mona.outputs import atomic_write, check_outputs
+from mona.paths import cache_root
 from mona.sae.topk import encode
 from mona.scoring.similarity import prototype
 from mona.selection.registry import MethodOptions, get_method
@@ -47,7 +51,7 @@ def token_texts(tokenizer, ids: Sequence[int]) -> list[str]:
 
 
 def explain(chosen: Sequence[Sample], targets: Sequence[Sample], options: MethodOptions, cache_dir: Path | None,
-            *, n_latents: int = 5, ranks: Sequence[int] | None = None) -> list[dict]:
+            *, n_latents: int, ranks: Sequence[int] | None = None) -> list[dict]:
     """One explanation per chosen sample: score, top latents (share of the score, label, strongest contexts)
     and the sample's content tokens weighted by how strongly those latents fire on each."""
     runner = LMRunner(options.lm)
@@ -119,3 +123,26 @@ def pick_rows(pool: Sequence[Sample], selection: Sequence[Sample] | None, ids: S
     if missing:
         raise ConfigError(f"rows not in the pool: {', '.join(missing[:5])}")
     return [by_id[i] for i in ids]
+
+
+def explain_files(pool: Path, target: Path, options: MethodOptions, config: ExplainConfig | None = None, *,
+                  selection: Path | None = None, ids: Sequence[str] = (), out: Path | None = None,
+                  cache_dir: Path | None = None, text_field: str | None = None) -> list[dict]:
+    """`mona explain`: explain the first `config.top` rows of `selection` (the OUT of `mona select` on `pool`),
+    or the pool rows with these `ids`, against the targets; with `out`, also write the explanations as JSONL
+    (what `mona report --explanations` reads)."""
+    config = config or ExplainConfig()
+    check_outputs({"--pool": pool, "--target": target, "--selection": selection}, {"--out": out})
+    if (selection is None) == (not ids):
+        raise ConfigError("give exactly one of --selection or --ids")
+    chosen = pick_rows(read_samples(pool, text_field=text_field),
+                       read_samples(selection, text_field=text_field)[:config.top] if selection is not None else None,
+                       ids)
+    items = explain(chosen, read_samples(target, text_field=text_field), options, cache_dir or cache_root(),
+                    n_latents=config.latents)
+    if out is not None:
+        with atomic_write(out) as fh:
+            for item in items:
+                fh.write(json.dumps(item, ensure_ascii=False) + "\n")
+    return items
+

@@ -11,17 +11,23 @@ in its reply is taken."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from mona.data.formats import Sample
+from mona.data.readers import read_samples
 from mona.errors import ConfigError
+from mona.explain.options import JudgeConfig
+from mona.outputs import atomic_write, check_outputs, local_path
+from mona.progress import Progress
 
 CRITERIA = {
     "semantic_similarity": "semantic similarity: how close the candidate's content and topic are to the target "
@@ -114,12 +120,12 @@ class ApiJudge:
         return float(min(10, max(1, int(match.group())))) if match else float("nan")
 
 
-def judge_selection(judge, selected: Sequence[Sample], targets: Sequence[Sample], *, n: int = 20,
-                    n_targets: int = 5, seed: int = 0, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Rate a seeded random sample of `n` selected rows on every criterion; per-row ratings and means."""
-    rng = random.Random(seed)
-    rows = rng.sample(list(selected), min(n, len(selected)))
-    shown = rng.sample(list(targets), min(n_targets, len(targets)))
+def judge_selection(judge, selected: Sequence[Sample], targets: Sequence[Sample], config: JudgeConfig, *,
+                    progress: Callable[[int, int], None] | None = None) -> dict:
+    """Rate a seeded random sample of `config.n` selected rows on every criterion; per-row ratings and means."""
+    rng = random.Random(config.seed)
+    rows = rng.sample(list(selected), min(config.n, len(selected)))
+    shown = rng.sample(list(targets), min(config.n_targets, len(targets)))
     ratings = []
     for i, sample in enumerate(rows):
         ratings.append({"id": sample.id, **{c: judge.rate(build_prompt(shown, sample, c)) for c in CRITERIA}})
@@ -128,3 +134,54 @@ def judge_selection(judge, selected: Sequence[Sample], targets: Sequence[Sample]
     means = {c: float(np.nanmean([r[c] for r in ratings])) if ratings else float("nan") for c in CRITERIA}
     means["overall"] = float(np.mean(list(means.values())))
     return {"n": len(rows), "targets_shown": [t.id for t in shown], "mean": means, "ratings": ratings}
+
+
+def make_judge(config: JudgeConfig) -> LocalJudge | ApiJudge:
+    """The rater: the endpoint at `config.api_base` (key from $OPENAI_API_KEY), else the local model."""
+    config.check()
+    if config.api_base is not None:
+        return ApiJudge(config.api_base, str(config.api_model), os.environ.get("OPENAI_API_KEY"))
+    from mona.models import load_lm
+
+    model, tokenizer = load_lm(config.model)
+    return LocalJudge(model, tokenizer)
+
+
+def judge_files(target: Path, selections: Sequence[Path], names: Sequence[str] | None, config: JudgeConfig, *,
+                out: Path | None = None, progress: Callable[[], Progress] | None = None) -> dict[str, dict]:
+    """`mona judge`: rate each selection file (the OUT of `mona select`, one per method, named by `names` or
+    the file stems) against the targets; with `out`, also write the ratings and means as JSON. `progress`
+    makes a fresh progress bar per selection."""
+    names = list(names) if names else [p.stem for p in selections]
+    if len(names) != len(selections):
+        raise ConfigError("give one --name per --selection")
+    config.check()
+    check_outputs({"--target": target, "--selection": list(selections), "--model": local_path(config.model)},
+                  {"--out": out})
+    targets = read_samples(target)
+    rows_of = [read_samples(p) for p in selections]
+    rater = make_judge(config)
+    results = {}
+    for method, rows in zip(names, rows_of, strict=True):
+        bar = progress() if progress else None
+        if bar:
+            bar.start(f"judging {method}", min(config.n, len(rows)))
+        try:
+            results[method] = judge_selection(rater, rows, targets, config, progress=bar.update if bar else None)
+        finally:
+            if bar:
+                bar.finish()
+    if out is not None:
+        with atomic_write(out) as fh:
+            fh.write(json.dumps({"judge": config.api_model or config.model or "smollm2-135m-instruct",
+                                 "results": results}, indent=1) + "\n")
+    return results
+
+
+def judge_table(results: dict[str, dict]) -> str:
+    """The mean rating per method and criterion as a Markdown table."""
+    lines = ["| method | n | " + " | ".join(CRITERIA) + " | overall |", "|---|---|" + "---|" * (len(CRITERIA) + 1)]
+    lines += [f"| {method} | {r['n']} | " + " | ".join(f"{r['mean'][c]:.2f}" for c in CRITERIA)
+              + f" | {r['mean']['overall']:.2f} |" for method, r in results.items()]
+    return "\n".join(lines)
+

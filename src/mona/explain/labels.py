@@ -15,9 +15,14 @@ import numpy as np
 import torch
 
 from mona.data.render import Rendered
-from mona.models import TruncatedLM
+from mona.errors import ConfigError
+from mona.explain.options import LabelConfig
+from mona.models import TruncatedLM, load_lm
+from mona.outputs import check_outputs, local_path
 from mona.paths import cache_root
-from mona.sae.topk import encode, sae_fingerprint, sae_site
+from mona.progress import Progress
+from mona.sae.build import text_items
+from mona.sae.topk import check_width, encode, load_sae, resolve_sae_path, sae_fingerprint, sae_metadata, sae_site
 
 LABELS_FILE = "labels.json.gz"
 
@@ -30,7 +35,7 @@ def labels_path(sae_path: Path) -> Path:
     return cache_root() / "labels" / f"{sae_fingerprint(sae_path)}.json.gz"
 
 
-def compute_labels(lm: TruncatedLM, sae, items: Sequence[Rendered], layer: int, *, top_n: int = 8,
+def compute_labels(lm: TruncatedLM, sae, items: Sequence[Rendered], layer: int, *, top_n: int,
                    window: int = 8, progress: Callable[[int, int], None] | None = None) -> dict:
     """Run `items` through the model, encode every content token and keep, per latent, the `top_n` strongest
     activations with `window` tokens of context on each side. Returns the labels document."""
@@ -98,3 +103,35 @@ def load_labels(sae_path: Path) -> dict | None:
         return None
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def label_latents(config: LabelConfig, out: Path | None = None, progress: Progress | None = None
+                  ) -> tuple[dict, Path]:
+    """`mona features label`: label every latent of the SAE from its max-activating contexts in the texts and
+    save the labels to `out` (default: labels_path); returns the labels document and where it was written."""
+    sae_path = resolve_sae_path(config.sae, config.layer)
+    path = out or labels_path(sae_path)
+    # the SAE's own files are inputs; its directory is where labels normally go
+    sae_files = [sae_path] if sae_path.is_file() else [p for p in sae_path.iterdir() if p.name != LABELS_FILE]
+    check_outputs({"--sae": sae_files, "--texts": local_path(config.texts), "--model": local_path(config.model)},
+                  {"--out": path})
+    # the layer the SAE reads, from its own description (hookpoint name, or mona's `layer` key)
+    sae_layer = sae_metadata(sae_path).get("layer")
+    if sae_layer is None and config.layer is None:
+        raise ConfigError("the SAE does not say which decoder layer it reads: pass --layer N", path=str(sae_path))
+    sae = load_sae(sae_path)
+    model, tokenizer = load_lm(config.model)
+    lm = TruncatedLM(model, tokenizer, config.layer if config.layer is not None else sae_layer)
+    check_width(sae, lm.d_model, sae_path=sae_path, layer=lm.layers[0], sae_layer=sae_layer)
+    items, texts_id = text_items(config.texts, config.samples, tokenizer)
+    if progress:
+        progress.start("labelling latents", len(items))
+    try:
+        doc = compute_labels(lm, sae, items, lm.layers[0], top_n=config.top_n,
+                             progress=progress.update if progress else None)
+    finally:
+        if progress:
+            progress.finish()
+    doc["texts_id"] = texts_id
+    save_labels(doc, path)
+    return doc, path

@@ -15,11 +15,12 @@ from mona.data.bigbench import load_task, prepare_bigbench, task_index
 from mona.data.formats import Record, Sample, to_sample
 from mona.data.readers import read_samples
 from mona.errors import ConfigError, InputError, MissingFileError
+from mona.explain.options import ProfilesConfig
 from mona.features.cached import featurize_cached
 from mona.features.lm import LMConfig, LMRunner
 from mona.features.mona import MonaFeaturizer
 from mona.features.neurons import NeuronFeaturizer
-from mona.outputs import check_outputs
+from mona.outputs import check_outputs, local_path
 from mona.scoring.similarity import generalized_jaccard
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
@@ -30,7 +31,7 @@ def figure_paths(out: Path) -> list[Path]:
     return [out.with_suffix(".png"), out.with_suffix(".svg")]
 
 
-def read_set(spec: str, n: int, seed: int = 0) -> list[Sample]:
+def read_set(spec: str, n: int, seed: int) -> list[Sample]:
     """`bigbench:TASK` (every file of a BIG-bench task) or a pool-format file; at most `n` rows, seeded."""
     if spec.startswith("bigbench:"):
         task = spec.split(":", 1)[1]
@@ -62,8 +63,28 @@ def separation(vectors: np.ndarray, labels: np.ndarray) -> float:
     return float(silhouette_score(vectors, labels, metric="cosine"))
 
 
+def plot_profile_sets(specs: Sequence[str], out: Path, config: ProfilesConfig | None = None, *,
+                      lm: LMConfig | None = None, sae: str | None = None, cache_dir: Path | None = None) -> dict:
+    """`mona plot profiles`: the figure for the sets named NAME=bigbench:TASK or NAME=FILE (two or more),
+    `config.n` seeded samples each; returns plot_profiles' summary."""
+    config = config or ProfilesConfig()
+    named = []
+    for spec in specs:
+        name, sep, source = spec.partition("=")
+        if not sep or not name or not source:
+            raise ConfigError(f"--set wants NAME=SOURCE, got {spec!r}")
+        named.append((name, source))
+    if len(named) < 2:
+        raise ConfigError("give at least two --set")
+    model = lm.model if lm else None
+    check_outputs({"--set": [s for _, s in named if not s.startswith("bigbench:")], "--model": local_path(model),
+                   "--sae": local_path(sae)}, {"--out": figure_paths(out)})
+    sets = {name: read_set(source, config.n, config.seed) for name, source in named}
+    return plot_profiles(sets, out, config=lm, sae=sae, n_units=config.units, cache_dir=cache_dir)
+
+
 def plot_profiles(sets: dict[str, list[Sample]], out: Path, *, config: LMConfig | None = None,
-                  sae: str | None = None, n_units: int = 100, cache_dir: Path | None = None) -> dict:
+                  sae: str | None = None, n_units: int, cache_dir: Path | None = None) -> dict:
     """Write `out`.png and `out`.svg; returns the units used and each panel's separation (silhouette)."""
     import matplotlib
 

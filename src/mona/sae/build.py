@@ -17,11 +17,10 @@ from mona.data.render import Rendered, render
 from mona.models import TruncatedLM, load_lm, model_fingerprint
 from mona.paths import cache_root
 from mona.sae.collect import collect_activations, load_activations
+from mona.sae.options import DEFAULT_MIX, SaeBuildConfig, SaeTrainConfig
 from mona.sae.textmix import default_text_mix
 from mona.sae.topk import default_layer
-from mona.sae.train import SaeTrainConfig, save_sae, train_sae
-
-DEFAULT_MIX = "bigbench-mix"
+from mona.sae.train import save_sae, train_sae
 
 
 def text_items(texts: str, n_samples: int, tokenizer, seed: int = 0) -> tuple[list[Rendered], str]:
@@ -66,11 +65,11 @@ def train_and_save(acts: np.ndarray, out: Path, *, config: SaeTrainConfig, meta:
     return meta
 
 
-def build_sae(out: Path, *, texts: str = DEFAULT_MIX, n_samples: int = 16000, model: str | None = None,
-              layer: int | None = None, max_length: int = 256, config: SaeTrainConfig | None = None,
+def build_sae(out: Path, build: SaeBuildConfig | None = None, config: SaeTrainConfig | None = None, *,
               command: str = "", log: Callable[[str], None] = print) -> dict:
-    """Train an SAE on `texts` (a file, or the default BIG-bench mix) and write it to `out`."""
-    config = config or SaeTrainConfig()
+    """Train an SAE on `build.texts` (a file, or the default BIG-bench mix) and write it to `out`."""
+    build, config = build or SaeBuildConfig(), config or SaeTrainConfig()
+    texts, n_samples, model, layer, max_length = build.texts, build.samples, build.model, build.layer, build.max_length
     model_obj, tokenizer = load_lm(model)
     lm = TruncatedLM(model_obj, tokenizer, default_layer(model) if layer is None else layer, max_length=max_length,
                      batch_tokens=4096)

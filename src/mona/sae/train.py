@@ -16,24 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mona.sae.options import SaeTrainConfig
 from mona.sae.topk import _sparsify, as_sae, encode
-
-
-@dataclass
-class SaeTrainConfig:
-    """Hyper-parameters of `mona sae train` (defaults: the shipped SAE)."""
-
-    expansion_factor: int = 16
-    k: int = 32
-    epochs: int = 4
-    batch_tokens: int = 4096
-    # sparsify's Adam rule (2e-4 / sqrt(latents / 2**14) = 2.7e-4 here) suits billions of tokens; on our few
-    # million, 8e-4 reached held-out FVU 0.41 vs 0.54 after the same 20 steps (measured on one shard).
-    lr: float | None = 8e-4
-    auxk_alpha: float = 1 / 32
-    dead_tokens: int = 250_000  # a latent silent for this many tokens counts as dead (AuxK revives it)
-    heldout_fraction: float = 0.05
-    seed: int = 0
 
 
 @dataclass

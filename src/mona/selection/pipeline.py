@@ -7,7 +7,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -27,13 +27,8 @@ from mona.selection.diversity import candidate_count, diversify
 from mona.selection.registry import get_method, with_defaults
 from mona.selection.result import Selection
 
-
-class Progress(Protocol):
-    """Receives progress of long steps (the CLI draws a bar)."""
-
-    def start(self, label: str, total: int | None) -> None: ...  # total None: not known in advance
-    def update(self, done: int, tokens: int) -> None: ...
-    def finish(self) -> None: ...
+if TYPE_CHECKING:
+    from mona.progress import Progress
 
 
 def make_compute(config: SelectConfig) -> ComputeFn | None:
@@ -144,7 +139,7 @@ class PreparedMethod:
         assert self.featurizer is not None
         progress = self.progress
         if bar and progress:
-            progress.start(role, len(samples))
+            progress.start(f"featurize {role}", len(samples))
         try:
             return featurize_cached(self.featurizer, samples, self.cache_dir,
                                     (lambda d, t: progress.update(done_before + d, t)) if progress else None,
@@ -227,7 +222,7 @@ def compute_scores(pool: list[Sample], targets: list[Sample], options: MethodOpt
     scorer = PoolScorer(targets, options, cache_dir, progress, compute, pool=pool)
     bar = progress is not None and scorer.featurizer is not None
     if bar:
-        progress.start("pool", len(pool))
+        progress.start("featurize pool", len(pool))
     try:
         scores, groups = scorer.score(pool)
     finally:
@@ -282,7 +277,7 @@ def stream_scores(config: SelectConfig, scorer: PoolScorer, n_rows: int, rejects
     group_parts: list[np.ndarray] = []
     bar = progress is not None and scorer.featurizer is not None
     if bar:
-        progress.start("pool", n_rows)
+        progress.start("featurize pool", n_rows)
     try:
         # the validation pass checked the ids; rows it rejected (duplicate ids, with --on-error skip) stay out
         skip = {r.line for r in rejects or [] if r.path == str(config.pool)}
