@@ -232,8 +232,8 @@ def test_hookpoint_names():
 
 # --- Gemma Scope -----------------------------------------------------------------------------------------------
 
-def _gemma(root: Path, release: str, w: dict, threshold: torch.Tensor) -> Path:
-    folder = root / release / "layer_2" / "width_16k" / "average_l0_7"
+def _gemma(root: Path, release: str, w: dict, threshold: torch.Tensor, layer: int = 2) -> Path:
+    folder = root / release / f"layer_{layer}" / "width_16k" / "average_l0_7"
     folder.mkdir(parents=True)
     np.savez(folder / "params.npz", **{n: t.numpy() for n, t in w.items()}, threshold=threshold.numpy())
     return folder
@@ -264,21 +264,28 @@ def test_gemma_scope_jumprelu_without_b_dec_subtraction(tmp_path):
 
 # --- Llama Scope -----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("with_decoder_norm", [True, False])
-def test_llama_scope_dataset_wise_norm_and_scalar_threshold(tmp_path, with_decoder_norm):
-    w = _weights(9)  # decoder rows of norms between 0 and 2, as Llama Scope's (init_decoder_norm 0.5, not fixed)
-    folder = tmp_path / "Llama3_1-8B-Base-LXR-8x" / "Llama3_1-8B-Base-L2R-8x"
+def _llama_scope(root: Path, w: dict, layer: int, average: float, threshold: float, **hyperparams) -> Path:
+    """A Llama Scope hookpoint folder (fnlp/Llama3_1-8B-Base-LXR-8x layout) inside its release folder."""
+    folder = root / "Llama3_1-8B-Base-LXR-8x" / f"Llama3_1-8B-Base-L{layer}R-8x"
     (folder / "checkpoints").mkdir(parents=True)
-    average, threshold = 7.5, 0.3
+    hook = f"blocks.{layer}.hook_resid_post"
     (folder / "hyperparams.json").write_text(json.dumps({
-        "hook_point_in": "blocks.2.hook_resid_post", "hook_point_out": "blocks.2.hook_resid_post",
-        "d_model": D_IN, "d_sae": D_SAE, "act_fn": "jumprelu", "jump_relu_threshold": threshold,
-        "norm_activation": "dataset-wise", "dataset_average_activation_norm": {"in": average, "out": average},
-        "apply_decoder_bias_to_pre_encoder": False, "use_decoder_bias": True,
-        "sparsity_include_decoder_norm": with_decoder_norm, "top_k": 50}))
+        "hook_point_in": hook, "hook_point_out": hook, "d_model": len(w["b_dec"]), "d_sae": D_SAE,
+        "act_fn": "jumprelu", "jump_relu_threshold": threshold, "norm_activation": "dataset-wise",
+        "dataset_average_activation_norm": {"in": average, "out": average},
+        "apply_decoder_bias_to_pre_encoder": False, "use_decoder_bias": True, "sparsity_include_decoder_norm": True,
+        "top_k": 50, **hyperparams}))
     save_file({"encoder.weight": w["W_enc"].T.contiguous(), "encoder.bias": w["b_enc"],
                "decoder.weight": w["W_dec"].T.contiguous(), "decoder.bias": w["b_dec"]},
               str(folder / "checkpoints" / "final.safetensors"))
+    return folder
+
+
+@pytest.mark.parametrize("with_decoder_norm", [True, False])
+def test_llama_scope_dataset_wise_norm_and_scalar_threshold(tmp_path, with_decoder_norm):
+    w = _weights(9)  # decoder rows of norms between 0 and 2, as Llama Scope's (init_decoder_norm 0.5, not fixed)
+    average, threshold = 7.5, 0.3
+    folder = _llama_scope(tmp_path, w, 2, average, threshold, sparsity_include_decoder_norm=with_decoder_norm)
     x = _x()
     # lm_saes SparseAutoEncoder.encode: x * sqrt(d_model) / dataset norm, encoder; the mask compares the
     # pre-activations times each decoder row's norm (sparsity_include_decoder_norm) with the threshold; the code
@@ -378,33 +385,50 @@ def test_goodfire_relu_without_b_dec_subtraction(tmp_path):
 
 # --- mona select on each layout ----------------------------------------------------------------------------------
 
-def _layouts(root: Path) -> dict[str, Path]:
-    """One SAE of each family for the tiny test model (d_in 32, residual stream after layer 1; and two of the
-    MLP and attention outputs of layer 1)."""
-    w = _weights(13, d_in=32)
+def _layouts(root: Path, d_in: int = 32, layer: int = 1, average: float = 5.0) -> dict[str, Path]:
+    """One SAE of each family reading the residual stream after `layer` (d_in 32: the tiny test model; 576: the
+    embedded SmolLM2), and two of the MLP and attention outputs of that layer. `average`: Llama Scope's dataset
+    norm of the activations."""
+    w = _weights(13, d_in=d_in)
     threshold = torch.full((D_SAE,), 0.05)
+    hook = f"blocks.{layer}.hook_resid_post"
     paths = {
-        "sparsify": _sparsify_dir(root / "sparsify" / "layers.1", w).parent,  # a release folder
-        "saelens": _saelens_dir(root / "saelens", w, {"architecture": "jumprelu",
-                                                      "hook_name": "blocks.1.hook_resid_post"},
+        "sparsify": _sparsify_dir(root / "sparsify" / f"layers.{layer}", w).parent,  # a release folder
+        "saelens": _saelens_dir(root / "saelens", w, {"architecture": "jumprelu", "hook_name": hook},
                                 {"threshold": threshold}),
-        "gemma-scope": _gemma(root, "gemma-scope-tiny-pt-res", w, threshold),  # its layer_2 folder
-        "openai": _openai(root, "resid_post_mlp", w, layer=1),
+        "gemma-scope": _gemma(root, "gemma-scope-tiny-pt-res", w, threshold, layer=layer),
+        "llama-scope": _llama_scope(root, w, layer, average, 0.05).parent,  # a release folder
+        "openai": _openai(root, "resid_post_mlp", w, layer=layer),
         "dictionary-learning": _dl(root / "dl" / "trainer_0", "AutoEncoder",
                                    {"encoder.weight": w["W_enc"].T.contiguous(), "encoder.bias": w["b_enc"],
-                                    "decoder.weight": w["W_dec"].T.contiguous(), "bias": w["b_dec"]}, layer=1),
+                                    "decoder.weight": w["W_dec"].T.contiguous(), "bias": w["b_dec"]}, layer=layer),
     }
     folder = root / "goodfire"
     folder.mkdir()
     torch.save({"encoder_linear.weight": w["W_enc"].T.contiguous(), "encoder_linear.bias": w["b_enc"],
                 "decoder_linear.weight": w["W_dec"].T.contiguous(), "decoder_linear.bias": w["b_dec"]},
-               folder / "tiny-SAE-l1.pth")
+               folder / f"tiny-SAE-l{layer}.pth")
     paths["goodfire"] = folder
     # sites beyond the residual stream: EleutherAI's layers.N.mlp (the Llama-3.1-8B releases), SAELens attn_out
-    paths["sparsify-mlp"] = _sparsify_dir(root / "sparsify-mlp" / "layers.1.mlp", w)
+    paths["sparsify-mlp"] = _sparsify_dir(root / "sparsify-mlp" / f"layers.{layer}.mlp", w)
     paths["saelens-attn"] = _saelens_dir(root / "saelens-attn", w, {"architecture": "topk", "k": K,
-                                                                   "hook_name": "blocks.1.hook_attn_out"})
+                                                                   "hook_name": f"blocks.{layer}.hook_attn_out"})
     return paths
+
+
+def _select(tmp_path: Path, pool: Path, target: Path, sae: Path, layer: int, *model: str) -> list[float]:
+    """`mona select --sae SAE --layer LAYER --no-cache` (with `--model` where given, and then a cache of its own;
+    the embedded model is read from the user cache, where it was dequantized once): the scores."""
+    from mona.cli import app
+
+    out, scores = tmp_path / f"{sae.name}-out.jsonl", tmp_path / f"{sae.name}-scores.jsonl"
+    args = ["select", "--pool", str(pool), "--target", str(target), "--budget", "2", "--out", str(out), "--scores",
+            str(scores), "--sae", str(sae), "--layer", str(layer), "--no-cache", "--quiet", *model]
+    env = {"HF_HUB_OFFLINE": "1"} | ({"MONA_CACHE": str(tmp_path / "cache")} if model else {})
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, (sae, result.output)
+    assert len(out.read_text().splitlines()) == 2
+    return [json.loads(line)["score"] for line in scores.read_text().splitlines()]
 
 
 def test_mona_select_with_each_layout(tmp_path, model_dir):
@@ -416,16 +440,32 @@ def test_mona_select_with_each_layout(tmp_path, model_dir):
         ["add two numbers", "bake a cake with flour", "the cat sat on the mat", "what is three plus four ?",
          "mix sugar and eggs in a bowl", "tell me a story about a dog"])))
     target.write_text(json.dumps({"text": "what is the sum of two numbers"}) + "\n")
-    for family, sae in _layouts(tmp_path / "saes").items():
-        out = tmp_path / f"{family}.jsonl"
-        args = ["select", "--pool", str(pool), "--target", str(target), "--budget", "2", "--out", str(out),
-                "--model", str(model_dir), "--sae", str(sae), "--layer", "1", "--no-cache", "--quiet"]
-        result = CliRunner().invoke(app, args, env={"MONA_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"})
-        if family == "gemma-scope":  # Gemma Scope's folder says layer 2: --layer 1 contradicts it, in one line
-            assert result.exit_code != 0 and "layer 2, not layer 1" in result.output, result.output
-            continue
-        assert result.exit_code == 0, (family, result.output)
-        assert len(out.read_text().splitlines()) == 2, family
+    for sae in _layouts(tmp_path / "saes").values():
+        _select(tmp_path, pool, target, sae, 1, "--model", str(model_dir))
+    # a Gemma Scope folder saying layer 2: --layer 1 contradicts it, in one line
+    other = _gemma(tmp_path / "other", "gemma-scope-tiny-pt-res", _weights(13, d_in=32), torch.zeros(D_SAE))
+    args = ["select", "--pool", str(pool), "--target", str(target), "--budget", "2", "--out",
+            str(tmp_path / "refused.jsonl"), "--model", str(model_dir), "--sae", str(other), "--layer", "1",
+            "--no-cache", "--quiet"]
+    result = CliRunner().invoke(app, args, env={"MONA_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"})
+    assert result.exit_code != 0 and "layer 2, not layer 1" in result.output, result.output
+    assert not (tmp_path / "refused.jsonl").exists()
+
+
+@pytest.mark.integration
+def test_mona_select_with_each_layout_on_the_embedded_model(tmp_path):
+    # d_in 576 SAEs of every family on the embedded SmolLM2 (LLaMA architecture), residual stream, MLP and
+    # attention outputs of layer 5, on real BIG-bench rows
+    rows = [json.loads(line) for line in (Path(__file__).parent / "data" / "bigbench_4tasks.jsonl").open()]
+    pool, target = tmp_path / "pool.jsonl", tmp_path / "target.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows[:192:16]))
+    target.write_text("".join(json.dumps(r) + "\n" for r in [r for r in rows if r["split"] == "target"][:2]))
+    scores = {family: _select(tmp_path, pool, target, sae, 5)
+              for family, sae in _layouts(tmp_path / "saes", d_in=576, layer=5, average=12.0).items()}
+    for family, values in scores.items():
+        assert len(values) == 12 and max(values) > 0, family  # codes fired: not an all-zero selection
+    # the same weights read at the MLP or attention output score otherwise than on the residual stream
+    assert scores["sparsify-mlp"] != scores["sparsify"]
 
 
 def test_features_label_reads_the_layer_from_the_sae_and_checks_it(tmp_path, model_dir):
@@ -499,3 +539,18 @@ def test_mona_vectors_of_a_branch_sae_are_the_codes_of_that_branch(tmp_path, mod
         np.testing.assert_allclose(got[pos], want, rtol=1e-4, atol=1e-6)
         stream = _dense(*encode(sae, batch.resid[1][0][mask])).mean(0).numpy()
         assert not np.allclose(got[pos], stream)  # the residual stream would give other codes
+
+
+def test_bf16_activations_are_encoded_in_fp32(tmp_path):
+    # a bf16 model (the GPU default) hands over bf16 activations: the SAE (fp32, as read_sae loads every family)
+    # casts them up before the matmul, so the codes are those of the same values in fp32, never bf16-rounded
+    w = _weights(16)
+    path = _saelens_dir(tmp_path / "s", w, {"architecture": "topk", "k": K, "rescale_acts_by_decoder_norm": True,
+                                            "normalize_activations": "layer_norm"})
+    sae = load_sae(path)
+    assert sae.dtype == torch.float32
+    x = _x(256).bfloat16()
+    values, indices = encode(sae, x)
+    assert values.dtype == torch.float32
+    want_values, want_indices = encode(sae, x.float())
+    torch.testing.assert_close(_dense(values, indices), _dense(want_values, want_indices), rtol=0, atol=0)
