@@ -79,11 +79,12 @@ print(json.dumps({"seconds": statistics.median(times), "all_seconds": times,
                   "nltk": nltk.__version__}))
 """
 
+# label -> DsirOptions fields
 MONA_CONFIGS = {
-    "mona dsir (defaults: murmur3, 10k buckets, eps 1e-8)": {},
-    "mona dsir --dsir-hash sha256": {"dsir_hash": "sha256"},
-    "mona dsir, previous defaults (2^16 buckets, add-one)": {"dsir_buckets": 2**16, "dsir_smoothing": 1.0,
-                                                             "dsir_epsilon": 0.0},
+    "mona dsir (defaults)": {},
+    "mona dsir --dsir-hash murmur3": {"hashing": "murmur3"},
+    "mona dsir, first defaults (murmur3, 2^16 buckets, add-one)": {"hashing": "murmur3", "buckets": 2**16,
+                                                                   "smoothing": 1.0, "epsilon": 0.0},
 }
 
 
@@ -98,18 +99,36 @@ def run_reference(python: str, pool: Path, target: Path, ks: list[int], repeats:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_mona(pool, targets, extra: dict, repeats: int) -> tuple[float, list[float], np.ndarray, np.ndarray]:
+def run_mona(pool, targets, extra: dict) -> tuple[float, np.ndarray, np.ndarray]:
+    """(seconds, scores, order) of one library call: compute_scores (featurize through the per-sample cache
+    layer, no cache directory) + rank."""
+    from mona.features.options import DsirOptions
     from mona.selection.budget import rank
     from mona.selection.pipeline import compute_scores
     from mona.selection.registry import MethodOptions
 
-    times, scores, order = [], None, None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        scores, *_ = compute_scores(pool, targets, MethodOptions(method="dsir", extra=dict(extra)), None)
-        order = rank([s.id for s in pool], scores)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times, scores, order
+    t0 = time.perf_counter()
+    scores, *_ = compute_scores(pool, targets, MethodOptions(method="dsir", params=DsirOptions(**extra)), None)
+    order = rank([s.id for s in pool], scores)
+    return time.perf_counter() - t0, scores, order
+
+
+def run_core(pool, targets, extra: dict) -> float:
+    """Seconds of DSIR's own work, without mona's per-sample cache layer: count rows of the targets and the pool,
+    log importance weights, rank."""
+    from mona.features.dsir import DsirFeaturizer, dsir_scorer
+    from mona.features.options import DsirOptions
+    from mona.selection.budget import rank
+    from mona.selection.registry import MethodOptions
+
+    options = DsirOptions(**extra)
+    t0 = time.perf_counter()
+    featurizer = DsirFeaturizer(n_features=options.buckets, ngrams=options.ngrams, hashing=options.hashing)
+    target_counts = featurizer.counts([s.plain_text() for s in targets])
+    pool_counts = featurizer.counts([s.plain_text() for s in pool])
+    weights = dsir_scorer(pool_counts, target_counts, MethodOptions(method="dsir", params=options))
+    rank([s.id for s in pool], weights)
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -150,11 +169,23 @@ def main() -> None:
     target_file.write_text("".join(json.dumps({"text": s.plain_text()}) + "\n" for s in targets))
 
     print(f"pool {len(pool)} rows, target {len(targets)} rows; work dir {work}", file=sys.stderr)
-    ref = run_reference(args.ref_python, pool_file, target_file, args.k, args.repeats, args.ref_min_length,
-                        args.ref_procs, work / "ref")
-    ref_weights = np.asarray(ref["weights"])
-
     DsirFeaturizer().counts(["warm up the imports"])  # sklearn import outside the timings
+    # The reference and mona alternate, one run each per round, so load from other jobs hits both alike.
+    ref_runs, lib_times, core_times = [], {label: [] for label in MONA_CONFIGS}, {label: [] for label in MONA_CONFIGS}
+    mona_results = {}
+    for rep in range(args.repeats):
+        ref_runs.append(run_reference(args.ref_python, pool_file, target_file, args.k, 1, args.ref_min_length,
+                                      args.ref_procs, work / f"ref{rep}"))
+        for label, extra in MONA_CONFIGS.items():
+            seconds, scores, order = run_mona(pool, targets, extra)
+            lib_times[label].append(seconds)
+            core_times[label].append(run_core(pool, targets, extra))
+            mona_results[label] = scores, order
+    ref = {**ref_runs[-1], "all_seconds": [r["seconds"] for r in ref_runs],
+           "seconds": statistics.median(r["seconds"] for r in ref_runs),
+           "resample_seconds": {k: statistics.median(r["resample_seconds"][k] for r in ref_runs)
+                                for k in ref_runs[-1]["resample_seconds"]}}
+    ref_weights = np.asarray(ref["weights"])
     report = {"pool": str(args.pool), "target": str(args.target), "n_pool": len(pool), "n_target": len(targets),
               "ks": args.k, "target_task": task,
               "reference": {"seconds": ref["seconds"], "all_seconds": ref["all_seconds"],
@@ -165,8 +196,11 @@ def main() -> None:
                                           for k in args.k}},
               "mona": {}}
     for label, extra in MONA_CONFIGS.items():
-        seconds, all_seconds, scores, order = run_mona(pool, targets, extra, args.repeats)
-        entry = {"extra": extra, "seconds": seconds, "all_seconds": all_seconds,
+        scores, order = mona_results[label]
+        seconds, core = statistics.median(lib_times[label]), statistics.median(core_times[label])
+        entry = {"extra": extra, "seconds": seconds, "all_seconds": lib_times[label], "core_seconds": core,
+                 "all_core_seconds": core_times[label], "ratio": ref["seconds"] / seconds,
+                 "core_ratio": ref["seconds"] / core,
                  "spearman": float(spearmanr(scores, ref_weights).statistic),
                  "max_abs_diff": float(np.max(np.abs(scores - ref_weights))), "overlap": {}, "task_hits": {}}
         for k in args.k:
@@ -185,7 +219,7 @@ def main() -> None:
     subprocess.run(cmd, check=True)
     cli_seconds = time.perf_counter() - t0
     cli_ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
-    lib_order = run_mona(pool, targets, {}, 1)[3]
+    lib_order = run_mona(pool, targets, {})[2]
     report["cli"] = {"command": " ".join(cmd[1:]).replace(str(work), "$WORK"), "k": k0, "seconds": cli_seconds,
                      "same_as_library": cli_ids == [pool[int(i)].id for i in lib_order[:k0]]}
 
@@ -194,10 +228,10 @@ def main() -> None:
         fref = run_reference(args.ref_python, pool_file, target_file, [kf], 1, 100, args.ref_procs,
                              work / "ref_filter")
         report["length_filter"] = {"k": kf, "min_length": 100, "overlap": {}}
-        for label, extra in (("mona dsir --dsir-min-length 100", {"dsir_min_length": 100}),
-                             ("mona dsir --dsir-min-length 100 --dsir-hash sha256",
-                              {"dsir_min_length": 100, "dsir_hash": "sha256"})):
-            order = run_mona(pool, targets, extra, 1)[3]
+        for label, extra in (("mona dsir --dsir-min-length 100", {"min_length": 100}),
+                             ("mona dsir --dsir-min-length 100 --dsir-hash murmur3",
+                              {"min_length": 100, "hashing": "murmur3"})):
+            order = run_mona(pool, targets, extra)[2]
             report["length_filter"]["overlap"][label] = len({int(i) for i in order[:kf]}
                                                             & set(fref["selected"][str(kf)])) / kf
 
@@ -211,16 +245,19 @@ def print_markdown(r: dict) -> None:
     print(f"pool {r['n_pool']} rows, target {r['n_target']} rows; reference: data-selection HashedNgramDSIR, "
           f"{ref['num_buckets']} buckets, ngrams={ref['ngrams']}, min_example_length={ref['min_example_length']}, "
           f"num_proc={ref['num_proc']}, resample(top_k=True), nltk {ref['nltk']} ({ref['python']})\n")
-    head = ["method", "featurize+score (s)", "Spearman vs ref", "max |Δ weight|"]
+    head = ["method", "library call (s)", "ref / library", "DSIR core (s)", "ref / core", "Spearman vs ref",
+            "max |Δ weight|"]
     head += [f"overlap@{k}" for k in ks] + [f"{r['target_task']}@{k}" for k in ks]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     resample = ", ".join(f"{v:.3f}" for v in ref["resample_seconds"].values())
-    cells = ["data-selection 1.0.3 (reference)", f"{ref['seconds']:.3f} (+ resample {resample})", "1", "0"]
+    cells = ["data-selection 1.0.3 (reference)", f"{ref['seconds']:.3f} (+ resample {resample})", "1", "-", "-",
+             "1", "0"]
     cells += ["1.00"] * len(ks) + [str(ref["task_hits"][str(k)]) for k in ks]
     print("| " + " | ".join(cells) + " |")
     for label, e in r["mona"].items():
-        cells = [label, f"{e['seconds']:.3f}", f"{e['spearman']:.4f}", f"{e['max_abs_diff']:.2g}"]
+        cells = [label, f"{e['seconds']:.3f}", f"{e['ratio']:.1f}x", f"{e['core_seconds']:.3f}",
+                 f"{e['core_ratio']:.1f}x", f"{e['spearman']:.4f}", f"{e['max_abs_diff']:.2g}"]
         cells += [f"{e['overlap'][str(k)]:.2f}" for k in ks] + [str(e["task_hits"][str(k)]) for k in ks]
         print("| " + " | ".join(cells) + " |")
     c = r["cli"]

@@ -216,7 +216,7 @@ def test_dsir_featurizer_counts_unigrams_and_bigrams(tmp_path):
     assert feat.counts([texts[3]]).nnz == 0
     # the hashing settings are part of the cache key
     assert DsirFeaturizer(n_features=2**10).key_config() != feat.key_config()
-    assert DsirFeaturizer(hashing="sha256").key_config() != feat.key_config()
+    assert DsirFeaturizer(hashing="murmur3").key_config() != feat.key_config()
     assert DsirFeaturizer(ngrams=3).key_config() != feat.key_config()
 
 
@@ -230,9 +230,34 @@ def test_dsir_sha256_buckets_are_the_references():
     np.testing.assert_array_equal(sha.counts([text]).toarray()[0], expected)
     assert sha256_bucket("the cat", 10_000) == int(hashlib.sha256(b"the cat").hexdigest(), 16) % 10_000
     # murmur3 puts the same 11 n-grams in other buckets
-    assert DsirFeaturizer().counts([text]).sum() == 11
+    murmur = DsirFeaturizer(hashing="murmur3").counts([text])
+    assert murmur.sum() == 11 and (murmur != sha.counts([text])).nnz > 0
     # trigrams too: 6 + 5 + 4
     assert DsirFeaturizer(ngrams=3, hashing="sha256").counts([text]).sum() == 15
+
+
+@pytest.mark.parametrize("ngrams", [1, 2, 3])
+def test_dsir_counts_equal_scikit_learns_analyzer_bucketed_either_way(ngrams):
+    """The vectorised counts (distinct n-grams numbered with numpy, each hashed once) equal scikit-learn's
+    HashingVectorizer (murmur3) and its analyzer's n-grams bucketed one by one by sha256, on text with repeats
+    across and within rows, punctuation runs, accents, emoji and rows without tokens."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    from mona.features.dsir import TOKEN_PATTERN
+
+    texts = ["The cat sat on the mat; the cat!", "", "  \n ", "?!...", "x", "École, ÉCOLE école",
+             "emoji 😀👍🏽 a a a a", "3+4=7, 3 + 4 = 7", "The mat sat on the cat."]
+    vectorizer = HashingVectorizer(n_features=97, ngram_range=(1, ngrams), lowercase=True,
+                                   token_pattern=TOKEN_PATTERN, alternate_sign=False, norm=None)
+    murmur = DsirFeaturizer(n_features=97, ngrams=ngrams, hashing="murmur3").counts(texts)
+    np.testing.assert_array_equal(murmur.toarray(), vectorizer.transform(texts).toarray())
+    expected = np.zeros((len(texts), 97))
+    for row, text in enumerate(texts):
+        for gram in vectorizer.build_analyzer()(text):
+            expected[row, sha256_bucket(gram, 97)] += 1
+    sha = DsirFeaturizer(n_features=97, ngrams=ngrams, hashing="sha256")
+    np.testing.assert_array_equal(sha.counts(texts).toarray(), expected)
+    np.testing.assert_array_equal(sha.counts(texts[::-1]).toarray(), expected[::-1])  # the memo changes nothing
 
 
 def test_dsir_sha256_reproduces_the_reference_scores(tmp_path):
@@ -270,12 +295,12 @@ def test_dsir_token_lengths_and_min_length():
 
 
 def test_dsir_options_are_typed_and_reach_the_featurizer():
-    assert DsirOptions() == DsirOptions(10_000, 2, "murmur3", 0.0, 1e-8, 0, False)
+    assert DsirOptions() == DsirOptions(10_000, 2, "sha256", 0.0, 1e-8, 0, False)
     with pytest.raises(TypeError):
         DsirOptions(bucket=64)  # a typo is an error
-    feat = METHODS["dsir"].build(MethodOptions(method="dsir", params=DsirOptions(buckets=64, hashing="sha256")),
+    feat = METHODS["dsir"].build(MethodOptions(method="dsir", params=DsirOptions(buckets=64, hashing="murmur3")),
                                  None)
-    assert (feat.n_features, feat.hashing, feat.ngrams) == (64, "sha256", 2)
+    assert (feat.n_features, feat.hashing, feat.ngrams) == (64, "murmur3", 2)
     with pytest.raises(ConfigError, match="takes DsirOptions, got Bm25Options"):
         MethodOptions(method="dsir", params=Bm25Options()).check()
 
@@ -310,8 +335,8 @@ def test_dsir_end_to_end_and_cached(tmp_path):
     assert pool_stats.cache_hits == 4 and target_stats.cache_hits == 2 and pool_stats.computed == 0
     np.testing.assert_array_equal(scores, again)
     # other hashing settings are other cache entries
-    sha = MethodOptions(method="dsir", params=DsirOptions(hashing="sha256"))
-    _, pool_stats, *_ = compute_scores(pool, targets, sha, tmp_path / "cache")
+    murmur = MethodOptions(method="dsir", params=DsirOptions(hashing="murmur3"))
+    _, pool_stats, *_ = compute_scores(pool, targets, murmur, tmp_path / "cache")
     assert pool_stats.computed == 4 and pool_stats.cache_hits == 0
 
 

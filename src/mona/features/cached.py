@@ -65,28 +65,35 @@ def _featurize_cached(featurizer: Featurizer, samples: Sequence[Sample], cache_d
     done = len(found)
     if progress:
         progress(done, 0)
-    computed: dict[int, object] = {}
+    # Computed blocks are stacked whole and the rows put in input order by one index (splitting every block into
+    # rows and stacking those again cost more than a cheap featurizer such as DSIR's whole featurization).
+    parts: list[Matrix] = []
+    where = np.zeros(len(samples), dtype=np.int64)  # each sample's row in the stacked parts
+    offset = 0
     if missing:
         todo = [samples[i] for i in missing]
         for block in (compute(todo, featurizer.role) if compute else featurizer.featurize(todo)):
             positions = [missing[p] for p in block.positions]
             if cache:
                 cache.write([hashes[i] for i in positions], block.matrix)
-            for row, i in enumerate(positions):
-                computed[i] = block.matrix[row]
+            parts.append(block.matrix)
+            where[positions] = np.arange(offset, offset + len(positions))
+            offset += len(positions)
             stats.computed += len(positions)
             stats.tokens += block.tokens
             done += len(positions)
             if progress:
                 progress(done, stats.tokens)
-    rows = []
+    for i, row in found.items():
+        parts.append(row if sp.issparse(row) else np.atleast_2d(row))
+        where[i] = offset
+        offset += 1
     for i, h in enumerate(hashes):
-        j = i if i in found or i in computed else first_of[h]
-        rows.append(found[j] if j in found else computed[j])
+        if i not in found and first_of[h] != i:  # a repeat of an input computed once
+            where[i] = where[first_of[h]]
     stats.seconds += time.perf_counter() - t0
-    if rows and sp.issparse(rows[0]):
-        return sp.vstack(rows, format="csr")
-    return stack([np.atleast_2d(r) for r in rows])
+    matrix = stack(parts)
+    return matrix if np.array_equal(where, np.arange(matrix.shape[0])) else matrix[where]
 
 
 def prefetch_shared(featurizers: Sequence[Featurizer], samples: Sequence[Sample], cache_dir: Path,

@@ -3,10 +3,11 @@ defaults of its reference implementation (PyPI `data-selection` 1.0.3, p-lambda/
 
 - features: the lower-cased text split like nltk's `wordpunct_tokenize` (runs of word characters, or of other
   non-space characters), its unigrams and bigrams (DsirOptions.ngrams, default 2) hashed into 10,000 buckets
-  (`buckets`). The hash is scikit-learn's murmur3 (HashingVectorizer) by default; `hashing="sha256"` (--dsir-hash)
-  uses the reference's own bucket function, int(sha256(ngram)) mod buckets, and then reproduces its features
-  exactly (with nltk 3.8.1; nltk 3.10 matches its pattern with the `regex` engine instead of `re`, which splits
-  emoji sequences differently);
+  (`buckets`). The hash is the reference's own bucket function, int(sha256(ngram)) mod buckets, so the features
+  are the reference's exactly (with nltk 3.8.1; nltk 3.10 matches its pattern with the `regex` engine instead of
+  `re`, which splits emoji sequences differently); `hashing="murmur3"` (--dsir-hash) uses scikit-learn's
+  HashingVectorizer hash instead (same n-grams, other collisions). Each distinct n-gram is hashed once per
+  block (the reference hashes every occurrence), and the n-grams are found with numpy (`DsirFeaturizer.counts`);
 - two bag-of-n-grams models over the buckets, p_t fitted on all target n-grams and p_r on the raw data (the
   pool), both plain maximum-likelihood frequencies (no pseudo-counts; `smoothing` adds some);
 - log importance weight of a pool row  sum_j count_j * (log(p_t[j] + eps) - log(p_r[j] + eps)),  eps = 1e-8
@@ -25,7 +26,9 @@ distributions are refitted on every run (cheap: two column sums)."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -39,9 +42,11 @@ from mona.features.options import DSIR_HASHES, DsirOptions, MethodSettings
 # nltk's WordPunctTokenizer pattern (the reference tokenizer), applied to lower-cased text. Single characters
 # (digits, "a", "+") are tokens, unlike with scikit-learn's default pattern.
 TOKEN_PATTERN = r"\w+|[^\w\s]+"
+TOKEN_RE = re.compile(TOKEN_PATTERN)
 N_FEATURES: int = DsirOptions.buckets
 NGRAMS: int = DsirOptions.ngrams
 EPSILON: float = DsirOptions.epsilon
+HASHING: str = DsirOptions.hashing
 BATCH = 1024
 _MEMO_LIMIT = 1 << 20  # n-gram -> bucket entries kept by the sha256 hasher
 
@@ -51,12 +56,28 @@ def sha256_bucket(ngram: str, n_features: int) -> int:
     return int.from_bytes(hashlib.sha256(ngram.encode("utf-8")).digest(), "big") % n_features
 
 
+def sha256_buckets(ngrams: Sequence[str], n_features: int) -> np.ndarray:
+    """`sha256_bucket` of many n-grams: Python computes the digests, numpy the 256-bit remainders (Horner's
+    rule over the four 64-bit words: every intermediate stays below n_features**2 + n_features, so it fits in
+    uint64 up to 2**32 buckets; more buckets take the Python integers)."""
+    sha256 = hashlib.sha256
+    if n_features >= 1 << 32:
+        return np.array([sha256_bucket(g, n_features) for g in ngrams], dtype=np.int64)
+    digests = b"".join([sha256(g.encode("utf-8")).digest() for g in ngrams])
+    words = np.frombuffer(digests, dtype=">u8").reshape(-1, 4).astype(np.uint64)
+    n, step = np.uint64(n_features), np.uint64(pow(2, 64, n_features))
+    out = np.zeros(len(ngrams), dtype=np.uint64)
+    for j in range(4):
+        out = (out * step + words[:, j] % n) % n
+    return out.astype(np.int64)
+
+
 class DsirFeaturizer(Featurizer):
     """Hashed n-gram count rows (CSR, raw counts, one column per hash bucket)."""
 
     name = "dsir"
 
-    def __init__(self, n_features: int = N_FEATURES, ngrams: int = NGRAMS, hashing: str = "murmur3",
+    def __init__(self, n_features: int = N_FEATURES, ngrams: int = NGRAMS, hashing: str = HASHING,
                  batch_size: int = BATCH) -> None:
         if int(n_features) < 1:
             raise ConfigError(f"dsir: the number of hash buckets must be at least 1, got {n_features}")
@@ -68,7 +89,6 @@ class DsirFeaturizer(Featurizer):
         self.ngrams = int(ngrams)
         self.hashing = hashing
         self.batch_size = batch_size
-        self._vectorizer = None
         self._memo: dict[str, int] = {}
 
     @classmethod
@@ -76,16 +96,6 @@ class DsirFeaturizer(Featurizer):
         """Count rows hashed as the options say."""
         p: DsirOptions = options.params
         return cls(n_features=p.buckets, ngrams=p.ngrams, hashing=p.hashing)
-
-    @property
-    def vectorizer(self):
-        if self._vectorizer is None:
-            from sklearn.feature_extraction.text import HashingVectorizer
-
-            self._vectorizer = HashingVectorizer(
-                n_features=self.n_features, ngram_range=(1, self.ngrams), lowercase=True, analyzer="word",
-                token_pattern=TOKEN_PATTERN, alternate_sign=False, norm=None, dtype=np.float32)
-        return self._vectorizer
 
     def key_config(self) -> dict[str, Any]:
         hashing = "sklearn-murmur3" if self.hashing == "murmur3" else "sha256-mod"
@@ -96,28 +106,58 @@ class DsirFeaturizer(Featurizer):
     def text_key(self, sample: Sample) -> str:
         return sample.plain_text()
 
-    def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """Count rows of raw texts."""
+    def _buckets(self, grams: list[str]) -> np.ndarray:
+        """The bucket of each (distinct) n-gram: scikit-learn's signed murmur3, |h| mod buckets (FeatureHasher's
+        C loop, HashingVectorizer's own hash), or the reference's sha256 mod buckets, memoised per n-gram (common
+        n-grams recur from block to block, and the targets' in the pool)."""
+        if not grams:
+            return np.zeros(0, dtype=np.int64)
         if self.hashing == "murmur3":
-            return sp.csr_matrix(self.vectorizer.transform(texts))
-        # the same n-grams as the vectorizer's (its analyzer), bucketed by sha256, each n-gram hashed once
-        analyze = self.vectorizer.build_analyzer()
-        memo, n = self._memo, self.n_features
-        indices: list[int] = []
-        indptr = [0]
-        for text in texts:
-            for gram in analyze(text):
-                bucket = memo.get(gram)
-                if bucket is None:
-                    if len(memo) >= _MEMO_LIMIT:
-                        memo.clear()
-                    bucket = memo[gram] = sha256_bucket(gram, n)
-                indices.append(bucket)
-            indptr.append(len(indices))
-        matrix = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), np.asarray(indices, dtype=np.int64),
-                                np.asarray(indptr, dtype=np.int64)), shape=(len(texts), n))
-        matrix.sum_duplicates()
-        return matrix
+            from sklearn.feature_extraction import FeatureHasher
+
+            hasher = FeatureHasher(self.n_features, input_type="string", alternate_sign=False)
+            return hasher.transform([g] for g in grams).indices.astype(np.int64)
+        memo = self._memo
+        if len(memo) + len(grams) > _MEMO_LIMIT:
+            memo.clear()
+        new = [g for g in grams if g not in memo]
+        memo.update(zip(new, sha256_buckets(new, self.n_features).tolist(), strict=True))
+        return np.fromiter(map(memo.__getitem__, grams), dtype=np.int64, count=len(grams))
+
+    def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """Count rows of raw texts: every n-gram of the lower-cased tokens (orders 1..ngrams, space-joined, as
+        scikit-learn's analyzer and the reference build them) in its bucket. Python touches each token once (the
+        regex and a dict lookup) and each distinct n-gram once (its string and hash): an n-gram of order m is
+        numbered as (number of its first m-1 tokens, its last token), so numpy finds the distinct ones."""
+        tokens = [TOKEN_RE.findall(text.lower()) for text in texts]
+        flat = list(chain.from_iterable(tokens))
+        words = list(dict.fromkeys(flat))
+        index = {w: i for i, w in enumerate(words)}
+        ids = np.fromiter(map(index.__getitem__, flat), dtype=np.int64, count=len(flat))
+        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        text_of = np.repeat(np.arange(len(texts)), lengths)
+        room = np.repeat(np.cumsum(lengths), lengths) - np.arange(len(ids))  # tokens from here to the row's end
+        rows, cols = [], []
+        gram_of, strings = ids, words  # order m-1: the number of the n-gram starting at each token, its strings
+        for m in range(1, self.ngrams + 1):
+            starts = np.flatnonzero(room >= m)
+            if m == 1:
+                distinct, inverse = np.arange(len(words)), ids
+            else:
+                keys = gram_of[starts] * len(words) + ids[starts + m - 1]
+                distinct, inverse = np.unique(keys, return_inverse=True)
+                strings = [strings[a] + " " + words[b] for a, b in zip((distinct // len(words)).tolist(),
+                                                                        (distinct % len(words)).tolist(),
+                                                                        strict=True)]
+                gram_of = np.zeros(len(ids), dtype=np.int64)
+                gram_of[starts] = inverse
+            rows.append(text_of[starts])
+            cols.append(self._buckets(strings)[inverse])
+        # one sort of (row, bucket) keys gives the CSR matrix with its duplicates summed
+        cells, counts = np.unique(np.concatenate(rows) * self.n_features + np.concatenate(cols), return_counts=True)
+        indptr = np.searchsorted(cells, np.arange(len(texts) + 1) * self.n_features)
+        return sp.csr_matrix((counts.astype(np.float32), cells % self.n_features, indptr),
+                             shape=(len(texts), self.n_features))
 
     def featurize(self, samples: Sequence[Sample]) -> Iterator[FeatureBlock]:
         for start in range(0, len(samples), self.batch_size):
