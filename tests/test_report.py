@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mona.cli import app
-from mona.report import build_report
+from mona.report.html import build_report
+from mona.report.options import ReportConfig
 
 TASKS = ["math", "cooking", "travel & <misc>"]
 EVIL = "<script>alert('pwned')</script>"
@@ -176,7 +177,7 @@ def test_build_report_single_method_without_labels(tmp_path, files):
     rows = [{"id": f"x{i}", "text": f"text {i}"} for i in range(8)]
     pool = _write_jsonl(tmp_path / "plain.jsonl", rows)
     scores = _write_jsonl(tmp_path / "s.jsonl", _scores_rows([r["id"] for r in rows], [i / 8 for i in range(8)], 3))
-    out = build_report(pool, [scores], tmp_path / "r.html", top=2)
+    out = build_report(pool, [scores], tmp_path / "r.html", config=ReportConfig(top=2))
     html = out.read_text(encoding="utf-8")
     s = _structure(html)
     assert s.tables["summary"] == 1 and s.tables["top-rows"] == 2

@@ -13,13 +13,14 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 
-from mona.bench.options import DownstreamConfig, RelevanceConfig
+from mona.bench.options import REPORTS, DownstreamConfig, MemoryConfig, RelevanceConfig, ScoringConfig, TopMConfig
 from mona.cli_options import Generated, generated, values_of, with_options
 from mona.display import for_display
 from mona.errors import USAGE_EXIT, ConfigError, Interrupted, MissingFileError, MonaError
 from mona.explain.options import ExplainConfig, JudgeConfig, LabelConfig, ProfilesConfig
 from mona.features.options import LAYER_HELP, LMConfig
 from mona.finetune.options import FinetuneConfig
+from mona.report.options import ReportConfig
 from mona.sae.options import SaeBuildConfig, SaeTrainConfig
 from mona.selection.config import MethodOptions, SelectConfig
 
@@ -176,6 +177,7 @@ def methods() -> None:
 
 
 @app.command()
+@with_options(generated(ReportConfig))
 def report(
     pool: Annotated[Path, typer.Option(help="The pool file the selection was made from.")],
     scores: Annotated[list[Path], typer.Option(help="SCORES file of `mona select --scores` (repeat to compare "
@@ -185,14 +187,13 @@ def report(
                                                         "(default: the file names).")] = None,
     explanations: Annotated[Path | None, typer.Option(help="`mona explain` output: top rows with an "
                                                            "explanation show their latents and tokens.")] = None,
-    top: Annotated[int, typer.Option(help="Top selected rows of the first method to show.")] = 20,
-    text_field: Annotated[str | None, typer.Option(help="Read text from this field as plain text.")] = None,
+    **values: Any,
 ) -> None:
     """Write one self-contained HTML file about a selection: summary, score histograms, composition, top rows."""
-    from mona.report import build_report
+    from mona.report.html import build_report
 
-    path = build_report(pool, scores, out, names=name or None, explanations=explanations, top=top,
-                        text_field=text_field)
+    config = ReportConfig(**values_of(report.__options__, values, ReportConfig))  # type: ignore[attr-defined]
+    path = build_report(pool, scores, out, names=name or None, explanations=explanations, config=config)
     stdout.print(str(path), highlight=False, markup=False, soft_wrap=True)
 
 
@@ -323,118 +324,51 @@ def bench_speed(
 
 
 @bench_app.command("memory")
-def bench_memory(
-    method: Annotated[str, typer.Option(help="Comma-separated methods to run (see `mona methods`).")] = "random",
-    sizes: Annotated[str, typer.Option(help="Comma-separated pool sizes (rows).")] = "10000,100000,1000000",
-    budget: Annotated[int, typer.Option(help="--budget of every `mona select` run.")] = 100,
-    select_args: Annotated[str, typer.Option(help="More `mona select` options, one shell-quoted string "
-                                                  "(e.g. '--threads 2').")] = "",
-    work_dir: Annotated[Path | None, typer.Option(help="Pools, selections and logs (default: "
-                                                       "$MONA_CACHE/bench-memory).")] = None,
-    out: Annotated[Path, typer.Option(help="JSON figures.")] = Path("docs/benchmarks/memory.json"),
-    out_md: Annotated[Path, typer.Option(help="Markdown report.")] = Path("docs/benchmarks/memory.md"),
-) -> None:
+@with_options(generated(MemoryConfig))
+def bench_memory(**values: Any) -> None:
     """Peak memory and wall time of `mona select` on synthetic BIG-bench pools of growing size, one process
     per (method, size)."""
-    import shlex
-
     from mona.bench.host import command_line
-    from mona.bench.memory import memory_markdown, run_memory_bench
-    from mona.outputs import check_outputs
+    from mona.bench.memory import run_line, run_memory
 
-    try:
-        sizes_n = [int(s) for s in sizes.split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--sizes must be comma-separated integers, got {sizes!r}") from None
-    if not sizes_n or min(sizes_n) < budget:
-        raise ConfigError(f"every pool size must be at least --budget {budget}, got {sizes!r}")
-    methods = [m.strip() for m in method.split(",") if m.strip()]
-    check_outputs({}, {"--out": out, "--out-md": out_md})
-    result = run_memory_bench(methods, sizes_n, budget, work_dir, shlex.split(select_args),
-                              log=lambda m: err.print(m, highlight=False))
+    config = MemoryConfig(**values_of(bench_memory.__options__, values, MemoryConfig))  # type: ignore[attr-defined]
+    result = run_memory(config, command_line(), log=lambda m: err.print(m, highlight=False))
     for run in result["runs"]:
-        note = "" if run["exit_code"] == 0 else f"  FAILED: {run['error']}"
-        stdout.print(f"{run['method']:>8} {run['rows']:>9,} rows: peak RSS {run['peak_rss_mb']:>8,.1f} MB, "
-                     f"{run['wall_seconds']:>8,.1f} s{note}", highlight=False, soft_wrap=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": command_line(), **result}, indent=1) + "\n")
-    out_md.parent.mkdir(parents=True, exist_ok=True)
-    json_name = out.name if out.parent.resolve() == out_md.parent.resolve() else None
-    out_md.write_text(memory_markdown(result, command_line(), json_name))
+        stdout.print(run_line(run), highlight=False, soft_wrap=True)
 
 
 @bench_app.command("scoring")
+@with_options(generated(ScoringConfig))
 def bench_scoring(
-    rows: Annotated[str, typer.Option(help="Comma-separated numbers of pooled vectors to score.")] = "1000000",
-    top_m: Annotated[str, typer.Option(help="Comma-separated storage settings: an m (top-m latents + left-out "
-                                            "mass) or 'full'.")] = "256,full",
-    source: Annotated[Path, typer.Option(help="Pool whose real MoNA vectors are resampled.")] =
-        Path("examples/pool.jsonl"),
-    target: Annotated[Path, typer.Option(help="Target rows (the prototype).")] = Path("examples/target.jsonl"),
-    budget: Annotated[int, typer.Option(help="Rows to select from the scores.")] = 1000,
-    work_dir: Annotated[Path | None, typer.Option(help="Where the vector shards go (default: "
-                                                       "$MONA_CACHE/bench-scoring; ~10 GiB for 1 M full vectors).")
-                        ] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
-    threads: Annotated[str, typer.Option(help="Comma-separated thread counts of the scoring child.")] = "1,2",
-    out_md: Annotated[Path, typer.Option(help="Markdown report.")] = Path("docs/benchmarks/scoring.md"),
+    **values: Any,
 ) -> None:
     """Time and peak memory of scoring N pooled vectors streamed from feature-cache shards (a child process)."""
     _quiet_libraries()
     from mona.bench.host import command_line
-    from mona.bench.scoring import run_scoring_bench, scoring_markdown
-    from mona.outputs import check_outputs
+    from mona.bench.scoring import run_scoring
     from mona.paths import cache_root
 
-    try:
-        sizes = [int(r) for r in rows.split(",") if r.strip()]
-        ms = [None if m.strip() == "full" else int(m) for m in top_m.split(",") if m.strip()]
-        thread_counts = [int(t) for t in threads.split(",") if t.strip()]
-    except ValueError:
-        raise ConfigError(f"--rows and --top-m must be comma-separated integers (or 'full'), got {rows!r}, "
-                          f"{top_m!r}") from None
-    work = work_dir or cache_root() / "bench-scoring"
-    results = []
-    check_outputs({"--source": source, "--target": target}, {"--out-md": [out_md, out_md.with_suffix(".json")]})
-    for n in sizes:
-        for m in ms:
-            for t in thread_counts:
-                r = run_scoring_bench(n, source=source, target=target, top_m=m, budget=budget, work_dir=work,
-                                      cache_dir=cache_dir or cache_root(), threads=t)
-                stdout.print(f"{n:,} rows, {'full' if m is None else f'top-m {m}'}, {t} thread(s): "
-                             f"{r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:,.0f} MB, "
-                             f"{r['stored_per_row']:.0f} entries/row", highlight=False)
-                results.append(r)
-    out_md.parent.mkdir(parents=True, exist_ok=True)
-    out_md.write_text(scoring_markdown(results, command_line()))
-    out_md.with_suffix(".json").write_text(json.dumps({"command": command_line(), "runs": results}, indent=1))
+    config = ScoringConfig(**values_of(bench_scoring.__options__, values, ScoringConfig))  # type: ignore[attr-defined]
+    run_scoring(config, command_line(), cache_dir or cache_root(), log=lambda m: stdout.print(m, highlight=False))
 
 
 @bench_app.command("top-m")
+@with_options(generated(TopMConfig))
 def bench_top_m(
-    ms: Annotated[str, typer.Option(help="Comma-separated m values to compare with full vectors.")] =
-        "128,256,512,1024,2048,4096",
-    k: Annotated[int, typer.Option(help="Budget: rows selected per target set.")] = 100,
-    pool_size: Annotated[int, typer.Option(help="Rows in the labelled pool.")] = 5000,
-    per_task: Annotated[int, typer.Option(help="Pool rows per BIG-bench task.")] = 100,
-    seed: Annotated[int, typer.Option(help="Seed of the pool and target sets.")] = 0,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
-    out_dir: Annotated[Path, typer.Option(help="Where to write top-m.json and top-m.md.")] = Path("docs/benchmarks"),
+    out_dir: Annotated[Path, typer.Option(help="Where to write top-m.json and top-m.md.")] = REPORTS,
+    **values: Any,
 ) -> None:
     """How compact top-m storage changes MoNA's selections on the relevance dev suite (choose --top-m)."""
     _quiet_libraries()
     from mona.bench.host import command_line
-    from mona.bench.suite import build_suite
-    from mona.bench.topm import measure_top_m, write_top_m_report
+    from mona.bench.topm import run_top_m
     from mona.paths import cache_root
 
-    try:
-        values = [int(m) for m in ms.split(",") if m.strip()]
-        suite = build_suite(pool_size=pool_size, per_task=per_task, seed=seed)
-        rows = measure_top_m(suite, k, values, cache_dir or cache_root(), log=lambda s: err.print(s, highlight=False))
-    except ValueError:
-        raise ConfigError(f"--ms must be comma-separated integers, got {ms!r}") from None
-    path = write_top_m_report(rows, suite, k, command_line(), out_dir)
+    config = TopMConfig(**values_of(bench_top_m.__options__, values, TopMConfig))  # type: ignore[attr-defined]
+    path = run_top_m(config, command_line(), cache_dir or cache_root(), out_dir,
+                     log=lambda s: err.print(s, highlight=False))
     stdout.print(path.read_text(), markup=False, highlight=False, soft_wrap=True)
 
 
@@ -442,8 +376,7 @@ def bench_top_m(
 @with_options(generated(RelevanceConfig))
 def bench_relevance(
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
-    out_dir: Annotated[Path, typer.Option(help="Where to write <name>.json and <name>.md.")] =
-        Path("docs/benchmarks"),
+    out_dir: Annotated[Path, typer.Option(help="Where to write <name>.json and <name>.md.")] = REPORTS,
     sweep: Annotated[bool, typer.Option("--sweep", help="Sweep MoNA's design choices (layer, SAE width and k, "
                                                         "pooling, similarity, prototype, centring, rendering, "
                                                         "rank fusion) instead of comparing methods.")] = False,
@@ -490,8 +423,7 @@ def bench_downstream(
                                                        "what decides the results>); a re-run skips finished steps, "
                                                        "so pieces (--tasks, --settings) can run into one.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
-    out_dir: Annotated[Path, typer.Option(help="Where to write <name>.json and <name>.md.")] =
-        Path("docs/benchmarks"),
+    out_dir: Annotated[Path, typer.Option(help="Where to write <name>.json and <name>.md.")] = REPORTS,
     figures_dir: Annotated[Path, typer.Option(help="Where to write the figures <name>.png and "
                                                    "<name>-ratio.png.")] = Path("docs/figures"),
     report_only: Annotated[bool, typer.Option("--report-only", help="Run nothing: report the finished steps of "

@@ -39,3 +39,22 @@ def build(cls: type[T], values: Mapping[str, Any], where: str) -> T:
         if name not in names:
             raise unknown_option(name, names, where)
     return cls(**values)
+
+
+def comma_ints(text: str, flag: str, *, allow: tuple[str, ...] = ()) -> list[int | str]:
+    """The comma-separated integers of an option (and the words in `allow`, kept as they are); ConfigError naming
+    `flag` for anything else."""
+    out: list[int | str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part in allow:
+            out.append(part)
+            continue
+        try:
+            out.append(int(part))
+        except ValueError:
+            words = " (or " + ", ".join(repr(a) for a in allow) + ")" if allow else ""
+            raise ConfigError(f"{flag} must be comma-separated integers{words}, got {text!r}") from None
+    return out
+

@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mona.bench.host import describe_host, host_line, load_average, load_line
+from mona.bench.options import MemoryConfig
 from mona.data.bigbench import load_task, prepare_bigbench, task_file, task_index
+from mona.outputs import check_outputs
 from mona.paths import cache_root
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
@@ -187,3 +189,25 @@ def memory_markdown(result: dict, command: str, json_name: str | None = None) ->
     if json_name:
         lines += [f"Raw figures and each run's exact command: [{json_name}]({json_name}).", ""]
     return "\n".join(lines)
+
+
+def run_memory(config: MemoryConfig, command: str, log: Callable[[str], None] | None = None) -> dict:
+    """`mona bench memory`: run the benchmark and write its JSON figures and Markdown report (config.out,
+    config.out_md); returns the figures."""
+    check_outputs({}, {"--out": config.out, "--out-md": config.out_md})
+    methods, sizes = config.methods, config.pool_sizes
+    result = run_memory_bench(methods, sizes, config.budget, config.work_dir, shlex.split(config.select_args), log)
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    config.out.write_text(json.dumps({"command": command, **result}, indent=1) + "\n")
+    config.out_md.parent.mkdir(parents=True, exist_ok=True)
+    json_name = config.out.name if config.out.parent.resolve() == config.out_md.parent.resolve() else None
+    config.out_md.write_text(memory_markdown(result, command, json_name))
+    return result
+
+
+def run_line(run: dict) -> str:
+    """One run of the figures as a line: method, rows, peak memory and wall time (or why it failed)."""
+    note = "" if run["exit_code"] == 0 else f"  FAILED: {run['error']}"
+    return (f"{run['method']:>8} {run['rows']:>9,} rows: peak RSS {run['peak_rss_mb']:>8,.1f} MB, "
+            f"{run['wall_seconds']:>8,.1f} s{note}")
+

@@ -4,9 +4,13 @@ options from these classes)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from mona.config import opt
+from mona.config import comma_ints, opt
+from mona.errors import ConfigError
 from mona.features.options import LAYER_HELP
+
+REPORTS = Path("docs/benchmarks")  # where the benchmarks write their reports unless told otherwise
 
 
 @dataclass(frozen=True)
@@ -76,3 +80,68 @@ class DownstreamConfig:
     model: str | None = opt(None, "Selection and fine-tuned model (default: embedded SmolLM2-135M-Instruct).")
     sae: str | None = opt(None, "SAE directory for mona.")
     name: str = opt("downstream", "Report name (<name>.md, <name>.json; figures <name>.png, <name>-ratio.png).")
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """What `mona bench memory` runs: `mona select` per (method, pool size), one process each."""
+
+    method: str = opt("random", "Comma-separated methods to run (see `mona methods`).")
+    sizes: str = opt("10000,100000,1000000", "Comma-separated pool sizes (rows).")
+    budget: int = opt(100, "--budget of every `mona select` run.")
+    select_args: str = opt("", "More `mona select` options, one shell-quoted string (e.g. '--threads 2').")
+    work_dir: Path | None = opt(None, "Pools, selections and logs (default: $MONA_CACHE/bench-memory).")
+    out: Path = opt(REPORTS / "memory.json", "JSON figures.")
+    out_md: Path = opt(REPORTS / "memory.md", "Markdown report.")
+
+    @property
+    def methods(self) -> list[str]:
+        """The methods, in order."""
+        return [m.strip() for m in self.method.split(",") if m.strip()]
+
+    @property
+    def pool_sizes(self) -> list[int]:
+        """The pool sizes; each must hold the budget."""
+        sizes = [int(n) for n in comma_ints(self.sizes, "--sizes")]
+        if not sizes or min(sizes) < self.budget:
+            raise ConfigError(f"every pool size must be at least --budget {self.budget}, got {self.sizes!r}")
+        return sizes
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """What `mona bench scoring` times: scoring N pooled vectors streamed from feature-cache shards."""
+
+    rows: str = opt("1000000", "Comma-separated numbers of pooled vectors to score.")
+    top_m: str = opt("256,full", "Comma-separated storage settings: an m (top-m latents + left-out mass) or 'full'.")
+    source: Path = opt(Path("examples/pool.jsonl"), "Pool whose real MoNA vectors are resampled.")
+    target: Path = opt(Path("examples/target.jsonl"), "Target rows (the prototype).")
+    budget: int = opt(1000, "Rows to select from the scores.")
+    work_dir: Path | None = opt(None, "Where the vector shards go (default: $MONA_CACHE/bench-scoring; ~10 GiB for "
+                                      "1 M full vectors).")
+    threads: str = opt("1,2", "Comma-separated thread counts of the scoring child.")
+    out_md: Path = opt(REPORTS / "scoring.md", "Markdown report (and its .json beside it).")
+
+    def grid(self) -> list[tuple[int, int | None, int]]:
+        """Every (rows, m or None for full vectors, threads) to run, in order."""
+        sizes = [int(n) for n in comma_ints(self.rows, "--rows")]
+        ms = [None if m == "full" else int(m) for m in comma_ints(self.top_m, "--top-m", allow=("full",))]
+        threads = [int(t) for t in comma_ints(self.threads, "--threads")]
+        return [(n, m, t) for n in sizes for m in ms for t in threads]
+
+
+@dataclass(frozen=True)
+class TopMConfig:
+    """What `mona bench top-m` compares: MoNA's selections from top-m storage against full vectors."""
+
+    ms: str = opt("128,256,512,1024,2048,4096", "Comma-separated m values to compare with full vectors.")
+    k: int = opt(100, "Budget: rows selected per target set.")
+    pool_size: int = opt(5000, "Rows in the labelled pool.")
+    per_task: int = opt(100, "Pool rows per BIG-bench task.")
+    seed: int = opt(0, "Seed of the pool and target sets.")
+
+    @property
+    def m_values(self) -> list[int]:
+        """The m values, in order."""
+        return [int(m) for m in comma_ints(self.ms, "--ms")]
+

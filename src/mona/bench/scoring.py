@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +21,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from mona.bench.options import ScoringConfig
 from mona.features.cache import FeatureCache
+from mona.outputs import check_outputs
+from mona.paths import cache_root
 from mona.scoring.similarity import generalized_jaccard
 
 if TYPE_CHECKING:
@@ -129,3 +133,27 @@ def scoring_markdown(results: list[dict], command: str) -> str:
 
 if __name__ == "__main__":  # the child: python -m mona.bench.scoring SHARD_DIR PROTO.npy BUDGET THREADS
     print(json.dumps(score_shards(Path(sys.argv[1]), np.load(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))))
+
+
+def run_scoring(config: ScoringConfig, command: str, cache_dir: Path,
+                log: Callable[[str], None] | None = None) -> list[dict]:
+    """`mona bench scoring`: every (rows, storage, threads) of the config, then the Markdown report and its
+    JSON (config.out_md and .json beside it); returns the runs."""
+    grid = config.grid()
+    out_md = config.out_md
+    check_outputs({"--source": config.source, "--target": config.target},
+                  {"--out-md": [out_md, out_md.with_suffix(".json")]})
+    work = config.work_dir or cache_root() / "bench-scoring"
+    results = []
+    for n, m, t in grid:
+        r = run_scoring_bench(n, source=config.source, target=config.target, top_m=m, budget=config.budget,
+                              work_dir=work, cache_dir=cache_dir, threads=t)
+        if log:
+            log(f"{n:,} rows, {'full' if m is None else f'top-m {m}'}, {t} thread(s): {r['seconds']:.1f} s, "
+                f"peak RSS {r['peak_rss_mb']:,.0f} MB, {r['stored_per_row']:.0f} entries/row")
+        results.append(r)
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text(scoring_markdown(results, command))
+    out_md.with_suffix(".json").write_text(json.dumps({"command": command, "runs": results}, indent=1))
+    return results
+

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from mona.bench.options import TopMConfig
 from mona.bench.relevance import _samples, evaluate, machine
-from mona.bench.suite import Suite
+from mona.bench.suite import Suite, build_suite
 from mona.features.cached import featurize_cached
 from mona.features.lm import LMConfig, LMRunner
 from mona.features.pooling import keep_top_m
@@ -100,3 +101,14 @@ def write_top_m_report(rows: Sequence[TopMRow], suite: Suite, k: int, command: s
     path = out_dir / "top-m.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def run_top_m(config: TopMConfig, command: str, cache_dir: Path, out_dir: Path,
+              log: Callable[[str], None] = print) -> Path:
+    """`mona bench top-m`: measure every m of the config on the easy suite and write top-m.{json,md} to
+    `out_dir`; returns the Markdown report's path."""
+    values = config.m_values
+    suite = build_suite(pool_size=config.pool_size, per_task=config.per_task, seed=config.seed)
+    rows = measure_top_m(suite, config.k, values, cache_dir, log=log)
+    return write_top_m_report(rows, suite, config.k, command, out_dir)
+

@@ -1,5 +1,1 @@
 """Self-contained HTML reports about a selection (`mona report`)."""
-
-from mona.report.html import build_report
-
-__all__ = ["build_report"]

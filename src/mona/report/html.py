@@ -22,6 +22,7 @@ import numpy as np
 
 from mona.errors import ConfigError, InputError, MissingFileError
 from mona.outputs import check_outputs
+from mona.report.options import ReportConfig
 
 DEFAULT_LABEL_FIELDS = ("task", "group", "category", "source")
 TEMPLATE = "report.html.j2"
@@ -332,12 +333,12 @@ def _explanation(item: dict[str, Any]) -> dict[str, Any]:
 
 def build_report(pool: Path, scores: list[Path], out: Path, *, names: list[str] | None = None,
                  explanations: Path | None = None, label_fields: Sequence[str] = DEFAULT_LABEL_FIELDS,
-                 top: int = 20, text_field: str | None = None) -> Path:
+                 config: ReportConfig | None = None) -> Path:
     """Write one self-contained HTML report about a selection and return its path.
 
     `pool` is the pool file the selection was made from, `scores` one SCORES file (`mona select --scores`) per
     method, named by `names` (default: the file stems). `explanations` is an optional `mona explain` output;
-    rows of the top-`top` table that have one show their top latents and their tokens shaded by weight. The
+    rows of the top-`config.top` table that have one show their top latents and their tokens shaded by weight. The
     composition section groups rows by the first of `label_fields` present in the pool rows.
 
     Raises MissingFileError for a missing input file, InputError for a malformed file or a SCORES file whose ids
@@ -349,6 +350,8 @@ def build_report(pool: Path, scores: list[Path], out: Path, *, names: list[str] 
     from mona.data.readers import read_samples
     from mona.outputs import atomic_write
 
+    config = config or ReportConfig()
+    top, text_field = config.top, config.text_field
     pool, out = Path(pool), Path(out)
     scores = [Path(s) for s in scores]
     inputs: dict[str, Path | None] = {"--pool": pool, "--explanations": explanations}
