@@ -416,15 +416,15 @@ def _layouts(root: Path, d_in: int = 32, layer: int = 1, average: float = 5.0) -
     return paths
 
 
-def _select(tmp_path: Path, pool: Path, target: Path, sae: Path, layer: int, *model: str) -> list[float]:
-    """`mona select --sae SAE --layer LAYER --no-cache` (with `--model` where given, and then a cache of its own;
-    the embedded model is read from the user cache, where it was dequantized once): the scores."""
+def _select(tmp_path: Path, pool: Path, target: Path, sae: Path, layer: int, *extra: str) -> list[float]:
+    """`mona select --sae SAE --layer LAYER --no-cache` with `extra` options (a `--model` there gets a cache of
+    its own; the embedded model is read from the user cache, where it was dequantized once): the scores."""
     from mona.cli import app
 
     out, scores = tmp_path / f"{sae.name}-out.jsonl", tmp_path / f"{sae.name}-scores.jsonl"
     args = ["select", "--pool", str(pool), "--target", str(target), "--budget", "2", "--out", str(out), "--scores",
-            str(scores), "--sae", str(sae), "--layer", str(layer), "--no-cache", "--quiet", *model]
-    env = {"HF_HUB_OFFLINE": "1"} | ({"MONA_CACHE": str(tmp_path / "cache")} if model else {})
+            str(scores), "--sae", str(sae), "--layer", str(layer), "--no-cache", "--quiet", *extra]
+    env = {"HF_HUB_OFFLINE": "1"} | ({"MONA_CACHE": str(tmp_path / "cache")} if "--model" in extra else {})
     result = CliRunner().invoke(app, args, env=env)
     assert result.exit_code == 0, (sae, result.output)
     assert len(out.read_text().splitlines()) == 2
@@ -500,14 +500,38 @@ def test_features_label_reads_the_layer_from_the_sae_and_checks_it(tmp_path, mod
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none here)")
-def test_encode_on_the_gpu_matches_the_cpu(tmp_path):
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none here)")
+
+
+@needs_cuda
+@pytest.mark.parametrize("architecture", ["topk", "jumprelu"])
+def test_encode_on_the_gpu_matches_the_cpu(tmp_path, architecture):
     w = _weights(14)
-    path = _saelens_dir(tmp_path / "s", w, {"architecture": "topk", "k": K, "rescale_acts_by_decoder_norm": True})
-    x = _x(256)
-    cpu = _dense(*encode(load_sae(path), x))
-    gpu = _dense(*encode(load_sae(path, device="cuda"), x))  # codes come back on the CPU
-    torch.testing.assert_close(gpu, cpu, rtol=1e-4, atol=1e-4)
+    cfg = {"architecture": "topk", "k": K, "rescale_acts_by_decoder_norm": True} if architecture == "topk" else {
+        "architecture": "jumprelu"}
+    path = _saelens_dir(tmp_path / "s", w, cfg, {"threshold": torch.full((D_SAE,), 0.2)} if architecture ==
+                        "jumprelu" else None)
+    for x in (_x(256), _x(256).bfloat16()):  # fp32, and bf16 as a bf16 model on the GPU hands it over
+        cpu = _dense(*encode(load_sae(path), x))
+        gpu = _dense(*encode(load_sae(path, device="cuda"), x.cuda()))  # codes come back on the CPU
+        torch.testing.assert_close(gpu, cpu, rtol=1e-4, atol=1e-4)
+
+
+@needs_cuda
+def test_mona_select_on_cuda_agrees_with_the_cpu(tmp_path, model_dir):
+    # the GPU path end to end: the model in bf16 (dtype auto on a bf16 GPU), the MLP output captured there,
+    # the SAE on the GPU; scores within bf16 rounding of the CPU's fp32 run
+    pool, target = tmp_path / "pool.jsonl", tmp_path / "target.jsonl"
+    pool.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(
+        ["add two numbers", "bake a cake with flour", "the cat sat on the mat", "what is three plus four ?"])))
+    target.write_text(json.dumps({"text": "what is the sum of two numbers"}) + "\n")
+    sae = _layouts(tmp_path / "saes")["sparsify-mlp"]
+    (tmp_path / "gpu").mkdir()
+    (tmp_path / "cpu").mkdir()
+    on_gpu = _select(tmp_path / "gpu", pool, target, sae, 1, "--model", str(model_dir), "--device", "cuda")
+    on_cpu = _select(tmp_path / "cpu", pool, target, sae, 1, "--model", str(model_dir), "--device", "cpu",
+                     "--dtype", "fp32")
+    np.testing.assert_allclose(on_gpu, on_cpu, atol=0.05)
 
 
 @pytest.mark.parametrize(("hook", "kind"), [("blocks.1.hook_mlp_out", "mlp_out"),

@@ -246,3 +246,18 @@ def test_a_site_the_architecture_lacks_is_refused_in_one_line(tiny_model, tokeni
     assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="not 'attn_z'"):
         TruncatedLM(tiny_model, tokenizer, 1, sites=("attn_z",))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none here)")
+def test_sites_on_cuda_in_bf16_agree_with_the_cpu(model_dir, tokenizer):
+    # the GPU default: the model in bf16 on the device; every site comes back as fp32 on the CPU, within bf16
+    # rounding of the CPU's fp32 run, the shared prefix reused there too
+    prefix = "the cat sat on the mat and "
+    items = [Rendered(prefix + t, ((len(prefix), len(prefix) + len(t)),)) for t in ("add two numbers", "hello")]
+    gpu = TruncatedLM(_fresh(model_dir).to("cuda", torch.bfloat16), tokenizer, [0, 1], sites=("mlp_out", "attn_out"))
+    cpu = TruncatedLM(_fresh(model_dir), tokenizer, [0, 1], sites=("mlp_out", "attn_out"))
+    got, want = _sites_of(gpu, items), _sites_of(cpu, items)
+    for pos in range(len(items)):
+        for site, value in want[pos].items():
+            assert got[pos][site].device.type == "cpu" and got[pos][site].dtype == torch.float32
+            torch.testing.assert_close(got[pos][site], value, rtol=0.05, atol=0.05 * float(value.abs().max()))
