@@ -117,3 +117,41 @@ def test_autocast_runs_matmuls_in_bf16_and_nothing_for_fp32():
         assert (x @ w).dtype == torch.float32
     with pytest.raises(ConfigError, match="int8"):
         autocast("int8", "cpu")
+
+
+def test_finetune_autocast_bf16_tracks_fp32_and_the_fingerprint_holds_the_resolved_dtype(model_dir, tmp_path):
+    from mona.finetune.options import FinetuneConfig
+    from mona.finetune.sft import finetune, run_fingerprint
+
+    data = write_jsonl(tmp_path / "train.jsonl", [{"messages": [{"role": "user", "content": t},
+                                                               {"role": "assistant", "content": "five"}]}
+                                                 for t in sentences(8, seed=3)])
+    runs = {d: finetune(data, tmp_path / d, FinetuneConfig(model=str(model_dir), epochs=2, lr=1e-2, lora_r=4,
+                                                           batch_tokens=96, dtype=d)) for d in ("fp32", "bf16")}
+    assert runs["fp32"]["dtype"] == "fp32 (asked for)" and runs["bf16"]["dtype"] == "bf16 (asked for)"
+    fp32, bf16 = runs["fp32"]["epoch_losses"], runs["bf16"]["epoch_losses"]
+    assert len(fp32) == len(bf16) == 2 and fp32 != bf16  # bf16 really ran, and stays close to fp32
+    assert all(abs(a - b) < 0.05 * a for a, b in zip(fp32, bf16, strict=True))
+    auto = FinetuneConfig(model=str(model_dir))
+    assert run_fingerprint(auto, data, "fp32")["dtype"] == "fp32" != run_fingerprint(auto, data, "bf16")["dtype"]
+    with pytest.raises(ConfigError, match="not a torch dtype"):
+        finetune(data, tmp_path / "int8", FinetuneConfig(model=str(model_dir), dtype="int8"))
+
+
+def test_less_gradients_under_bf16_autocast_stay_close_to_fp32(model_dir):
+    from mona.features.less import PerSampleGrads, add_lora, encode, loss_spans
+    from mona.features.options import LessOptions
+    from mona.models import load_lm
+
+    model, tok = load_lm(str(model_dir))
+    model = add_lora(model, LessOptions(lora_rank=4), seed=0)
+    runner = LMRunner(LMConfig(model=str(model_dir)))
+    from mona.data.formats import Record, Sample
+
+    samples = [Sample(str(i), (("user", t), ("assistant", "five")), None, Record({}, i, i + 1))
+               for i, t in enumerate(sentences(3, seed=9))]
+    encoded = [encode(tok, runner.render(s), loss_spans(s, runner.render(s)), 64, tok.eos_token_id) for s in samples]
+    grads = {d: PerSampleGrads(model, d)(encoded, tok.pad_token_id or 0) for d in ("fp32", "bf16")}
+    assert grads["bf16"].dtype == torch.float32 and not torch.equal(grads["fp32"], grads["bf16"])
+    cosine = torch.nn.functional.cosine_similarity(grads["fp32"], grads["bf16"], dim=1)
+    assert (cosine > 0.95).all()

@@ -81,3 +81,34 @@ def test_select_cli_reaches_the_methods_own_options(tmp_path):
     assert outs[0] != outs[1]
     result = _invoke(_args(files, "--method", "bm25", "--bm25-combin", "max"), files["cache"])
     assert result.exit_code == 64 and "No such option" in result.output  # a typo is an error
+
+
+def _commands(cmd=None, path=()):
+    cmd = cmd or typer.main.get_command(app)
+    if hasattr(cmd, "commands"):
+        for name, sub in cmd.commands.items():
+            yield from _commands(sub, (*path, name))
+    else:
+        yield " ".join(path), cmd
+
+
+# options of the command line's own, with a default written only there (where a report goes)
+CLI_OWN_DEFAULTS = {("bench top-m", "out_dir"), ("bench relevance", "out_dir"), ("bench downstream", "out_dir"),
+                    ("bench downstream", "figures_dir")}
+
+
+@pytest.mark.parametrize(("name", "cmd"), list(_commands()), ids=[n for n, _ in _commands()])
+def test_no_command_writes_a_default_of_its_own(name, cmd):
+    """Every option of every command with a default (other than unset or off) takes it from a dataclass field:
+    none is written in the command line and again in the library."""
+    generated = {g.param for g in getattr(cmd.callback, "__options__", [])}
+    own = {p.name for p in cmd.params if p.name not in generated and p.name != "help"
+           and p.default not in (None, False, [], ())}
+    assert own <= {o for c, o in CLI_OWN_DEFAULTS if c == name}, own
+    # and each generated one is its field's (checked in detail for select and relevance above)
+    for g in getattr(cmd.callback, "__options__", []):
+        f = next(f for f in dataclasses.fields(g.cls) if f.name == g.field)
+        param = next(p for p in cmd.params if p.name == g.param)
+        assert param.help.startswith(f.metadata["help"]), g
+        if not g.method_default and f.default is not dataclasses.MISSING and not g.required:
+            assert param.default == f.default, g

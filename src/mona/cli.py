@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -13,13 +12,21 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 
-from mona.bench.options import REPORTS, DownstreamConfig, MemoryConfig, RelevanceConfig, ScoringConfig, TopMConfig
+from mona.bench.options import (
+    REPORTS,
+    DownstreamConfig,
+    MemoryConfig,
+    RelevanceConfig,
+    ScoringConfig,
+    SpeedConfig,
+    TopMConfig,
+)
 from mona.cli_options import Generated, generated, values_of, with_options
 from mona.display import for_display
 from mona.errors import USAGE_EXIT, ConfigError, Interrupted, MissingFileError, MonaError
 from mona.explain.options import ExplainConfig, JudgeConfig, LabelConfig, ProfilesConfig
-from mona.features.options import LAYER_HELP, LMConfig
-from mona.finetune.options import FinetuneConfig
+from mona.features.options import LMConfig
+from mona.finetune.options import EvalConfig, FinetuneConfig
 from mona.report.options import ReportConfig
 from mona.sae.options import SaeBuildConfig, SaeTrainConfig
 from mona.selection.config import MethodOptions, SelectConfig
@@ -257,70 +264,26 @@ def sae_train(
 
 
 @bench_app.command("speed")
+@with_options(generated(SpeedConfig), generated(LMConfig, only=("model", "layer", "render")),
+              generated(MethodOptions, only=("sae",)))
 def bench_speed(
-    pool: Annotated[Path, typer.Option(help="Rows to featurize.")] = Path("examples/pool.jsonl"),
-    rows: Annotated[int, typer.Option(help="Use the first N rows.")] = 256,
-    repeats: Annotated[int, typer.Option(help="Repeat and keep the best time.")] = 1,
-    render: Annotated[str, typer.Option(help="chat or plain.")] = "chat",
-    model: Annotated[str | None, typer.Option(help="Selection model (default: embedded SmolLM2).")] = None,
-    sae: Annotated[str | None, typer.Option(help="SAE directory (default: the shipped one).")] = None,
-    layer: Annotated[int | None, typer.Option(help=LAYER_HELP)] = None,
-    dtype: Annotated[list[str] | None, typer.Option(help="A dtype to measure besides fp32 and bf16 (repeatable): "
-                                                         "fp16 or int8 (dynamic quantization, CPU only).")
-                     ] = None,
-    target: Annotated[Path, typer.Option(help="Target rows of the agreement check: each dtype's top-k of the "
-                                              "same rows against fp32's.")] = Path("examples/target.jsonl"),
-    k: Annotated[int, typer.Option(help="Rows selected in the agreement check.")] = 10,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
-    out_md: Annotated[Path | None, typer.Option(help="Write the report as Markdown here "
-                                                     "(docs/benchmarks/speed.md).")] = None,
+    **values: Any,
 ) -> None:
     """Tokens/s of MoNA featurization (truncated forward + SAE + pooling), of the bare truncated forward and of a
     naive MoNA (whole model, LM head, output_hidden_states), same rows and batches, in fp32, bf16 and any --dtype;
     what --dtype auto picks here; how far each dtype's selections are from fp32's."""
     _quiet_libraries()
-    from mona.bench.host import command_line, load_line
-    from mona.bench.speed import measure_agreement, measure_speed, speed_dtypes, speed_markdown
-    from mona.data.readers import read_samples
-    from mona.features.options import LMConfig
-    from mona.outputs import check_outputs, local_path
+    from mona.bench.host import command_line
+    from mona.bench.speed import run_speed, speed_lines
 
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {threads}")
-        import torch
-
-        torch.set_num_threads(threads)
-    check_outputs({"--pool": pool, "--target": target, "--model": local_path(model), "--sae": local_path(sae)},
-                  {"--out": out, "--out-md": out_md})
-    dtypes = speed_dtypes(dtype or ())
-    samples = read_samples(pool)[:rows]
-    targets = read_samples(target)
-    config = LMConfig(model=model, layer=layer, render=render)
-    result = measure_speed(samples, config, sae, repeats=repeats, dtypes=dtypes)
-    result.agreement = measure_agreement([s.record.row for s in samples],
-                                         {target.name: [t.record.row for t in targets]}, dtypes, k, model=model,
-                                         layer=layer, render=render, sae=sae)
-    stdout.print(f"{result.rows} rows, {result.tokens} tokens ({result.pooled_tokens} pooled), layer {result.layer}; "
-                 f"{result.machine}; flags {' '.join(result.cpu_flags)}; auto: {result.auto}", highlight=False,
-                 soft_wrap=True)
-    stdout.print(load_line(result.load_before, result.load_after), highlight=False, soft_wrap=True)
-    for name, rate in result.rates().items():
-        stdout.print(f"{name}: forward {rate['forward_tok_s']}, mona {rate['mona_tok_s']}, naive {rate['naive_tok_s']} "
-                     f"tok/s; mona {rate['mona_vs_fp32_mona']:.3f}x fp32 mona, {rate['mona_vs_fp32_naive']:.3f}x "
-                     "the fp32 naive run", highlight=False, soft_wrap=True)
-    for a in result.agreement:
-        stdout.print(f"{a.dtype} vs fp32: top-{a.k} overlap {a.min_overlap:.3f}, largest score difference "
-                     f"{a.max_score_diff:.2e}", highlight=False, soft_wrap=True)
-    figures = result.as_dict()
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(figures, indent=1) + "\n")
-    if out_md is not None:
-        out_md.parent.mkdir(parents=True, exist_ok=True)
-        json_name = out.name if out is not None and out.parent.resolve() == out_md.parent.resolve() else None
-        out_md.write_text(speed_markdown(result, command_line(), str(pool), json_name))
+    _set_threads(threads)
+    options = bench_speed.__options__  # type: ignore[attr-defined]
+    sae = values_of(options, values, MethodOptions)["sae"]
+    result = run_speed(SpeedConfig(**values_of(options, values, SpeedConfig)),
+                       LMConfig(**values_of(options, values, LMConfig)), sae, command_line())
+    for line in speed_lines(result):
+        stdout.print(line, highlight=False, soft_wrap=True)
 
 
 @bench_app.command("memory")
@@ -617,39 +580,17 @@ def finetune(
 
 
 @app.command("eval")
+@with_options(generated(EvalConfig))
 def eval_cmd(
-    data: Annotated[Path | None, typer.Option(help="Held-out rows with a reference output.")] = None,
-    model: Annotated[str | None, typer.Option(help="Base model (default: embedded SmolLM2).")] = None,
-    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter (DIR/adapter of `mona finetune`).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write the results (JSON) here.")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Greedy answer length for exact match on rows without "
-                                                     "options (0: no generation).")] = 32,
-    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N rows (per task for lm-eval).")] = None,
-    lm_eval_tasks: Annotated[str | None, typer.Option(help="Run these lm-evaluation-harness tasks instead "
-                                                           "(comma-separated; needs mona\\[lm-eval]).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    **values: Any,
 ) -> None:
     """The model (+ adapter) on held-out rows: NLL per answer token of the reference answers; multiple choice by
     option log-likelihood (accuracy, probability on the right option); others by exact match of a greedy answer."""
     _quiet_libraries()
-    from mona.finetune.evaluate import EvalProgress, evaluate, run_lm_eval, summary_line, write_results
-    from mona.outputs import check_outputs, local_path
+    from mona.finetune.evaluate import EvalProgress, run_eval
 
-    if (data is None) == (lm_eval_tasks is None):
-        raise ConfigError("give exactly one of --data or --lm-eval-tasks")
-    check_outputs({"--data": data, "--adapter": adapter, "--model": local_path(model)}, {"--out": out})
-    if lm_eval_tasks is not None:
-        tasks = [t.strip() for t in lm_eval_tasks.split(",") if t.strip()]
-        result = run_lm_eval(tasks, model=model, adapter=adapter, limit=limit)
-        line = _json_line(result["results"])
-    else:
-        result = evaluate(data, model=model, adapter=adapter, max_new_tokens=max_new_tokens, limit=limit,
-                          progress=EvalProgress(err, enabled=not quiet))
-        line = summary_line(result)
-    if out is not None:
-        write_results(out, result)
+    config = EvalConfig(**values_of(eval_cmd.__options__, values, EvalConfig))  # type: ignore[attr-defined]
+    _, line = run_eval(config, out, EvalProgress(err, enabled=not quiet))
     stdout.print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-def _json_line(value: object) -> str:
-    return json.dumps(value, default=str)

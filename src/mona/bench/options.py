@@ -145,3 +145,20 @@ class TopMConfig:
         """The m values, in order."""
         return [int(m) for m in comma_ints(self.ms, "--ms")]
 
+
+@dataclass(frozen=True)
+class SpeedConfig:
+    """What `mona bench speed` times: the rows featurized, the dtypes beside fp32 and bf16, and the agreement
+    check of each dtype's selections with fp32's."""
+
+    pool: Path = opt(Path("examples/pool.jsonl"), "Rows to featurize.")
+    rows: int = opt(256, "Use the first N rows.")
+    repeats: int = opt(1, "Repeat and keep the best time.")
+    dtype: list[str] | None = opt(None, "A dtype to measure besides fp32 and bf16 (repeatable): fp16 or int8 "
+                                        "(dynamic quantization, CPU only).")
+    target: Path = opt(Path("examples/target.jsonl"), "Target rows of the agreement check: each dtype's top-k of "
+                                                      "the same rows against fp32's.")
+    k: int = opt(10, "Rows selected in the agreement check.")
+    out: Path | None = opt(None, "Write the figures as JSON here.")
+    out_md: Path | None = opt(None, f"Write the report as Markdown here ({REPORTS / 'speed.md'}).")
+

@@ -8,6 +8,7 @@ selections move from fp32's (top-k overlap, largest score difference)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -17,11 +18,14 @@ import torch
 from torch import nn
 
 from mona.bench.host import describe_host, host_line, load_average, load_line
+from mona.bench.options import SpeedConfig
 from mona.data.formats import Sample
+from mona.data.readers import read_samples
 from mona.errors import ConfigError
 from mona.features.lm import LMConfig, LMRunner
 from mona.models import DEFAULT_MODEL, TokenBatch, Tokenized, TruncatedLM, decoder_layers, load_lm, resolve_dtype
 from mona.models.dtype import BF16_FLAGS, canonical_dtype, cpu_flags
+from mona.outputs import check_outputs, local_path
 from mona.selection.registry import MethodOptions, get_method
 
 # Rows per batch of the naive run: what a straightforward script does (fixed-size batches in input order,
@@ -283,3 +287,40 @@ def speed_markdown(result: SpeedResult, command: str, pool: str, json_name: str 
     if json_name:
         lines += [f"Raw figures: [{json_name}]({json_name}).", ""]
     return "\n".join(lines)
+
+
+def run_speed(config: SpeedConfig, lm: LMConfig, sae: str | None, command: str) -> SpeedResult:
+    """`mona bench speed`: measure the speeds and the agreement, write the JSON figures and the Markdown report
+    where the config says; returns the result."""
+    check_outputs({"--pool": config.pool, "--target": config.target, "--model": local_path(lm.model),
+                   "--sae": local_path(sae)}, {"--out": config.out, "--out-md": config.out_md})
+    dtypes = speed_dtypes(config.dtype or ())
+    samples = read_samples(config.pool)[:config.rows]
+    targets = read_samples(config.target)
+    result = measure_speed(samples, lm, sae, repeats=config.repeats, dtypes=dtypes)
+    result.agreement = measure_agreement([s.record.row for s in samples],
+                                         {config.target.name: [t.record.row for t in targets]}, dtypes, config.k,
+                                         model=lm.model, layer=lm.layer, render=lm.render, sae=sae)
+    out, out_md = config.out, config.out_md
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result.as_dict(), indent=1) + "\n")
+    if out_md is not None:
+        out_md.parent.mkdir(parents=True, exist_ok=True)
+        json_name = out.name if out is not None and out.parent.resolve() == out_md.parent.resolve() else None
+        out_md.write_text(speed_markdown(result, command, str(config.pool), json_name))
+    return result
+
+
+def speed_lines(result: SpeedResult) -> list[str]:
+    """The result as the lines `mona bench speed` prints: what ran, the load, each dtype's rates, the agreement."""
+    lines = [f"{result.rows} rows, {result.tokens} tokens ({result.pooled_tokens} pooled), layer {result.layer}; "
+             f"{result.machine}; flags {' '.join(result.cpu_flags)}; auto: {result.auto}",
+             load_line(result.load_before, result.load_after)]
+    lines += [f"{name}: forward {rate['forward_tok_s']}, mona {rate['mona_tok_s']}, naive {rate['naive_tok_s']} "
+              f"tok/s; mona {rate['mona_vs_fp32_mona']:.3f}x fp32 mona, {rate['mona_vs_fp32_naive']:.3f}x the fp32 "
+              "naive run" for name, rate in result.rates().items()]
+    lines += [f"{a.dtype} vs fp32: top-{a.k} overlap {a.min_overlap:.3f}, largest score difference "
+              f"{a.max_score_diff:.2e}" for a in result.agreement]
+    return lines
+

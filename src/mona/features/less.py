@@ -5,7 +5,9 @@
    `less_warmup_samples` says otherwise). The loss covers the assistant turns of a sample when it has one, else
    all of its content tokens; inputs are rendered like every other LM method (`LMRunner.render`, chat template).
    The adapter and AdamW's first/second moments are saved under `<cache>/less/` keyed by everything they depend
-   on (model, rendering, warm-up rows' hashes, seed, sizes), so a second run does not redo it.
+   on (model, rendering, warm-up rows' hashes, seed, sizes, precision), so a second run does not redo it. The
+   weights and moments are fp32; the forward runs under bf16 autocast where `--dtype auto` finds the CPU runs
+   bf16 faster (mona.models.dtype; here and in step 2).
 2. Per-sample gradients of the LoRA weights, computed for a whole padded batch with one backward pass (each LoRA
    matrix is a bias-free linear map, so a sample's gradient is the sum over its tokens of grad_output x input).
    Pool rows get LESS's Adam gradient Gamma = m_hat / (sqrt(v_hat) + eps), with m, v the warm-up moments updated
@@ -55,7 +57,8 @@ from mona.features.base import FeatureBlock, Featurizer, Matrix
 from mona.features.cache import config_key, text_hash
 from mona.features.lm import LMRunner
 from mona.features.options import LessOptions, MethodSettings
-from mona.models import model_fingerprint
+from mona.models import DtypeChoice, model_fingerprint, resolve_dtype
+from mona.models.dtype import autocast, parse_dtype
 from mona.models.truncated import length_batches
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # AdamW's defaults, also used for the Adam gradient
@@ -200,10 +203,11 @@ class WarmupState:
         return cls(groups["lora"], groups["exp_avg"], groups["exp_avg_sq"], step)
 
 
-def train_warmup(model: nn.Module, encoded: Sequence[Encoded], config: LessOptions, seed: int, pad_id: int
-                 ) -> WarmupState:
+def train_warmup(model: nn.Module, encoded: Sequence[Encoded], config: LessOptions, seed: int, pad_id: int,
+                 dtype: str = "fp32") -> WarmupState:
     """LoRA warm-up: `config.epochs` passes of AdamW over `encoded` in seeded random order, `batch_size` rows per
-    step, loss = mean over the batch's rows of each row's mean token loss."""
+    step, loss = mean over the batch's rows of each row's mean token loss; the forward under `dtype` autocast
+    (fp32 weights and moments)."""
     params = lora_parameters(model)
     optimizer = torch.optim.AdamW(list(params.values()), lr=config.lr, betas=(BETA1, BETA2), eps=EPS,
                                   weight_decay=0.0)
@@ -216,7 +220,8 @@ def train_warmup(model: nn.Module, encoded: Sequence[Encoded], config: LessOptio
         for start in range(0, len(order), config.batch_size):
             batch = [usable[i] for i in order[start: start + config.batch_size]]
             ids, attn, loss_mask = _pad(batch, pad_id)
-            loss = per_sample_losses(model, ids, attn, loss_mask).mean()
+            with autocast(dtype, "cpu"):
+                loss = per_sample_losses(model, ids, attn, loss_mask).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -238,10 +243,11 @@ class PerSampleGrads:
     """Per-sample gradients of every LoRA matrix from one batched backward pass. Each LoRA matrix W is a
     bias-free nn.Linear, y = x W^T, so d loss_i / dW = sum_t dy[i, t]^T x[i, t]; the sum of the per-sample losses
     is backpropagated once and hooks collect dy and x. Exact as long as rows do not interact (no batch norm; a
-    row attends only to its own tokens; right padding is never attended by real tokens)."""
+    row attends only to its own tokens; right padding is never attended by real tokens). The forward runs under
+    `dtype` autocast; the gradients are collected in fp32."""
 
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
+    def __init__(self, model: nn.Module, dtype: str = "fp32") -> None:
+        self.model, self.dtype = model, dtype
         self.params = lora_parameters(model)
         modules = dict(model.named_modules())
         self.modules: dict[str, nn.Linear] = {}
@@ -271,7 +277,8 @@ class PerSampleGrads:
         try:
             self._grads.clear()
             ids, attn, loss_mask = _pad(encoded, pad_id)
-            losses = per_sample_losses(self.model, ids, attn, loss_mask)
+            with autocast(self.dtype, "cpu"):
+                losses = per_sample_losses(self.model, ids, attn, loss_mask)
             if losses.requires_grad:
                 losses.sum().backward()
             out = torch.zeros((len(encoded), self.dim), dtype=torch.float32)
@@ -378,6 +385,7 @@ class LessFeaturizer(Featurizer):
         self._projection: RademacherProjection | None = None
         self._flat_moments: tuple[torch.Tensor, torch.Tensor] | None = None
         self.warmup_source: str | None = None  # "trained" or "loaded" once the warm-up state is needed
+        self._dtype: DtypeChoice | None = None
 
     @classmethod
     def from_options(cls, options: MethodSettings, runner: LMRunner) -> LessFeaturizer:
@@ -397,10 +405,18 @@ class LessFeaturizer(Featurizer):
         self._warmup_rows = [pool[i] for _, i in chosen]
         self._warmup_hashes = [h for h, _ in chosen]
 
+    def dtype_choice(self) -> DtypeChoice:
+        """The precision of the warm-up and the gradients (autocast; weights stay fp32) and why: the selection
+        model's dtype resolved for the CPU, where LESS runs."""
+        if self._dtype is None:
+            self._dtype = resolve_dtype(self.runner.config.dtype, "cpu")
+            parse_dtype(self._dtype.dtype)  # int8 has no backward: refused here
+        return self._dtype
+
     def _lm_key(self) -> dict[str, Any]:
         c = self.runner.config
         return {"model": model_fingerprint(c.model), "render": c.render, "max_length": c.max_length,
-                "dtype": c.dtype}
+                "dtype": self.dtype_choice().dtype}
 
     def warmup_key(self) -> dict[str, Any]:
         """Everything the warm-up checkpoint depends on."""
@@ -452,7 +468,7 @@ class LessFeaturizer(Featurizer):
             raise RuntimeError("LessFeaturizer.prepare(pool, cache_dir) must run first")
         from mona.models.loader import load_lm
 
-        model, _tokenizer = load_lm(self.runner.config.model, self.runner.config.dtype)
+        model, _tokenizer = load_lm(self.runner.config.model, "fp32")  # fp32 master weights; autocast for speed
         model = add_lora(model, self.config, self.seed)
         params = lora_parameters(model)
         path = self.warmup_path()
@@ -460,7 +476,8 @@ class LessFeaturizer(Featurizer):
         if state is not None and set(state.lora) == set(params):
             self.warmup_source = "loaded"
         else:
-            state = train_warmup(model, self._encode(self._warmup_rows), self.config, self.seed, self._tokens()[1])
+            state = train_warmup(model, self._encode(self._warmup_rows), self.config, self.seed, self._tokens()[1],
+                                 self.dtype_choice().dtype)
             self.warmup_source = "trained"
             if path is not None:
                 state.save(path, self.warmup_key())
@@ -468,7 +485,7 @@ class LessFeaturizer(Featurizer):
             for name, p in params.items():
                 p.copy_(state.lora[name])
         self._model, self._state = model, state
-        self._grads = PerSampleGrads(model)
+        self._grads = PerSampleGrads(model, self.dtype_choice().dtype)
         self._flat_moments = (torch.cat([state.exp_avg[n].reshape(-1).float() for n in params]),
                               torch.cat([state.exp_avg_sq[n].reshape(-1).float() for n in params]))
         self._projection = RademacherProjection(self._grads.dim, self.config.proj_dim, self.seed)

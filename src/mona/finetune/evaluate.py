@@ -35,9 +35,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mona.data.formats import Sample
 from mona.data.readers import read_samples
 from mona.errors import DependencyError, InputError, MissingFileError
+from mona.finetune.options import EvalConfig
 from mona.finetune.sft import conversation_tokens, pad_batch, render_chat
 from mona.models.loader import DEFAULT_MODEL, load_lm
-from mona.outputs import atomic_write
+from mona.outputs import atomic_write, check_outputs, local_path
 from mona.progress import RichProgress
 
 MC, GENERATION = "mc", "generation"
@@ -240,7 +241,7 @@ def _mc_prediction(row: EvalRow, scores: Sequence[tuple[float, int]]) -> dict[st
 
 
 def evaluate(data: str | Path, *, model: str | None = None, adapter: str | Path | None = None,
-             max_new_tokens: int = 32, limit: int | None = None,
+             max_new_tokens: int, limit: int | None = None,
              progress: RichProgress | None = None) -> dict[str, Any]:
     """The model (with the adapter) on the held-out rows of `data`: the mean NLL per answer token of the
     reference answers (every row); for rows with options, accuracy by option log-likelihood and the probability
@@ -343,3 +344,25 @@ def run_lm_eval(tasks: Sequence[str], *, model: str | None = None, adapter: str 
     return {"model": model or DEFAULT_MODEL, "adapter": str(adapter) if adapter is not None else None,
             "tasks": list(tasks), "limit": limit, "results": results.get("results"),
             "versions": results.get("versions"), "n-shot": results.get("n-shot")}
+
+
+def run_eval(config: EvalConfig, out: Path | None = None, progress: RichProgress | None = None
+             ) -> tuple[dict[str, Any], str]:
+    """`mona eval`: evaluate as the config says and, with `out`, write the results as JSON; returns the results
+    and a one-line summary."""
+    config.check()
+    check_outputs({"--data": config.data, "--adapter": config.adapter, "--model": local_path(config.model)},
+                  {"--out": out})
+    if config.lm_eval_tasks is not None:
+        tasks = [t.strip() for t in config.lm_eval_tasks.split(",") if t.strip()]
+        result = run_lm_eval(tasks, model=config.model, adapter=config.adapter, limit=config.limit)
+        line = json.dumps(result["results"], default=str)
+    else:
+        assert config.data is not None
+        result = evaluate(config.data, model=config.model, adapter=config.adapter,
+                          max_new_tokens=config.max_new_tokens, limit=config.limit, progress=progress)
+        line = summary_line(result)
+    if out is not None:
+        write_results(out, result)
+    return result, line
+

@@ -3,8 +3,10 @@
 Each row is rendered with the model's chat template and the loss is taken on the assistant answers only (their
 content tokens and the end-of-turn token after each); with `text_field` the rows are plain text and every token
 is learnt. LoRA sits on the attention projections (q/k/v/o_proj, those present); AdamW with a linear warm-up over
-the first 5 % of the optimizer steps, then a linear decay; fp32. Rows are grouped into batches of similar length
-under a padded-token budget, and the order of the batches is shuffled per epoch from (seed, epoch) alone.
+the first 5 % of the optimizer steps, then a linear decay; fp32 weights and optimizer, the forward under bf16
+autocast where `--dtype auto` finds the CPU runs bf16 faster (mona.models.dtype), else fp32. Rows are grouped
+into batches of similar length under a padded-token budget, and the order of the batches is shuffled per epoch
+from (seed, epoch) alone.
 
 Every `save_every` optimizer steps (and at the end) OUT/checkpoint/ is replaced atomically by the adapter weights,
 the optimizer and scheduler state, the position in the run (step, epoch, batch in the epoch's order) and the RNG
@@ -44,6 +46,7 @@ from mona.data.formats import Sample
 from mona.data.readers import read_samples
 from mona.errors import ConfigError, InputError
 from mona.finetune.options import FinetuneConfig
+from mona.models.dtype import autocast, parse_dtype, resolve_dtype
 from mona.models.loader import DEFAULT_MODEL, load_lm, model_fingerprint
 from mona.models.truncated import length_batches
 from mona.outputs import atomic_write, check_output_dir, check_outputs, local_path
@@ -308,10 +311,12 @@ def data_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def run_fingerprint(config: FinetuneConfig, data: Path) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed: every argument that changes the result."""
+def run_fingerprint(config: FinetuneConfig, data: Path, dtype: str) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: every argument that changes the result, with the dtype as
+    resolved (auto on another machine may train in another precision)."""
     args = asdict(config)
     args.pop("save_every")
+    args["dtype"] = dtype
     args["model"] = model_fingerprint(config.model)
     args["data"] = data_digest(data)
     return args
@@ -463,10 +468,12 @@ def finetune(data: str | Path, out: str | Path, config: FinetuneConfig | None = 
                   writable=False)
     check_output_dir("--out", out)
     samples = read_samples(data, text_field=config.text_field)
-    fingerprint = run_fingerprint(config, data)
+    precision = resolve_dtype(config.dtype, "cpu")  # training runs on the CPU
+    parse_dtype(precision.dtype)  # int8 (no backward) is refused before any work
+    fingerprint = run_fingerprint(config, data, precision.dtype)
     saved = _prepare_out(out, fingerprint, overwrite)
 
-    model, tokenizer = load_lm(config.model, "fp32")
+    model, tokenizer = load_lm(config.model, "fp32")  # fp32 master weights; bf16 only inside autocast
     plain = config.text_field is not None
     encoded = [encode_sample(s, tokenizer, config.max_length, path=str(data), plain_text=plain) for s in samples]
     rows = [e for e in encoded if e.n_targets > 0]
@@ -509,7 +516,8 @@ def finetune(data: str | Path, out: str | Path, config: FinetuneConfig | None = 
             optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
             for batch in batches:
-                loss = batch_loss_sum(model, batch, pad_id)
+                with autocast(precision.dtype, "cpu"):
+                    loss = batch_loss_sum(model, batch, pad_id)
                 (loss / n_targets).backward()
                 loss_sum += float(loss.detach())
             torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
@@ -548,6 +556,7 @@ def finetune(data: str | Path, out: str | Path, config: FinetuneConfig | None = 
         "arguments": asdict(config),
         "fingerprint": fingerprint,
         "lora_targets": targets,
+        "dtype": str(precision),
         "rows": len(samples),
         "rows_trained": len(rows),
         "rows_truncated": sum(e.truncated for e in encoded),
