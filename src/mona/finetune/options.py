@@ -54,4 +54,3 @@ class EvalConfig:
         """Refuse a run that names both kinds of evaluation data, or neither."""
         if (self.data is None) == (self.lm_eval_tasks is None):
             raise ConfigError("give exactly one of --data or --lm-eval-tasks")
-
