@@ -155,3 +155,16 @@ def test_less_gradients_under_bf16_autocast_stay_close_to_fp32(model_dir):
     assert grads["bf16"].dtype == torch.float32 and not torch.equal(grads["fp32"], grads["bf16"])
     cosine = torch.nn.functional.cosine_similarity(grads["fp32"], grads["bf16"], dim=1)
     assert (cosine > 0.95).all()
+
+
+def test_relevance_report_names_the_dtype(tmp_path):
+    from mona.bench.relevance import MethodRun, write_report
+    from mona.bench.suite import Suite, TargetSet
+
+    suite = Suite([{"id": "p0", "text": "a"}], [TargetSet("k/a", "k", [{"text": "x"}], {"p0"}, half="A")],
+                  {"suite": "hard", "per_task": 1})
+    run = MethodRun("mona", {"k/a": {"precision": 1.0, "recall": 1.0, "ndcg": 1.0}})
+    choice = str(DtypeChoice("fp32", "auto: the CPU has no AMX or AVX512-BF16, so bf16 would be emulated"))
+    json_path, md_path = write_report([run], suite, 1, "mona bench relevance", tmp_path, dtype=choice)
+    assert f"Selection model dtype (LM methods): {choice}." in md_path.read_text()
+    assert json.loads(json_path.read_text())["dtype"] == choice

@@ -247,13 +247,14 @@ def _cell(metrics: dict[str, float]) -> str:
 
 
 def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, out_dir: Path,
-                 name: str = "relevance") -> tuple[Path, Path]:
+                 name: str = "relevance", dtype: str | None = None) -> tuple[Path, Path]:
     """Write `<name>.json` and `<name>.md` (averages overall, per half and per target kind; per-target table;
     mean length of each method's picks against the relevant rows'; for SAE methods the share of the picks'
-    shared mass on latents that fire on over half the pool) into out_dir."""
+    shared mass on latents that fire on over half the pool) into out_dir. `dtype`: the selection model's dtype
+    and why (mona.models.dtype), for the LM methods."""
     out_dir.mkdir(parents=True, exist_ok=True)
     heads, cols = summary_columns(suite)
-    data = {"command": command, "machine": machine(), "k": k, "suite": suite.config,
+    data = {"command": command, "machine": machine(), "dtype": dtype, "k": k, "suite": suite.config,
             "targets": [{"name": t.name, "kind": t.kind, "half": t.half, "examples": len(t.rows),
                          "relevant": len(t.relevant)} for t in suite.targets],
             "methods": [{"name": r.name, "per_target": r.per_target,
@@ -270,6 +271,7 @@ def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, 
     json_path = out_dir / f"{name}.json"
     json_path.write_text(json.dumps(data, indent=1) + "\n")
     lines = [f"# Relevance benchmark: {name}", "", f"Command: `{command}`", "", f"Machine: {machine()}", "",
+             *([f"Selection model dtype (LM methods): {dtype}.", ""] if dtype else []),
              f"Suite: {suite.config.get('suite', 'easy')}; pool: {len(suite.pool)} BIG-bench rows over "
              f"{len(suite.config.get('groups', []))} tasks (seed {suite.config.get('seed')}); "
              f"{len(suite.targets)} target sets; budget k = {k} for every method.", "",
@@ -329,4 +331,7 @@ def run_relevance(config: RelevanceConfig, command: str, out_dir: Path, cache_di
             run.featurize_seconds, run.tokens = shared_stats.seconds, shared_stats.tokens
             run.computed = shared_stats.computed
         runs.append(run)
-    return write_report(runs, suite, k, command, out_dir, config.name or f"relevance{suffix}")
+    from mona.features.lm import LMRunner
+
+    return write_report(runs, suite, k, command, out_dir, config.name or f"relevance{suffix}",
+                        dtype=str(LMRunner(lm).resolved_dtype()))
