@@ -16,9 +16,12 @@ Both sides get the same plain text per row (mona's `Sample.plain_text()`: for in
 --ref-min-length says otherwise, with min_example_length=0: its default of 100 tokens leaves too few rows of an
 instruction pool to fill the top-k.
 
-Times exclude interpreter start-up and imports: mona = featurize targets and pool (no cache) + score + rank;
-reference = fit_importance_estimator + compute_importance_weights (its featurization and scoring), and
-separately its resample (which also writes the selected rows). Each is the median of --repeats runs.
+Times exclude interpreter start-up and imports: mona's library call = compute_scores (featurize targets and pool
+through the per-sample cache layer, no cache directory) + rank; mona's DSIR core = count rows + log importance
+weights + rank, without that layer; reference = fit_importance_estimator + compute_importance_weights (its
+featurization and scoring), and separately its resample (which also writes the selected rows). The reference
+and mona alternate, one run each per round, so load from other jobs hits both alike; each figure is the median
+of --repeats rounds.
 
     .venv/bin/python scripts/compare_dsir.py [--pool examples/pool.jsonl] [--target examples/target.jsonl]
         [--k 50 100] [--repeats 3] [--ref-python /tmp/dsir-venv/bin/python] [--json OUT.json]
