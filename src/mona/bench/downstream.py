@@ -450,13 +450,12 @@ class _Clock:
 
 
 def eval_summary(result: dict) -> dict:
-    """An evaluation's figures without its predictions, plus each row's (NLL sum, answer tokens) and, for rows
-    with options, (correct, probability on the right option): what the statistics resample."""
+    """An evaluation's figures without its predictions, plus each row's answer NLL sum and answer tokens (what
+    the statistics resample)."""
     preds = result["predictions"]
     return {"n": result["n"], "nll": result["nll"], "accuracy": result["accuracy"], "by_kind": result["by_kind"],
             "seconds": result["seconds"], "row_nll": [p["nll"] for p in preds],
-            "row_tokens": [p["answer_tokens"] for p in preds],
-            "row_correct": [p.get("correct") for p in preds], "row_p": [p.get("p_correct") for p in preds]}
+            "row_tokens": [p["answer_tokens"] for p in preds]}
 
 
 def _evaluated(path: Path, adapter: Path | None, label: str, eval_path: Path, config: DownstreamConfig,

@@ -283,7 +283,6 @@ def _cost(results: dict) -> list[str]:
     runs = results["runs"]
     adapters = {r["adapter"]: r["train_seconds"] for r in runs}
     evals = [r["eval"]["seconds"] for r in runs] + [b["seconds"] for b in results["bases"].values()]
-    selects = [r["selection_seconds"] for r in runs if r["selection_seconds"] > 1]
     if not adapters:
         return ["No fine-tune has finished yet."]
     ft = statistics.fmean(adapters.values())
@@ -294,11 +293,12 @@ def _cost(results: dict) -> list[str]:
     shared = {m.split()[-1] for m in missing if m.startswith("present ") and " random-s" in m}
     own = [m for m in missing if not (m.startswith("present ") and " random-s" in m) and not m.endswith(" base")]
     left = (len(own) + len(shared)) * ft + len(missing) * ev
+    select = sum(r["selection_seconds"] for r in runs)
     return [f"Measured here: a fine-tune {ft:.0f} s on average ({len(adapters)} distinct fine-tunes, "
-            f"{tokens:.0f} tokens each on average), an evaluation {ev:.0f} s ({len(evals)} evaluations), a "
-            f"selection with an LM method {_f(statistics.fmean(selects) if selects else None, '.0f')} s after the "
-            "pool's features are cached.",
-            f"Missing: {len(missing)} evaluations and about {len(own) + len(shared)} fine-tunes, about "
+            f"{tokens:.0f} tokens each on average), an evaluation {ev:.0f} s ({len(evals)} evaluations); the "
+            f"selections {select / 60:.0f} min in all (the first run of each LM method featurizes the pool, later "
+            "ones read the feature cache).",
+            f"Missing: {len(missing)} evaluations and up to {len(own) + len(shared)} fine-tunes, about "
             f"{left / 3600:.1f} h at that pace."]
 
 
