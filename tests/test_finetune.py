@@ -17,7 +17,8 @@ from conftest import write_jsonl
 from mona.data.readers import read_samples
 from mona.errors import ConfigError, DependencyError
 from mona.finetune.evaluate import normalise_answer, parse_options, run_lm_eval
-from mona.finetune.sft import IGNORE, FinetuneConfig, batch_loss_sum, conversation_tokens, encode_sample, finetune
+from mona.finetune.sft import FinetuneConfig, conversation_tokens, encode_sample, finetune
+from mona.models.answer_loss import IGNORE, batch_loss_sum
 
 runner = CliRunner()
 REPETITIVE = [{"id": f"r{i}", "instruction": q, "output": a} for i, (q, a) in enumerate([
@@ -69,7 +70,7 @@ def test_prompt_that_is_not_a_token_prefix_is_a_config_error(tokenizer):
 def test_head_on_selected_positions_matches_the_full_forward(model_dir, tiny_model, tokenizer, tmp_path):
     path = write_jsonl(tmp_path / "rows.jsonl", REPETITIVE[:3])
     rows = [encode_sample(s, tokenizer, 512, path=str(path)) for s in read_samples(path)]
-    fast = batch_loss_sum(tiny_model, rows, tokenizer.pad_token_id)
+    fast = batch_loss_sum(tiny_model, [r.ids for r in rows], [r.labels for r in rows], tokenizer.pad_token_id)
     total = 0.0
     for r in rows:
         logits = tiny_model(input_ids=torch.tensor([r.ids])).logits[0, :-1]

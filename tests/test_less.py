@@ -48,9 +48,9 @@ def warm(model_dir, samples):
 def _direct_grad(f: less.LessFeaturizer, sample: Sample) -> torch.Tensor:
     """The LoRA gradient of one sample's loss, by plain autograd on that sample alone (no padding, no hooks)."""
     enc = f._encode([sample])
-    ids, attn, mask = less._pad(enc, f._tokens()[1])
+    ids, attn, mask = less.pad_encoded(enc, f._tokens()[1])
     params = less.lora_parameters(f._model)
-    loss = less.per_sample_losses(f._model, ids, attn, mask).sum()
+    loss = less.row_losses(f._model, ids, attn, mask).sum()
     grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
                       for g, p in zip(grads, params.values(), strict=True)])

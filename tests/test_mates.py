@@ -12,10 +12,11 @@ import mona
 from conftest import sentences
 from mona.data.formats import Record, to_sample
 from mona.errors import ConfigError
-from mona.features.less import BETA1, BETA2, EPS, _pad, lora_parameters, per_sample_losses
+from mona.features.less import BETA1, BETA2, EPS, lora_parameters, pad_encoded
 from mona.features.lm import LMRunner
 from mona.features.mates import InfluenceProbe, fit_influence_model, mates_scores
 from mona.features.options import LessOptions, LMConfig, MatesOptions
+from mona.models.answer_loss import row_losses
 from mona.selection.registry import MethodOptions, with_defaults
 
 
@@ -40,7 +41,7 @@ def test_oracle_influence_is_one_adamw_step_from_the_warm_state(model_dir, tmp_p
 
     def ref_loss() -> float:
         with torch.no_grad():
-            return float(per_sample_losses(model, *_pad(probe._encode(refs), pad)).mean())
+            return float(row_losses(model, *pad_encoded(probe._encode(refs), pad)).mean())
 
     before = ref_loss()
     for i, row in enumerate(pool[:3]):
@@ -52,7 +53,7 @@ def test_oracle_influence_is_one_adamw_step_from_the_warm_state(model_dir, tmp_p
         for n, p in params.items():
             optimizer.state[p] = {"step": torch.tensor(float(state.step)), "exp_avg": state.exp_avg[n].clone(),
                                   "exp_avg_sq": state.exp_avg_sq[n].clone()}
-        loss = per_sample_losses(model, *_pad(probe._encode([row]), pad)).mean()
+        loss = row_losses(model, *pad_encoded(probe._encode([row]), pad)).mean()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

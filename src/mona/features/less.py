@@ -58,6 +58,7 @@ from mona.features.cache import config_key, text_hash
 from mona.features.lm import LMRunner
 from mona.features.options import LessOptions, MethodSettings
 from mona.models import DtypeChoice, model_fingerprint, resolve_dtype
+from mona.models.answer_loss import attention_mask, pad_batch, row_losses
 from mona.models.dtype import autocast, parse_dtype
 from mona.models.truncated import length_batches
 
@@ -112,33 +113,10 @@ def encode(tokenizer, rendered: Rendered, spans: Sequence[tuple[int, int]], max_
     return Encoded(ids[:max_length], loss[:max_length], truncated)
 
 
-def _pad(encoded: Sequence[Encoded], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    width = max(len(e.ids) for e in encoded)
-    ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(encoded), width), dtype=torch.long)
-    loss = torch.zeros((len(encoded), width), dtype=torch.bool)
-    for row, e in enumerate(encoded):
-        ids[row, : len(e.ids)] = torch.tensor(e.ids)
-        attn[row, : len(e.ids)] = 1
-        loss[row, : len(e.loss)] = torch.tensor(e.loss)
-    return ids, attn, loss
-
-
-def per_sample_losses(model: nn.Module, ids: torch.Tensor, attn: torch.Tensor, loss_mask: torch.Tensor
-                      ) -> torch.Tensor:
-    """Mean next-token cross-entropy over each row's loss tokens ([B]; 0 for a row without any). The LM head
-    runs only on the positions that predict a loss token (not on every position, as a full forward would)."""
-    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = lm.get_decoder()(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
-    target_mask = loss_mask[:, 1:]
-    rows = torch.nonzero(target_mask, as_tuple=True)[0]
-    if rows.numel() == 0:
-        return hidden.sum(dim=(1, 2)) * 0.0
-    logits = lm.get_output_embeddings()(hidden[:, :-1][target_mask]).float()
-    ce = nn.functional.cross_entropy(logits, ids[:, 1:][target_mask], reduction="none")
-    counts = target_mask.sum(dim=1)
-    totals = torch.zeros(ids.shape[0], dtype=ce.dtype).index_add(0, rows, ce)
-    return totals / counts.clamp(min=1)
+def pad_encoded(encoded: Sequence[Encoded], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input ids, attention mask and loss mask of a batch, right-padded (the inputs of row_losses)."""
+    rows = [e.ids for e in encoded]
+    return pad_batch(rows, pad_id), attention_mask(rows), pad_batch([e.loss for e in encoded], 0).bool()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -219,9 +197,9 @@ def train_warmup(model: nn.Module, encoded: Sequence[Encoded], config: LessOptio
         rng.shuffle(order)
         for start in range(0, len(order), config.batch_size):
             batch = [usable[i] for i in order[start: start + config.batch_size]]
-            ids, attn, loss_mask = _pad(batch, pad_id)
+            ids, attn, loss_mask = pad_encoded(batch, pad_id)
             with autocast(dtype, "cpu"):
-                loss = per_sample_losses(model, ids, attn, loss_mask).mean()
+                loss = row_losses(model, ids, attn, loss_mask).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -276,9 +254,9 @@ class PerSampleGrads:
         handles = [m.register_forward_hook(self._hook(n)) for n, m in self.modules.items()]
         try:
             self._grads.clear()
-            ids, attn, loss_mask = _pad(encoded, pad_id)
+            ids, attn, loss_mask = pad_encoded(encoded, pad_id)
             with autocast(self.dtype, "cpu"):
-                losses = per_sample_losses(self.model, ids, attn, loss_mask)
+                losses = row_losses(self.model, ids, attn, loss_mask)
             if losses.requires_grad:
                 losses.sum().backward()
             out = torch.zeros((len(encoded), self.dim), dtype=torch.float32)

@@ -39,9 +39,10 @@ from mona.features.base import MethodScores
 from mona.features.cache import config_key, text_hash
 from mona.features.cached import featurize_cached
 from mona.features.hidden import HiddenFeaturizer
-from mona.features.less import Encoded, LessFeaturizer, _pad, lora_parameters, per_sample_losses
+from mona.features.less import Encoded, LessFeaturizer, lora_parameters, pad_encoded
 from mona.features.lm import LMRunner
 from mona.features.options import HiddenOptions, LessOptions, MatesOptions, MethodSettings
+from mona.models.answer_loss import row_losses
 
 KEY_VERSION = 1
 
@@ -65,7 +66,7 @@ class InfluenceProbe(LessFeaturizer):
         with torch.no_grad():
             for positions in self._plan(references):
                 batch = [references[i] for i in positions]
-                losses = per_sample_losses(self._model, *_pad(batch, pad))
+                losses = row_losses(self._model, *pad_encoded(batch, pad))
                 has_loss = torch.tensor([any(e.loss) for e in batch])
                 total += float(losses[has_loss].sum())
                 rows += int(has_loss.sum())

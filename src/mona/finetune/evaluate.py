@@ -36,7 +36,8 @@ from mona.data.formats import Sample
 from mona.data.readers import read_samples
 from mona.errors import DependencyError, InputError, MissingFileError
 from mona.finetune.options import EvalConfig
-from mona.finetune.sft import conversation_tokens, pad_batch, render_chat
+from mona.finetune.sft import conversation_tokens, render_chat
+from mona.models.answer_loss import pad_batch
 from mona.models.loader import DEFAULT_MODEL, load_lm
 from mona.outputs import atomic_write, check_outputs, local_path
 from mona.progress import RichProgress

@@ -46,6 +46,7 @@ from mona.data.formats import Sample
 from mona.data.readers import read_samples
 from mona.errors import ConfigError, InputError
 from mona.finetune.options import FinetuneConfig
+from mona.models.answer_loss import IGNORE, batch_loss_sum
 from mona.models.dtype import autocast, parse_dtype, resolve_dtype
 from mona.models.loader import DEFAULT_MODEL, load_lm, model_fingerprint
 from mona.models.truncated import length_batches
@@ -56,7 +57,6 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 WARMUP_FRACTION = 0.05
 MAX_BATCH_SIZE = 64
 MAX_GRAD_NORM = 1.0
-IGNORE = -100
 
 
 # ---------------------------------------------------------------- chat template -> token ids and answer positions
@@ -184,61 +184,6 @@ def lora_targets(model: torch.nn.Module) -> list[str]:
     if not found:
         raise ConfigError(f"the model has none of the linear layers {', '.join(LORA_TARGETS)} that LoRA is put on")
     return found
-
-
-def _head_path(model: torch.nn.Module) -> tuple[Callable, torch.nn.Module] | None:
-    """(decoder, output head) when logits are exactly head(decoder's last hidden state), so the head can run on
-    the few positions that are scored only; None for models that rescale or cap their logits."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = getattr(base, "config", None)
-    if config is None or getattr(config, "final_logit_softcapping", None) is not None:
-        return None
-    if getattr(config, "logit_scale", None) not in (None, 1, 1.0) or \
-            getattr(config, "logits_scaling", None) not in (None, 1, 1.0):
-        return None
-    try:
-        decoder, head = base.get_decoder(), base.get_output_embeddings()
-    except (AttributeError, NotImplementedError):
-        return None
-    if decoder is None or decoder is base or not isinstance(head, torch.nn.Linear):
-        return None
-    return decoder, head
-
-
-def selected_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    select: torch.Tensor) -> torch.Tensor:
-    """Logits [n, vocab] at the positions where `select` [B, T] is true (the head runs only there when the
-    model allows it)."""
-    path = _head_path(model)
-    if path is None:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-        return logits[select].float()
-    decoder, head = path
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    return head(hidden[select]).float()
-
-
-def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, fill_labels: bool = False) -> torch.Tensor:
-    """Right-padded [B, T] tensor (labels are padded with IGNORE)."""
-    width = max(len(r) for r in rows)
-    out = torch.full((len(rows), width), IGNORE if fill_labels else pad_id, dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-    return out
-
-
-def batch_loss_sum(model: torch.nn.Module, rows: Sequence[Encoded], pad_id: int) -> torch.Tensor:
-    """Summed cross-entropy over the labelled tokens of a batch (next-token prediction)."""
-    ids = pad_batch([r.ids for r in rows], pad_id)
-    labels = pad_batch([r.labels for r in rows], pad_id, fill_labels=True)
-    attention = torch.zeros_like(ids)
-    for i, r in enumerate(rows):
-        attention[i, : len(r.ids)] = 1
-    targets = labels[:, 1:]
-    select = torch.zeros_like(ids, dtype=torch.bool)
-    select[:, :-1] = targets != IGNORE
-    logits = selected_logits(model, ids, attention, select)
-    return torch.nn.functional.cross_entropy(logits, targets[targets != IGNORE], reduction="sum")
 
 
 def linear_schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -517,7 +462,7 @@ def finetune(data: str | Path, out: str | Path, config: FinetuneConfig | None = 
             loss_sum = 0.0
             for batch in batches:
                 with autocast(precision.dtype, "cpu"):
-                    loss = batch_loss_sum(model, batch, pad_id)
+                    loss = batch_loss_sum(model, [r.ids for r in batch], [r.labels for r in batch], pad_id)
                 (loss / n_targets).backward()
                 loss_sum += float(loss.detach())
             torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
