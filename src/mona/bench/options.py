@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mona.config import comma_ints, opt
 from mona.errors import ConfigError
-from mona.features.options import LAYER_HELP
+from mona.features.options import LAYER_HELP, LMConfig
 
 REPORTS = Path("docs/benchmarks")  # where the benchmarks write their reports unless told otherwise
 
@@ -26,7 +26,7 @@ class RelevanceConfig:
     per_task: int | None = opt(None, "Pool rows per BIG-bench task (default: 40 hard, 100 easy).")
     seed: int = opt(0, "Seed of the pool and target sets.")
     layer: int | None = opt(None, "LM methods: " + LAYER_HELP)
-    render: str = opt("chat", "chat or plain.")
+    render: str = opt(LMConfig().render, "LM input rendering: chat or plain.")
     similarity: str | None = opt(None, "Override every method's similarity.")
     prototype: str | None = opt(None, "single, max or per-subtask (see `mona select`; default: each method's).")
     pooling: str | None = opt(None, "Token pooling for LM methods: mean, sum or max (default: each method's).")
