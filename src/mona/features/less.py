@@ -22,15 +22,7 @@ Scaled down from the paper: one warm-up checkpoint instead of four epoch checkpo
 rates, rank 8 on q/v instead of rank 128 on q/k/v/o, d = 1024 instead of 8192; and LESS averages the validation
 gradients' scores within each subtask before the max over subtasks, where here every target row counts alone.
 
-Cost here, measured on SmolLM2-135M-Instruct (fp32, 460,800 LoRA parameters at rank 8), one torch thread on one
-free core, rows of examples/pool.jsonl (BIG-bench, ~88 tokens each with the chat template); docs/methods.md
-has the table:
-- warm-up: ~680 s per 1,000 warm-up rows (64 rows, 16 AdamW steps: 43.6 s); capped at 64 rows by default, so
-  at most ~45 s per pool, saved and reused;
-- gradient featurization (per-sample gradients, Adam preconditioning, projection): ~560 s per 1,000 rows
-  (136 rows, 11,814 tokens: 76 s, ~155 tok/s; the projection is ~5 % of it);
-- `mona select --method less` on 200 rows + 8 targets: 123 s cold, 3.4 s when everything is cached; 3 GB peak.
-Running torch's default two threads while another process held one of the two cores was 4-13x slower.
+Its cost on this project's machines (warm-up, gradient featurization, a whole selection) is in docs/methods.md.
 """
 
 from __future__ import annotations

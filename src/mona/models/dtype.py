@@ -6,8 +6,8 @@ faster, else fp32.
 - CPU: bf16 only when the CPU has the instructions that make bf16 matmuls fast (x86: AMX `amx_bf16` or
   AVX-512 `avx512_bf16`; Arm: the `bf16` feature), read from /proc/cpuinfo (else from torch's own CPU checks),
   and when a one-off timing of a small matmul confirms it. Without them oneDNN converts bf16 to fp32 and back
-  around every kernel, which is several times slower than fp32 (an AMD EPYC with AVX2 only: 6.8x slower on the
-  whole model). The timing is cached per machine (CPU model, flags, torch version) under the cache root.
+  around every kernel, which is several times slower than fp32 (docs/benchmarks/speed.md has the figures).
+  The timing is cached per machine (CPU model, flags, torch version) under the cache root.
 
 Whatever the dtype, mona converts the residual stream to fp32 before SAE encoding and pooling
 (`TruncatedLM.forward`), so only the decoder layers run in bf16."""
