@@ -22,6 +22,7 @@ from mona.bench.options import (
     TopMConfig,
 )
 from mona.cli_options import Generated, generated, values_of, with_options
+from mona.config import comma_ints
 from mona.display import for_display
 from mona.errors import USAGE_EXIT, ConfigError, Interrupted, MissingFileError, MonaError
 from mona.explain.options import ExplainConfig, JudgeConfig, LabelConfig, ProfilesConfig
@@ -365,12 +366,10 @@ def bench_relevance(
     if sweep:
         from mona.bench.sweep import SweepConfig
 
-        def ints(text: str) -> tuple[int, ...]:
-            return tuple(int(v) for v in text.split(",") if v.strip())
-
         given = {"layers": sweep_layers, "sae_layers": sweep_sae_layers, "widths": sweep_widths, "ks": sweep_ks}
         # left unset, each axis keeps SweepConfig's default (its one place)
-        cfg = SweepConfig(seed=config.seed, **{f: ints(v) for f, v in given.items() if v is not None},
+        cfg = SweepConfig(seed=config.seed, **{f: tuple(comma_ints(v, "--sweep-" + f.replace("_", "-")))
+                                                for f, v in given.items() if v is not None},
                           **{f: v for f, v in (("sae_samples", sweep_sae_samples), ("sae_epochs", sweep_sae_epochs))
                              if v is not None})
     json_path, md_path = run_relevance(config, "mona " + " ".join(sys.argv[1:]), out_dir, cache_dir or cache_root(),
