@@ -132,7 +132,7 @@ def test_end_to_end_resume_and_report(tmp_path, model_dir, sae_dir, cache_env, c
     json_path, md_path = write_report(partial, "mona bench downstream --test", 3.0, tmp_path / "out",
                                       tmp_path / "fig", "partial")
     md = md_path.read_text()
-    assert "Partial report" in md and "absent cook random-s1" in md and "(1 of 2 seeds)" in md
+    assert "Partial report" in md and "- absent cook: random-s1" in md and "(1 of 2 seeds)" in md
     assert "## Against random" in md and "## MoNA against each baseline" not in md  # no baseline but random
     assert (tmp_path / "fig" / "partial.png").stat().st_size > 0 and (tmp_path / "fig" / "partial-ratio.png").exists()
     assert "![NLL change against random](../fig/partial.png)" in md
@@ -204,6 +204,13 @@ def test_target_formats():
     assert _targets(template, rows, 1)[0]["text"].endswith("### Response:\nYes")
 
 
+def test_balanced_rows_keep_their_order():
+    rows = [{"id": str(i), "output": a} for i, a in enumerate("YYYYNYNNYNX")]
+    picked = downstream._balanced(rows, ("Y", "N"), 5)
+    assert [r["id"] for r in picked] == ["0", "1", "2", "4", "6"]  # Y takes the odd one; X is no answer
+    assert downstream._balanced(rows, ("Y", "N"), 12) == []
+
+
 def test_plan_and_checks():
     config = DownstreamConfig()
     labels = [r.label for r in plan(config, "present", "strategyqa")]
@@ -246,8 +253,9 @@ def test_real_design_holds_out_evaluation_rows():
         assert len({r["instruction"] for r in task.eval_rows}) == 200
         if task.spec.kind == "in-format":
             assert not {" ".join(r["instruction"].split()).casefold() for r in task.eval_rows} & pool_texts
-        if task.spec.answers:  # balanced over the answers
+        if task.spec.answers:  # balanced over the answers, and mixed in order
             counts = {a: sum(r["output"] == a for r in task.eval_rows) for a in task.spec.answers}
             assert max(counts.values()) - min(counts.values()) <= 1
+            assert len({r["output"] for r in task.eval_rows[:20]}) == len(task.spec.answers)
         related = [r for r in data.pool if r["group"] in set(task.spec.related)]
         assert len(related) >= 100

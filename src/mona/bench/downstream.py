@@ -263,13 +263,15 @@ def _eval_row(spec: TaskSpec, row: dict, exemplars: Sequence[dict], rng: random.
 
 
 def _balanced(rows: Sequence[dict], answers: Sequence[str], n: int) -> list[dict]:
-    """`n` rows in the given order, as equally many per answer as the rows allow (the first answers take the
-    remainder)."""
-    by_answer: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        by_answer[r["output"]].append(r)
+    """`n` rows, equally many per answer (the first answers take the remainder), the first of each answer in the
+    given order and kept in that order (so the answers stay mixed); [] when the rows do not allow it."""
     quota = {a: n // len(answers) + (i < n % len(answers)) for i, a in enumerate(answers)}
-    picked = [r for a in answers for r in by_answer[a][: quota[a]]]
+    taken: Counter[str] = Counter()
+    picked = []
+    for r in rows:
+        if taken[r["output"]] < quota.get(r["output"], 0):
+            taken[r["output"]] += 1
+            picked.append(r)
     return picked if len(picked) == n else []
 
 
