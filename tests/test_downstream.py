@@ -142,6 +142,33 @@ def test_end_to_end_resume_and_report(tmp_path, model_dir, sae_dir, cache_env, c
     assert counting["evaluate"] == len(runs) + 3 and counting["finetune"] == len(adapters)
 
 
+def test_a_failing_method_leaves_the_others_running(tmp_path, monkeypatch):
+    def selection(pool, task, run, n, config, cache_dir):
+        if run.method == "mona":
+            raise ConfigError("no SAE here")
+        return pool[:n], 0.0
+
+    def finetune(data, out, config):
+        (out / "adapter").mkdir(parents=True)
+        (out / "adapter" / "adapter_config.json").write_text("{}")
+        summary = {"finished": True, "seconds": 1.0, "tokens": 10, "rows_truncated": 0, "epoch_losses": [1.0]}
+        (out / "train.json").write_text(json.dumps(summary))
+        return summary
+
+    def evaluate(path, **kwargs):
+        preds = [{"nll": 1.0, "answer_tokens": 1}]
+        return {"n": 1, "nll": 1.0, "accuracy": None, "by_kind": {}, "seconds": 0.1, "predictions": preds}
+
+    monkeypatch.setattr(downstream, "_selection", selection)
+    monkeypatch.setattr(downstream, "finetune", finetune)
+    monkeypatch.setattr(downstream, "evaluate", evaluate)
+    config = DownstreamConfig(tasks="math", settings="present", methods="mona,random", random_seeds="0",
+                              second_seed="", ratio=0.25, ratio_tasks="")
+    results = run_downstream(_data(), config, tmp_path / "run", log=lambda _m: None)
+    assert [r["label"] for r in results["runs"]] == ["random-s0"]
+    assert results["failed"] == ["present math mona: ConfigError: no SAE here"] and not results["complete"]
+
+
 def _summary(row_nll, tokens) -> dict:
     return {"nll": sum(row_nll) / sum(tokens), "row_nll": list(row_nll), "row_tokens": list(tokens)}
 

@@ -415,7 +415,10 @@ def bench_downstream(
     err.print(f"run directory: {run_dir}", highlight=False)
     log = lambda s: err.print(s, highlight=False, markup=False)  # noqa: E731
     if not report_only:
-        run_downstream(data, config, run_dir, cache_dir or cache_root(), log=log)
+        ran = run_downstream(data, config, run_dir, cache_dir or cache_root(), log=log)
+        for failure in ran["failed"]:
+            err.print(f"failed (left out of the report, retried by a re-run): {failure}", highlight=False,
+                      markup=False)
     whole = dataclasses.replace(config, tasks="all", settings=",".join(SETTINGS))
     results = run_downstream(data, whole, run_dir, cache_dir or cache_root(), log=log, only_finished=True)
     json_path, md_path = write_report(results, command, time.perf_counter() - t0, out_dir,

@@ -501,6 +501,37 @@ def _adapter_dir(work_dir: Path, selection: Path, ft_seed: int) -> Path:
     return work_dir / "adapters" / f"{digest}-ft{ft_seed}"
 
 
+def _run_one(work_dir: Path, rdir: Path, name: str, pool: list[dict], task: DownstreamTask, run: Run, n: int,
+             config: DownstreamConfig, cache_dir: Path | None, clock: _Clock) -> dict:
+    """Select (unless rdir holds the selection), fine-tune (unless the selection's adapter exists) and evaluate
+    (unless rdir holds the evaluation) one run; its record for the results."""
+    sel_path, meta_path = rdir / "selection.jsonl", rdir / "selection.json"
+    if not meta_path.exists():
+        clock(f"{name}: selecting {n} of {len(pool)} rows")
+        chosen, seconds = _selection(pool, task, run, n, config, cache_dir)
+        _write_jsonl(sel_path, chosen)
+        related = set(task.spec.related)
+        _write_json(meta_path, {
+            "method": run.method, "seed": run.seed, "rows": len(chosen), "seconds": round(seconds, 2),
+            "task_share": sum(r["group"] == task.spec.group for r in chosen) / len(chosen),
+            "related_share": sum(r["group"] in related for r in chosen) / len(chosen),
+            "ids": [r["id"] for r in chosen]})
+    meta = _read_json(meta_path)
+    ft_dir = _adapter_dir(work_dir, sel_path, run.ft_seed)
+    train = _finished_training(ft_dir)
+    if train is None:
+        clock(f"{name}: fine-tuning on {meta['rows']} rows ({ft_dir.name})")
+        train = finetune(sel_path, ft_dir, finetune_config(config, run.ft_seed))
+        clock(f"{name}: fine-tuned, loss {train['epoch_losses'][0]:.3f} ({train['seconds']:.0f} s)")
+    result = _evaluated(rdir / "eval.json", ft_dir / "adapter", name, work_dir / "tasks" / task.name / "eval.jsonl",
+                        config, clock)
+    return {"adapter": ft_dir.name, "rows": meta["rows"], "task_share": meta["task_share"],
+            "related_share": meta["related_share"], "selection_seconds": meta["seconds"],
+            "train_seconds": train["seconds"], "train_tokens": train["tokens"],
+            "rows_truncated": train["rows_truncated"], "epoch_losses": train["epoch_losses"],
+            "dtype": train.get("dtype"), "eval": result}
+
+
 def _steps(data: DownstreamData, config: DownstreamConfig) -> Iterator[tuple[str, DownstreamTask, list[Run]]]:
     for setting in names(config.settings):
         for name in chosen_tasks(config, [t.name for t in data.tasks]):
@@ -528,6 +559,7 @@ def run_downstream(data: DownstreamData, config: DownstreamConfig, work_dir: Pat
     bases: dict[str, dict] = {}
     runs_out: list[dict] = []
     missing: list[str] = []
+    failed: list[str] = []
     for setting, task, runs in _steps(data, config):
         tdir = work_dir / "tasks" / task.name
         if not (tdir / "eval.jsonl").exists():
@@ -541,38 +573,19 @@ def run_downstream(data: DownstreamData, config: DownstreamConfig, work_dir: Pat
                 bases[task.name] = _evaluated(base_path, None, f"{task.name} base model", tdir / "eval.jsonl",
                                               config, clock)
         pool = data.pool_for(setting, task)
-        related = set(task.spec.related)
         for run in runs:
             name = f"{setting} {task.name} {run.label}"
             rdir = work_dir / setting / task.name / run.label
-            sel_path, meta_path, eval_path = rdir / "selection.jsonl", rdir / "selection.json", rdir / "eval.json"
-            if only_finished and not eval_path.exists():
+            if only_finished and not (rdir / "eval.json").exists():
                 missing.append(name)
                 continue
             n = main_budget if run.ratio == config.ratio else budget(config, len(data.pool), run.ratio)
-            if not meta_path.exists():
-                clock(f"{name}: selecting {n} of {len(pool)} rows")
-                chosen, seconds = _selection(pool, task, run, n, config, cache_dir)
-                _write_jsonl(sel_path, chosen)
-                _write_json(meta_path, {
-                    "method": run.method, "seed": run.seed, "rows": len(chosen), "seconds": round(seconds, 2),
-                    "task_share": sum(r["group"] == task.spec.group for r in chosen) / len(chosen),
-                    "related_share": sum(r["group"] in related for r in chosen) / len(chosen),
-                    "ids": [r["id"] for r in chosen]})
-            meta = _read_json(meta_path)
-            ft_dir = _adapter_dir(work_dir, sel_path, run.ft_seed)
-            train = _finished_training(ft_dir)
-            if train is None:
-                clock(f"{name}: fine-tuning on {meta['rows']} rows ({ft_dir.name})")
-                train = finetune(sel_path, ft_dir, finetune_config(config, run.ft_seed))
-                clock(f"{name}: fine-tuned, loss {train['epoch_losses'][0]:.3f} ({train['seconds']:.0f} s)")
-            result = _evaluated(eval_path, ft_dir / "adapter", name, tdir / "eval.jsonl", config, clock)
-            runs_out.append({"setting": setting, "task": task.name, **asdict(run), "adapter": ft_dir.name,
-                             "rows": meta["rows"], "task_share": meta["task_share"],
-                             "related_share": meta["related_share"], "selection_seconds": meta["seconds"],
-                             "train_seconds": train["seconds"], "train_tokens": train["tokens"],
-                             "rows_truncated": train["rows_truncated"], "epoch_losses": train["epoch_losses"],
-                             "dtype": train.get("dtype"), "eval": result})
+            try:
+                runs_out.append({"setting": setting, "task": task.name, **asdict(run),
+                                 **_run_one(work_dir, rdir, name, pool, task, run, n, config, cache_dir, clock)})
+            except Exception as exc:  # one method failing must not stop the others of a long background run
+                clock(f"{name}: FAILED: {type(exc).__name__}: {exc}")
+                failed.append(f"{name}: {type(exc).__name__}: {exc}")
     results = {"work_dir": str(work_dir), "design": data.config, "pool_rows": len(data.pool),
                "budget": main_budget, "config": asdict(config), "finetune": asdict(finetune_config(config)),
                "started": _read_json(work_dir / "run.json")["started"], "span_seconds": _span(work_dir),
@@ -582,7 +595,8 @@ def run_downstream(data: DownstreamData, config: DownstreamConfig, work_dir: Pat
                           "related_rows_in_pool": sum(r["group"] in set(t.spec.related) for r in data.pool),
                           "eval_answers": dict(Counter(r["output"] for r in t.eval_rows).most_common())}
                          for t in data.tasks],
-               "bases": bases, "runs": runs_out, "missing": missing, "complete": not missing}
+               "bases": bases, "runs": runs_out, "missing": missing, "failed": failed,
+               "complete": not missing and not failed}
     if not only_finished:
         _write_json(work_dir / "results.json", results)
     clock("all steps done" if not missing else f"report from the finished steps: {len(missing)} missing")
