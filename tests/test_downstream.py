@@ -93,8 +93,9 @@ def test_end_to_end_resume_and_report(tmp_path, model_dir, sae_dir, cache_env, c
     results = run_downstream(data, config, work, cache_env, log=logs.append)
     assert results["complete"] and results["budget"] == 5  # 25 % of 20 rows, in both settings
     runs = {(r["setting"], r["task"], r["label"]): r for r in results["runs"]}
-    # per task: mona, random-s0, random-s1, mona-ft1; math in present adds the 50 % figure runs (mona, 2 random)
-    assert len(runs) == 2 * 2 * 4 + 3
+    # per task: mona, random-s0, random-s1; in the present setting mona-ft1, and for math the 50 % figure runs
+    assert len(runs) == 2 * 2 * 3 + 2 + 3
+    assert ("absent", "math", "mona-ft1") not in runs
     assert {lb for s, t, lb in runs if t == "math" and s == "present"} >= {"mona-50pct", "random-s1-50pct"}
     # random's present-setting selection is the same rows for both tasks: trained once, evaluated per task
     assert runs["present", "math", "random-s0"]["adapter"] == runs["present", "cook", "random-s0"]["adapter"]
@@ -244,7 +245,7 @@ def test_plan_and_checks():
     assert labels[:9] == ["mona", "mona-paper", "dense", "bm25", "hidden", "dsir", "random-s0", "random-s1",
                           "random-s2"]
     assert labels[9:11] == ["mona-ft1", "hidden-ft1"] and "random-s2-10pct" in labels and "mona-1pct" in labels
-    assert not any(r.figure for r in plan(config, "absent", "strategyqa"))
+    assert [r.label for r in plan(config, "absent", "strategyqa")] == labels[:9]
     assert not any(r.figure for r in plan(config, "present", "vitaminc"))
     check(config)
     for bad in ({"methods": ""}, {"tasks": "nope"}, {"settings": "both"}, {"ratio": 0}, {"ratio_figure": "x"},

@@ -13,8 +13,9 @@ tasks). Every method selects `ratio` of the whole pool (the same count in both s
 base model is fine-tuned with LoRA on each selection with identical settings, and every adapter and the base model
 are scored on the evaluation rows by the NLL per answer token of the reference answers (and, for rows with
 options, accuracy by option log-likelihood and the probability mass on the right option). Random runs with
-several seeds; `second_seed` methods are fine-tuned again with another fine-tune seed (training noise); mona and
-random also run at the budgets of `ratio_figure` on `ratio_tasks` (the selection-ratio figure).
+several seeds. In the present setting, `second_seed` methods are fine-tuned again with another fine-tune seed
+(training noise), and mona and random also run at the budgets of `ratio_figure` on `ratio_tasks` (the
+selection-ratio figure).
 
 Resumable and splittable: every selection, evaluation and fine-tune lands in its own directory under the work dir
 and a re-run skips what is finished (an interrupted fine-tune resumes from its checkpoint), so `--tasks` and
@@ -397,8 +398,8 @@ def _pct(ratio: float) -> str:
 
 
 def plan(config: DownstreamConfig, setting: str, task: str) -> list[Run]:
-    """The runs of one (setting, task), in the order they run: every method (random once per seed), the second
-    fine-tune seeds, then the selection-ratio figure's budgets (present setting, its tasks)."""
+    """The runs of one (setting, task), in the order they run: every method (random once per seed), then in the
+    present setting the second fine-tune seeds and the selection-ratio figure's budgets (on its tasks)."""
     def label(method: str, seed: int) -> str:
         return f"{method}-s{seed}" if method == "random" else method
 
@@ -406,9 +407,11 @@ def plan(config: DownstreamConfig, setting: str, task: str) -> list[Run]:
         return random_seeds(config) if method == "random" else [0]
 
     runs = [Run(label(m, s), m, s, 0, config.ratio) for m in names(config.methods) for s in seeds(m)]
+    if setting != "present":  # training noise and the ratio figure are measured in the present setting
+        return runs
     runs += [Run(f"{label(m, s)}-ft1", m, s, 1, config.ratio) for m in names(config.second_seed)
              for s in seeds(m)[:1]]
-    if setting == "present" and task in names(config.ratio_tasks):
+    if task in names(config.ratio_tasks):
         runs += [Run(f"{label(m, s)}-{_pct(r)}", m, s, 0, r, figure=True) for r in _ratio_values(config)
                  for m in RATIO_METHODS for s in seeds(m)]
     return runs

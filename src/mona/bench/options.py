@@ -55,9 +55,9 @@ class DownstreamConfig:
     methods: str = opt("mona,mona-paper,dense,bm25,hidden,dsir,random", "Comma-separated methods (see `mona "
                                                                          "methods`).")
     random_seeds: str = opt("0,1,2", "Seeds of the random method, comma-separated.")
-    second_seed: str = opt("mona,hidden", "Methods fine-tuned again with fine-tune seed 1 to measure training "
-                                          "noise: mona and the strongest baseline (hidden on the hard relevance "
-                                          "suite).")
+    second_seed: str = opt("mona,hidden", "Methods fine-tuned again with fine-tune seed 1 in the present setting "
+                                          "to measure training noise: mona and the strongest baseline (hidden on "
+                                          "the hard relevance suite).")
     ratio: float = opt(0.05, "Budget: the share of the whole pool each method selects (the same count in both "
                              "settings).")
     ratio_figure: str = opt("0.01,0.1", "Further budgets of the selection-ratio figure (mona and random, present "
