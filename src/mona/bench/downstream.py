@@ -477,12 +477,20 @@ def _evaluated(path: Path, adapter: Path | None, label: str, eval_path: Path, co
     return summary
 
 
-def _span(work_dir: Path) -> float | None:
-    """Seconds from the run's first start to its last finished evaluation, over every (resumed) invocation."""
+def _started(work_dir: Path) -> str | None:
+    """When the run first started (None before it has)."""
     try:
-        started = time.mktime(time.strptime(_read_json(work_dir / "run.json")["started"], "%Y-%m-%d %H:%M:%S"))
+        return _read_json(work_dir / "run.json")["started"]
     except (OSError, ValueError, KeyError):
         return None
+
+
+def _span(work_dir: Path) -> float | None:
+    """Seconds from the run's first start to its last finished evaluation, over every (resumed) invocation."""
+    started_at = _started(work_dir)
+    if started_at is None:
+        return None
+    started = time.mktime(time.strptime(started_at, "%Y-%m-%d %H:%M:%S"))
     ends = [p.stat().st_mtime for p in work_dir.glob("**/eval.json")]
     return round(max(ends) - started, 1) if ends else None
 
@@ -549,9 +557,9 @@ def run_downstream(data: DownstreamData, config: DownstreamConfig, work_dir: Pat
     check(config, [t.name for t in data.tasks])
     clock = _Clock(log)
     work_dir.mkdir(parents=True, exist_ok=True)
-    if not (work_dir / "pool.jsonl").exists():
+    if not (work_dir / "pool.jsonl").exists() and not only_finished:
         _write_jsonl(work_dir / "pool.jsonl", data.pool)
-    if not (work_dir / "run.json").exists():
+    if not (work_dir / "run.json").exists() and not only_finished:  # a report does not start the clock
         _write_json(work_dir / "run.json", {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "design": data.config,
                                             "ratio": config.ratio, "model": config.model, "sae": config.sae,
                                             "finetune": asdict(finetune_config(config)),
@@ -591,7 +599,7 @@ def run_downstream(data: DownstreamData, config: DownstreamConfig, work_dir: Pat
                 failed.append(f"{name}: {type(exc).__name__}: {exc}")
     results = {"work_dir": str(work_dir), "design": data.config, "pool_rows": len(data.pool),
                "budget": main_budget, "config": asdict(config), "finetune": asdict(finetune_config(config)),
-               "started": _read_json(work_dir / "run.json")["started"], "span_seconds": _span(work_dir),
+               "started": _started(work_dir), "span_seconds": _span(work_dir),
                "tasks": [{"name": t.name, "group": t.spec.group, "kind": t.spec.kind, "answers": list(t.spec.answers),
                           "related": list(t.spec.related), "targets": len(t.targets), "eval_rows": len(t.eval_rows),
                           "task_rows_in_pool": len(t.pool_ids),
