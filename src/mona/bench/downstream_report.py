@@ -302,6 +302,11 @@ def _cost(results: dict) -> list[str]:
             f"{left / 3600:.1f} h at that pace."]
 
 
+def _row(cells: Sequence[str]) -> str:
+    """A markdown table row."""
+    return "| " + " | ".join(cells) + " |"
+
+
 def _missing(missing: Sequence[str]) -> list[str]:
     """The missing runs, one line per task (base model) or (setting, task)."""
     groups: dict[str, list[str]] = {}
@@ -318,48 +323,47 @@ def _tables(results: dict, stats: Sequence[TaskStats], methods: Sequence[str], r
     lines: list[str] = []
     lines += ["", "## NLL per answer token", "",
               "Lower is better. *random*: mean ± std over its seeds.", "",
-              "| task | setting | base | random | " + " | ".join(methods) + " |",
-              "|---|---|---|---|" + "---|" * len(methods)]
+              _row(["task", "setting", "base", "random", *methods]), "|---" * (4 + len(methods)) + "|"]
     for s in stats:
         seeds = s.seed_nlls()
         rnd = "-" if not seeds else f"{statistics.fmean(seeds):.3f} ± {s.seed_std() or 0:.3f}"
         if seeds and len(seeds) != len(names(cfg["random_seeds"])):
             rnd += f" ({len(seeds)} of {len(names(cfg['random_seeds']))} seeds)"
-        lines.append(f"| {s.task} | {s.setting} | {_f(s.nll('base') if s.has('base') else None)} | {rnd} | "
-                     + " | ".join(_f(s.nll(m) if s.has(m) else None) for m in methods) + " |")
-    lines += ["", "## Against random", "",
-              "NLL of the method minus random's seed mean, paired bootstrap 95 % interval over the evaluation rows, "
-              "and the verdict (better: interval below 0 and gain over twice random's seed std; worse: the "
-              "reverse; tie otherwise).", "",
-              "| task | setting | random's seed std | " + " | ".join(methods) + " |",
-              "|---|---|---|" + "---|" * len(methods)]
-    for s in stats:
-        if not s.has("random"):
-            continue
-        cells = []
-        for m in methods:
-            if s.has(m):
-                d, v = s.verdict(m)
-                cells.append(f"{d.cell()} **{v}**")
-            else:
-                cells.append("-")
-        lines.append(f"| {s.task} | {s.setting} | {_f(s.seed_std())} | " + " | ".join(cells) + " |")
-    others = [m for m in methods if m != "mona"]
-    if "mona" in methods and others:
-        lines += ["", "## MoNA against each baseline", "",
-                  "NLL of mona minus the baseline's, paired bootstrap 95 % interval.", "",
-                  "| task | setting | " + " | ".join(others) + " |", "|---|---|" + "---|" * len(others)]
+        lines.append(_row([s.task, s.setting, _f(s.nll("base") if s.has("base") else None), rnd,
+                           *(_f(s.nll(m) if s.has(m) else None) for m in methods)]))
+    if methods:  # random alone has nothing to be compared with
+        lines += ["", "## Against random", "",
+                  "NLL of the method minus random's seed mean, paired bootstrap 95 % interval over the evaluation "
+                  "rows, and the verdict (better: interval below 0 and gain over twice random's seed std; worse: the "
+                  "reverse; tie otherwise).", "",
+                  _row(["task", "setting", "random's seed std", *methods]), "|---" * (3 + len(methods)) + "|"]
         for s in stats:
-            if s.has("mona"):
-                lines.append(f"| {s.task} | {s.setting} | "
-                             + " | ".join(s.diff("mona", b).cell() if s.has(b) else "-" for b in others) + " |")
-    lines += ["", "## Every method against every other", "",
-              "Task-settings won-tied-lost by the row's method against the column's (paired 95 % interval of the NLL "
-              "difference below 0: won; above: lost).", "",
-              "| method | " + " | ".join([*methods, "random"]) + " |", "|---|" + "---|" * (len(methods) + 1)]
-    for a in methods:
-        lines.append(f"| {a} | " + " | ".join("" if a == b else "{}-{}-{}".format(*_won_tied_lost(stats, a, b))
-                                              for b in [*methods, "random"]) + " |")
+            if not s.has("random"):
+                continue
+            cells = []
+            for m in methods:
+                if s.has(m):
+                    d, v = s.verdict(m)
+                    cells.append(f"{d.cell()} **{v}**")
+                else:
+                    cells.append("-")
+            lines.append(_row([s.task, s.setting, _f(s.seed_std()), *cells]))
+        others = [m for m in methods if m != "mona"]
+        if "mona" in methods and others:
+            lines += ["", "## MoNA against each baseline", "",
+                      "NLL of mona minus the baseline's, paired bootstrap 95 % interval.", "",
+                      "| task | setting | " + " | ".join(others) + " |", "|---|---|" + "---|" * len(others)]
+            for s in stats:
+                if s.has("mona"):
+                    lines.append(f"| {s.task} | {s.setting} | "
+                                 + " | ".join(s.diff("mona", b).cell() if s.has(b) else "-" for b in others) + " |")
+        lines += ["", "## Every method against every other", "",
+                  "Task-settings won-tied-lost by the row's method against the column's (paired 95 % interval of the "
+                  "NLL difference below 0: won; above: lost).", "",
+                  "| method | " + " | ".join([*methods, "random"]) + " |", "|---|" + "---|" * (len(methods) + 1)]
+        for a in methods:
+            lines.append(f"| {a} | " + " | ".join("" if a == b else "{}-{}-{}".format(*_won_tied_lost(stats, a, b))
+                                                  for b in [*methods, "random"]) + " |")
     mc_tasks = [s for s in stats if s.runs and next(iter(s.runs.values()))["eval"]["by_kind"]["mc"]["n"]]
     if mc_tasks:
         lines += ["", "## Accuracy by option log-likelihood", "",
