@@ -425,7 +425,7 @@ def write_report(results: dict, command: str, wall_seconds: float, out_dir: Path
     figures_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stats = task_stats(results)
-    methods = _main_methods(results)
+    methods = [m for m in _main_methods(results) if any(s.has(m) for s in stats)]  # those with a finished run
     cfg, ft, design = results["config"], results["finetune"], results["design"]
     lines_conclusion = conclusion(results)
     fig_main = plot_vs_random(results, figures_dir / f"{name}.png")
@@ -451,10 +451,11 @@ def write_report(results: dict, command: str, wall_seconds: float, out_dir: Path
              f"Command: `{command}` (the whole design; it runs in pieces with `--tasks` and `--settings` into the same "
              "work dir, and `--report-only` writes this report from whatever has finished).", "",
              f"Machine: {machine()}; dtype {dtype}.", "",
-             f"Wall time: {span} from the run's first start ({results['started']}) to its last evaluation, over every "
-             "resumed invocation (the machine was shared with other work at times); "
-             f"{step_seconds / 3600:.2f} h summed over the steps; {wall_seconds / 60:.1f} min for the invocation "
-             "that wrote this report.", ""]
+             (f"Wall time: {span} from the run's first start ({results['started']}) to its last evaluation, over "
+              "every resumed invocation (the machine was shared with other work at times); "
+              if results["started"] else "Wall time: no piece has started in this work dir yet; ")
+             + f"{step_seconds / 3600:.2f} h summed over the finished steps; {wall_seconds / 60:.1f} min for the "
+             "invocation that wrote this report.", ""]
     if results.get("missing"):
         lines += [f"**Partial report**: {len(results['missing'])} of the design's runs have not finished (listed at "
                   "the end); every figure below is from finished runs only.", ""]
