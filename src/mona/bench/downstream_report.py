@@ -368,8 +368,7 @@ def _tables(results: dict, stats: Sequence[TaskStats], methods: Sequence[str], r
     if mc_tasks:
         lines += ["", "## Accuracy by option log-likelihood", "",
                   "Rows with options: accuracy / mean probability on the right option.", "",
-                  "| task | setting | base | random mean | " + " | ".join(methods) + " |",
-                  "|---|---|---|---|" + "---|" * len(methods)]
+                  _row(["task", "setting", "base", "random mean", *methods]), "|---" * (4 + len(methods)) + "|"]
 
         def acc(ev: dict | None) -> str:
             if ev is None:
@@ -381,8 +380,8 @@ def _tables(results: dict, stats: Sequence[TaskStats], methods: Sequence[str], r
             seeds = [r["eval"]["by_kind"]["mc"] for r in s.seed_runs]
             rnd = (f"{statistics.fmean(m['accuracy'] for m in seeds):.3f} / "
                    f"{statistics.fmean(m['p_correct'] for m in seeds):.3f}") if seeds else "-"
-            lines.append(f"| {s.task} | {s.setting} | {acc(s.base)} | {rnd} | "
-                         + " | ".join(acc(s.runs[m]["eval"] if m in s.runs else None) for m in methods) + " |")
+            lines.append(_row([s.task, s.setting, acc(s.base), rnd,
+                               *(acc(s.runs[m]["eval"] if m in s.runs else None) for m in methods)]))
     noise = [(s, label) for s in stats for label, r in s.runs.items()
              if r["ft_seed"] == 1 and s.has(label.removesuffix("-ft1"))]
     if noise:
@@ -395,8 +394,8 @@ def _tables(results: dict, stats: Sequence[TaskStats], methods: Sequence[str], r
             lines.append(f"| {s.task} | {s.setting} | {first} | {s.nll(first):.3f} | {s.nll(label):.3f} | "
                          f"{s.diff(label, first).cell()} |")
     points = _ratio_points(results)
-    if points:
-        ratios = sorted({r for p in points.values() for v in p.values() for r in v})
+    ratios = sorted({r for p in points.values() for v in p.values() for r in v})
+    if len(ratios) > 1:
         figure = f"; figure `{ratio_figure}`." if ratio_figure else "."
         lines += ["", "## Selection ratio", "", "NLL per answer token after fine-tuning on each budget (present "
                   "setting; random: mean over its seeds)" + figure, "",
