@@ -130,6 +130,10 @@ def test_end_to_end_resume_and_report(tmp_path, model_dir, sae_dir, cache_env, c
     partial = run_downstream(data, config, work, cache_env, log=lambda _m: None, only_finished=True)
     assert counting["evaluate"] == len(runs) + 2
     assert partial["missing"] == ["absent cook random-s1"] and not partial["complete"]
+    (work / "tasks" / "math" / "base" / "eval.json").rename(work / "base.json")
+    lost = run_downstream(data, config, work, cache_env, log=lambda _m: None, only_finished=True)["missing"]
+    assert lost == ["math base", "absent cook random-s1"]  # the base model once, not once per setting
+    (work / "base.json").rename(work / "tasks" / "math" / "base" / "eval.json")
     json_path, md_path = write_report(partial, "mona bench downstream --test", 3.0, tmp_path / "out",
                                       tmp_path / "fig", "partial")
     md = md_path.read_text()

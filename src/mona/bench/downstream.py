@@ -576,7 +576,7 @@ def run_downstream(data: DownstreamData, config: DownstreamConfig, work_dir: Pat
         if not (tdir / "eval.jsonl").exists():
             _write_jsonl(tdir / "targets.jsonl", task.targets)
             _write_jsonl(tdir / "eval.jsonl", task.eval_rows)
-        if task.name not in bases:
+        if task.name not in bases and f"{task.name} base" not in missing:  # once per task, not per setting
             base_path = tdir / "base" / "eval.json"
             if only_finished and not base_path.exists():
                 missing.append(f"{task.name} base")
