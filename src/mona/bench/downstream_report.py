@@ -161,7 +161,8 @@ def conclusion(results: dict) -> list[str]:
             parts.append(f"{m} on {len(better)} of {len(rows)}" + (f" ({', '.join(better)})" if better else "")
                          + (f", worse on {worse}" if worse else ""))
     lines.append("Better than random beyond noise (interval below 0 and gain over twice random's seed spread), "
-                 "task-settings: " + "; ".join(parts) + ".")
+                 "task-settings: " + "; ".join(parts) + "." if parts else
+                 "No method besides random has finished a run that random can be compared with yet.")
     for setting in SETTINGS:
         cells = [(m, [d.value for s, d, _ in rows if s.setting == setting]) for m, rows in verdicts.items()]
         cells = [(m, v) for m, v in cells if v]
