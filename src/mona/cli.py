@@ -352,6 +352,9 @@ def bench_relevance(
     sweep_sae_samples: Annotated[int | None, typer.Option(help="--sweep: BIG-bench rows to train each SAE "
                                                                "on.")] = None,
     sweep_sae_epochs: Annotated[int | None, typer.Option(help="--sweep: epochs per SAE.")] = None,
+    sweep_axis: Annotated[list[str] | None, typer.Option(help="--sweep: run only this axis (a table title of the "
+                                                              "sweep report, e.g. 'latent weighting, mona'); "
+                                                              "repeatable.")] = None,
     **values: Any,
 ) -> None:
     """Precision/recall/nDCG@k of every method on a labelled BIG-bench pool and a dev suite of targets
@@ -370,8 +373,8 @@ def bench_relevance(
         # left unset, each axis keeps SweepConfig's default (its one place)
         cfg = SweepConfig(seed=config.seed, **{f: tuple(comma_ints(v, "--sweep-" + f.replace("_", "-")))
                                                 for f, v in given.items() if v is not None},
-                          **{f: v for f, v in (("sae_samples", sweep_sae_samples), ("sae_epochs", sweep_sae_epochs))
-                             if v is not None})
+                          **{f: v for f, v in (("sae_samples", sweep_sae_samples), ("sae_epochs", sweep_sae_epochs),
+                                               ("axes", tuple(sweep_axis or ()))) if v})
     json_path, md_path = run_relevance(config, "mona " + " ".join(sys.argv[1:]), out_dir, cache_dir or cache_root(),
                                        cfg, lambda: RichProgress(err), log=lambda s: err.print(s, highlight=False))
     stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)

@@ -64,6 +64,7 @@ class SweepConfig:
     sae_epochs: int = 3
     max_length: int = 512
     seed: int = 0
+    axes: tuple[str, ...] = ()  # run only the variants of these axes (their table titles); empty: every axis
 
 
 @dataclass(frozen=True)
@@ -323,10 +324,9 @@ def rrf(*score_lists: np.ndarray, c: float = 60.0) -> np.ndarray:
 
 
 def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = None, cache_dir: Path | None = None,
-              log: Callable[[str], None] = print, axes: Sequence[str] | None = None
-              ) -> tuple[list[tuple[Variant, MethodRun]], dict[str, dict]]:
-    """Score every variant on the suite (or those of `axes`); returns (variant, run) pairs and the trained SAEs'
-    metadata."""
+              log: Callable[[str], None] = print) -> tuple[list[tuple[Variant, MethodRun]], dict[str, dict]]:
+    """Score every variant on the suite (or those of `cfg.axes`); returns (variant, run) pairs and the trained
+    SAEs' metadata."""
     model_obj, tokenizer = load_lm(model)
     layers = sorted(set(cfg.layers) | {cfg.base_layer})
     lm = TruncatedLM(model_obj, tokenizer, layers, max_length=cfg.max_length)
@@ -343,7 +343,7 @@ def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = Non
     encoded: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
     results = []
     for v in variants(cfg):
-        if axes is not None and v.axis not in axes:
+        if cfg.axes and v.axis not in cfg.axes:
             continue
         key = (v.render, v.layer, v.sae, v.pooling, v.k, v.answer_weight)
         if key not in vectors:
