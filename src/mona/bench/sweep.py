@@ -133,7 +133,7 @@ def variants(cfg: SweepConfig) -> list[Variant]:
     out += [replace(capped, label=f"{capped.label}, answer weight {w}", answer_weight=w) for w in (0.5, 0.25, 0.0)]
     out += [replace(capped, label=f"{capped.label}, {p} prototype", prototype=p) for p in ("max", "per-subtask")]
     out += [replace(capped, label=f"{capped.label}, cosine", similarity="cosine")]
-    out += [replace(capped, axis="combinations, latent weighting", label=f"{capped.label}, {w} weighting",
+    out += [replace(capped, axis="combinations, latent weighting", label=f"{capped.label}, {w or 'no'} weighting",
                     weighting=w) for w in (None, "density", "drop-common")]
     out += [replace(capped, label=f"{capped.label} + dense (rank fusion)", fuse="dense")]
     out += [replace(capped, label=f"{capped.label}, {r}", render=r) for r in cfg.renders if r != "chat"]
