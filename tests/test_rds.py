@@ -119,7 +119,8 @@ def test_selection_round_robins_over_subtasks_and_is_cached(model_dir, tmp_path)
                         {"text": "what is three plus four", "subtask": "math"},
                         {"text": "bake a cake with flour", "subtask": "cook"}])
     options = MethodOptions(method="rds", lm=LMConfig(model=str(model_dir)))
-    scores, pool_stats, _, _, groups = compute_scores(pool, targets, options, tmp_path / "cache")
+    first = compute_scores(pool, targets, options, tmp_path / "cache")
+    scores, pool_stats, groups = first.scores, first.pool_stats, first.group_scores
     assert groups is not None and groups.shape == (12, 2)
     assert pool_stats.computed == 12
     # each column is the max cosine to that subtask's targets; the score their maximum
@@ -135,9 +136,10 @@ def test_selection_round_robins_over_subtasks_and_is_cached(model_dir, tmp_path)
     np.testing.assert_allclose(groups[:, 0], (unit @ tunit[:2].T).max(axis=1), rtol=1e-5)
     np.testing.assert_allclose(groups[:, 1], unit @ tunit[2], rtol=1e-5)
     np.testing.assert_allclose(scores, groups.max(axis=1))
-    again, pool_stats, target_stats, *_ = compute_scores(pool, targets, options, tmp_path / "cache")
-    assert pool_stats.cache_hits == 12 and target_stats.cache_hits == 3 and pool_stats.computed == 0
-    np.testing.assert_array_equal(scores, again)
+    again = compute_scores(pool, targets, options, tmp_path / "cache")
+    assert again.pool_stats.cache_hits == 12 and again.target_stats.cache_hits == 3
+    assert again.pool_stats.computed == 0
+    np.testing.assert_array_equal(scores, again.scores)
 
 
 def test_cli_select_rds(model_dir, tmp_path):
