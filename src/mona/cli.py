@@ -373,8 +373,8 @@ def bench_relevance(
         # left unset, each axis keeps SweepConfig's default (its one place)
         cfg = SweepConfig(seed=config.seed, **{f: tuple(comma_ints(v, "--sweep-" + f.replace("_", "-")))
                                                 for f, v in given.items() if v is not None},
-                          **{f: v for f, v in (("sae_samples", sweep_sae_samples), ("sae_epochs", sweep_sae_epochs),
-                                               ("axes", tuple(sweep_axis or ()))) if v})
+                          **{f: v for f, v in (("sae_samples", sweep_sae_samples), ("sae_epochs", sweep_sae_epochs))
+                             if v is not None}, **({"axes": tuple(sweep_axis)} if sweep_axis else {}))
     json_path, md_path = run_relevance(config, "mona " + " ".join(sys.argv[1:]), out_dir, cache_dir or cache_root(),
                                        cfg, lambda: RichProgress(err), log=lambda s: err.print(s, highlight=False))
     stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)

@@ -66,7 +66,7 @@ def mmr_order(vectors: Matrix, n: int, weight: float) -> np.ndarray:
 def diversify(order: np.ndarray, n: int, weight: float, vectors_of: Callable[[np.ndarray], Matrix]) -> np.ndarray:
     """`order` (pool positions, best first, covering at least `candidate_count(n, pool size)` rows) with its
     first candidates reordered by MMR. `vectors_of(positions)` gives the method's vectors of those pool rows."""
-    c = min(len(order), CANDIDATES * n)
+    c = candidate_count(n, len(order))
     candidates = np.asarray(order[:c], dtype=np.int64)
     reordered = candidates[mmr_order(vectors_of(candidates), n, weight)]
     return np.concatenate([reordered, np.asarray(order[c:], dtype=np.int64)])
