@@ -104,3 +104,23 @@ def test_select_reports_spearman_is_cached_and_gumbel_is_seeded(model_dir, tmp_p
                                                      params=MatesOptions(probes=10))), tmp_path / "cache")
     gumbel = mates_scores(samples, [to_sample(Record(target[0], 0, 1))], options, tmp_path / "cache")
     np.testing.assert_allclose(gumbel.scores, plain.scores / 0.5 + np.random.default_rng(3).gumbel(size=14))
+
+
+
+def test_bf16_gradients_keep_the_influences_and_are_cached_apart(model_dir, tmp_path):
+    """Under bf16 the probes' gradients change a little and the influences with them; the reference losses stay
+    fp32 (in bf16 they moved every influence by about as much as its size)."""
+    from scipy.stats import spearmanr
+
+    pool = _samples(sentences(12, seed=6))
+    refs = _samples(["what is two plus two", "add three numbers"])
+    got, keys = {}, {}
+    for dtype in ("fp32", "bf16"):
+        probe = InfluenceProbe(LMRunner(LMConfig(model=str(model_dir), dtype=dtype)), LessOptions(warmup_samples=4),
+                               seed=0)
+        probe.prepare(pool, tmp_path)
+        got[dtype], keys[dtype] = probe.oracle_influence(pool[:10], refs), probe.influence_key(pool[:10], refs)
+    assert keys["fp32"]["dtype"] == "fp32" and keys["bf16"]["dtype"] == "bf16"
+    assert not np.array_equal(got["fp32"], got["bf16"])  # bf16 really ran
+    assert np.abs(got["fp32"] - got["bf16"]).max() < 0.05 * np.abs(got["fp32"]).max()
+    assert spearmanr(got["fp32"], got["bf16"]).statistic > 0.9
