@@ -3,6 +3,8 @@ equal to the featurizers' own, reciprocal rank fusion, and a killed collection r
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -159,3 +161,18 @@ def test_turn_aware_pooling_fixes_the_answer_share():
     answer = sp.csr_matrix(np.array([[0.0, 4.0, 4.0], [0.0, 0.0, 0.0], [0.0, 3.0, 0.0]]))
     out = turn_aware(instruction, answer, 0.25).toarray()
     np.testing.assert_allclose(out, [[1.5, 1.0, 1.0], [1.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+
+
+def test_sweep_caches_are_keyed_by_model_and_dtype(model_dir, tiny_model, tokenizer, monkeypatch, tmp_path):
+    from mona.bench.sweep import SweepSaes, lm_key
+    from mona.models import model_fingerprint
+
+    monkeypatch.setenv("MONA_CACHE", str(tmp_path))
+    fp32 = TruncatedLM(tiny_model, tokenizer, [SAE_LAYER])
+    assert lm_key(str(model_dir), fp32) == [model_fingerprint(str(model_dir))]
+    bf16 = TruncatedLM(copy.deepcopy(tiny_model).to(torch.bfloat16), tokenizer, [SAE_LAYER])
+    assert lm_key(str(model_dir), bf16) == [model_fingerprint(str(model_dir)), "bfloat16"]
+    cfg = SweepConfig()
+    paths = {SweepSaes(cfg, lm, tokenizer, model, print).path(SAE_LAYER, "x4-k8")
+             for lm, model in ((fp32, str(model_dir)), (bf16, str(model_dir)), (fp32, str(tmp_path)))}
+    assert len(paths) == 3  # another dtype or another model never reuses an SAE

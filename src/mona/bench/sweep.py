@@ -30,9 +30,10 @@ from mona.bench.suite import Suite
 from mona.data.formats import Sample, to_sample
 from mona.data.readers import Record
 from mona.data.render import render
-from mona.features.options import ROW_LATENTS
+from mona.features.cache import config_key
+from mona.features.options import ROW_LATENTS, LMConfig
 from mona.features.pooling import keep_row_top, pool_dense, pool_sparse_codes
-from mona.models import TruncatedLM, load_lm, model_fingerprint
+from mona.models import DtypeChoice, TruncatedLM, load_lm, model_fingerprint, resolve_dtype
 from mona.paths import cache_root
 from mona.sae.build import DEFAULT_MIX, collect_cached, text_items, train_and_save
 from mona.sae.collect import load_activations, load_by_sample
@@ -153,6 +154,13 @@ def variants(cfg: SweepConfig) -> list[Variant]:
     return out
 
 
+def lm_key(model: str | None, lm: TruncatedLM) -> list[str]:
+    """The model's part of the sweep's activation cache keys: its fingerprint, and its dtype unless fp32 (fp32
+    activations were cached before the dtype was chosen by the machine, under the fingerprint alone)."""
+    dtype = str(next(lm.model.parameters()).dtype).removeprefix("torch.")
+    return [model_fingerprint(model)] + ([] if dtype == "float32" else [dtype])
+
+
 class SuiteActivations:
     """Per-token activations of the suite's rows (pool first, then each target set) per rendering and layer."""
 
@@ -176,7 +184,7 @@ class SuiteActivations:
         if render_mode not in self._dirs:
             self.log(f"suite activations ({render_mode}): {len(self.samples)} rows, layers {self.lm.layers}")
             items = [render(s, self.tokenizer, render_mode) for s in self.samples]
-            key = ["bench-suite", model_fingerprint(self.model), render_mode, self.suite.config]
+            key = ["bench-suite", *lm_key(self.model, self.lm), render_mode, self.suite.config]
             self._dirs[render_mode] = collect_cached(self.lm, items, key, log=self.log)
         if (render_mode, layer) not in self._loaded:
             self._loaded.clear()  # a few hundred MB per layer: keep one
@@ -198,13 +206,17 @@ class SweepSaes:
         """The text mix's activations at a layer (collected on first use, cached)."""
         if self._acts is None:
             items, texts_id = text_items(DEFAULT_MIX, self.cfg.sae_samples, self.tokenizer, self.cfg.seed)
-            self._acts = collect_cached(self.lm, items, [model_fingerprint(self.model), texts_id], log=self.log)
+            self._acts = collect_cached(self.lm, items, [*lm_key(self.model, self.lm), texts_id], log=self.log)
             self._texts_id, self._n_items = texts_id, len(items)
         return load_activations(self._acts[0], layer, self._acts[1])
 
     def path(self, layer: int, point: str) -> Path:
         c = self.cfg
-        return cache_root() / "sweep-saes" / f"{DEFAULT_MIX}-n{c.sae_samples}-e{c.sae_epochs}-L{layer}-{point}"
+        key = lm_key(self.model, self.lm)
+        # the embedded model in fp32 keeps the name its SAEs were first cached under; others name their model
+        tail = "" if self.model is None and len(key) == 1 else f"-{config_key({'lm': key})[:12]}"
+        return (cache_root() / "sweep-saes"
+                / f"{DEFAULT_MIX}-n{c.sae_samples}-e{c.sae_epochs}-L{layer}-{point}{tail}")
 
     def get(self, layer: int, point: str) -> Path:
         """The SAE for a layer and a "x<width>-k<k>" point, trained now if not cached."""
@@ -324,10 +336,12 @@ def rrf(*score_lists: np.ndarray, c: float = 60.0) -> np.ndarray:
 
 
 def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = None, cache_dir: Path | None = None,
-              log: Callable[[str], None] = print) -> tuple[list[tuple[Variant, MethodRun]], dict[str, dict]]:
-    """Score every variant on the suite (or those of `cfg.axes`); returns (variant, run) pairs and the trained
-    SAEs' metadata."""
-    model_obj, tokenizer = load_lm(model)
+              log: Callable[[str], None] = print
+              ) -> tuple[list[tuple[Variant, MethodRun]], dict[str, dict], DtypeChoice]:
+    """Score every variant on the suite (or those of `cfg.axes`); returns (variant, run) pairs, the trained
+    SAEs' metadata and the dtype the model ran in (LMConfig's default resolved for the CPU, as `mona select`'s)."""
+    dtype = resolve_dtype(LMConfig().dtype, "cpu")
+    model_obj, tokenizer = load_lm(model, dtype.dtype)
     layers = sorted(set(cfg.layers) | {cfg.base_layer})
     lm = TruncatedLM(model_obj, tokenizer, layers, max_length=cfg.max_length)
     acts = SuiteActivations(suite, cfg, lm, tokenizer, model, log)
@@ -404,7 +418,7 @@ def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = Non
             run.per_target[target.name] = evaluate(ids, scores, groups, target.relevant, k, words, generic)
         log(f"{run.name:<60} P@{k} {run.mean('precision'):.3f}")
         results.append((v, run))
-    return results, saes.meta
+    return results, saes.meta, dtype
 
 
 def _mean_of(run: MethodRun, metric: str) -> float:
@@ -413,13 +427,15 @@ def _mean_of(run: MethodRun, metric: str) -> float:
 
 
 def write_sweep_report(results: Sequence[tuple[Variant, MethodRun]], sae_meta: dict[str, dict], suite: Suite,
-                       k: int, cfg: SweepConfig, command: str, out_dir: Path, name: str) -> tuple[Path, Path]:
+                       k: int, cfg: SweepConfig, command: str, out_dir: Path, name: str,
+                       dtype: DtypeChoice | None = None) -> tuple[Path, Path]:
     """`<name>.json` and `<name>.md`: one table per axis (mean P@k overall, per half and per target kind;
     nDCG@k; the picks' length against the relevant rows'; the share of shared mass on latents firing on most
-    pool rows)."""
+    pool rows), and the dtype the model ran in and why."""
     out_dir.mkdir(parents=True, exist_ok=True)
     heads, cols = summary_columns(suite)
-    data = {"command": command, "machine": machine(), "k": k, "suite": suite.config, "sweep": asdict(cfg),
+    data = {"command": command, "machine": machine(), "dtype": str(dtype) if dtype else None, "k": k,
+            "suite": suite.config, "sweep": asdict(cfg),
             "saes": {n: {f: m.get(f) for f in ("fvu", "l0", "dead_fraction", "train_tokens", "num_latents")}
                      for n, m in sae_meta.items()},
             "variants": [{**asdict(v), "per_target": r.per_target,
@@ -431,6 +447,7 @@ def write_sweep_report(results: Sequence[tuple[Variant, MethodRun]], sae_meta: d
     json_path = out_dir / f"{name}.json"
     json_path.write_text(json.dumps(data, indent=1) + "\n")
     lines = [f"# Relevance sweep: {name}", "", f"Command: `{command}`", "", f"Machine: {machine()}", "",
+             *([f"Selection model dtype: {dtype}.", ""] if dtype else []),
              f"Suite: {suite.config.get('suite', 'easy')}; pool: {len(suite.pool)} BIG-bench rows over "
              f"{len(suite.config.get('groups', []))} tasks (seed {suite.config.get('seed')}); {len(suite.targets)} "
              f"target sets; budget k = {k}. Each axis changes one thing from a base point. Sweep SAEs: trained "
