@@ -112,3 +112,25 @@ def test_no_command_writes_a_default_of_its_own(name, cmd):
         assert param.help.startswith(f.metadata["help"]), g
         if not g.method_default and f.default is not dataclasses.MISSING and not g.required:
             assert param.default == f.default, g
+
+
+def test_bench_relevance_reaches_the_methods_own_options(monkeypatch, tmp_path):
+    """`mona bench relevance` takes the same method flags as `mona select` and hands each method its own."""
+    from typer.testing import CliRunner
+
+    import mona.bench.relevance as relevance
+    from mona.features.options import MatesOptions
+
+    seen = {}
+
+    def fake_run(config, command, out_dir, cache_dir, sweep=None, progress=None, log=print, params=None):
+        seen.update(params=params, methods=config.method_names)
+        md = tmp_path / "r.md"
+        md.write_text("report")
+        return tmp_path / "r.json", md
+
+    monkeypatch.setattr(relevance, "run_relevance", fake_run)
+    result = CliRunner().invoke(app, ["bench", "relevance", "--methods", "mates,bm25,dsir", "--mates-probes", "50",
+                                      "--dsir-buckets", "64", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert seen["params"] == {"mates": MatesOptions(probes=50), "dsir": DsirOptions(buckets=64)}

@@ -26,6 +26,7 @@ from mona.config import comma_ints
 from mona.display import for_display
 from mona.errors import USAGE_EXIT, ConfigError, Interrupted, MissingFileError, MonaError
 from mona.explain.options import ExplainConfig, JudgeConfig, LabelConfig, ProfilesConfig
+from mona.features.llm2vec_options import Llm2VecEvalConfig, Llm2VecTrainConfig
 from mona.features.options import LMConfig
 from mona.finetune.options import EvalConfig, FinetuneConfig
 from mona.report.options import ReportConfig
@@ -85,6 +86,9 @@ plot_app = typer.Typer(help="Figures: activation profiles, score distributions."
 app.add_typer(plot_app, name="plot")
 features_app = typer.Typer(help="Label and inspect SAE latents (max-activating contexts).", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+llm2vec_app = typer.Typer(help="Train and measure LLM2Vec adapters for the selection model (--method llm2vec).",
+                          no_args_is_help=True)
+app.add_typer(llm2vec_app, name="llm2vec")
 
 # Everything printed holds text from the user's files (rows, ids, paths): never read it as rich markup, where
 # "[INST]" or "[/b]" would vanish or raise, and never highlight it.
@@ -337,7 +341,7 @@ def bench_top_m(
 
 
 @bench_app.command("relevance")
-@with_options(generated(RelevanceConfig))
+@with_options(generated(RelevanceConfig), *_method_groups())
 def bench_relevance(
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
     out_dir: Annotated[Path, typer.Option(help="Where to write <name>.json and <name>.md.")] = REPORTS,
@@ -364,7 +368,9 @@ def bench_relevance(
     from mona.paths import cache_root
     from mona.progress import RichProgress
 
-    config = RelevanceConfig(**values_of(bench_relevance.__options__, values, RelevanceConfig))  # type: ignore[attr-defined]
+    options = bench_relevance.__options__  # type: ignore[attr-defined]
+    config = RelevanceConfig(**values_of(options, values, RelevanceConfig))
+    params = {m: _method_params(m, values, options) for m in config.method_names}
     cfg = None
     if sweep:
         from mona.bench.sweep import SweepConfig
@@ -376,7 +382,8 @@ def bench_relevance(
                           **{f: v for f, v in (("sae_samples", sweep_sae_samples), ("sae_epochs", sweep_sae_epochs))
                              if v is not None}, **({"axes": tuple(sweep_axis)} if sweep_axis else {}))
     json_path, md_path = run_relevance(config, "mona " + " ".join(sys.argv[1:]), out_dir, cache_dir or cache_root(),
-                                       cfg, lambda: RichProgress(err), log=lambda s: err.print(s, highlight=False))
+                                       cfg, lambda: RichProgress(err), log=lambda s: err.print(s, highlight=False),
+                                       params={m: p for m, p in params.items() if p is not None})
     stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
     err.print(f"wrote {json_path} and {md_path}")
 
@@ -599,3 +606,43 @@ def eval_cmd(
     config = EvalConfig(**values_of(eval_cmd.__options__, values, EvalConfig))  # type: ignore[attr-defined]
     _, line = run_eval(config, out, EvalProgress(err, enabled=not quiet))
     stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@llm2vec_app.command("train")
+@with_options(generated(Llm2VecTrainConfig))
+def llm2vec_train(
+    out: Annotated[Path, typer.Option(help="Directory to write the adapters to (mntp/, simcse/, train.json, "
+                                           "MODEL_CARD.md); a killed run resumes from its checkpoint there.")],
+    **values: Any,
+) -> None:
+    """Train LLM2Vec's MNTP and SimCSE LoRA adapters (bidirectional attention) on BIG-bench rows of the tasks not
+    held out."""
+    _quiet_libraries()
+    from mona.bench.host import command_line
+    from mona.features.llm2vec_train import train_llm2vec
+    from mona.progress import RichProgress
+
+    config = Llm2VecTrainConfig(**values_of(llm2vec_train.__options__, values, Llm2VecTrainConfig))  # type: ignore[attr-defined]
+    meta = train_llm2vec(out, config, command=command_line(), progress=lambda: RichProgress(err, unit="steps"),
+                         log=lambda s: err.print(s, highlight=False, markup=False))
+    err.print(f"adapters written to {out} ({sum(meta['seconds'].values())} s of training; fingerprint "
+              f"{meta['fingerprint']})", highlight=False, markup=False)
+
+
+@llm2vec_app.command("eval")
+@with_options(generated(Llm2VecEvalConfig))
+def llm2vec_eval(**values: Any) -> None:
+    """Cosine AUC (same vs other task) and precision@k of an LLM2Vec adapter against the plain model, on the
+    BIG-bench tasks its training held out."""
+    _quiet_libraries()
+    from mona.bench.host import command_line
+    from mona.features.llm2vec_train import evaluate_llm2vec, write_evaluation
+    from mona.progress import RichProgress
+
+    config = Llm2VecEvalConfig(**values_of(llm2vec_eval.__options__, values, Llm2VecEvalConfig))  # type: ignore[attr-defined]
+    evaluation = evaluate_llm2vec(config, progress=lambda: RichProgress(err, unit="rows"),
+                                  log=lambda s: err.print(s, highlight=False, markup=False))
+    json_path, md_path = write_evaluation(evaluation, Path(config.out_dir), config.name, command_line(),
+                                          card=config.card)
+    stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
+    err.print(f"wrote {json_path} and {md_path}")

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -300,9 +300,10 @@ def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, 
 
 def run_relevance(config: RelevanceConfig, command: str, out_dir: Path, cache_dir: Path,
                   sweep: SweepConfig | None = None, progress: Callable[[], Progress] | None = None,
-                  log: Callable[[str], None] = print) -> tuple[Path, Path]:
+                  log: Callable[[str], None] = print, params: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Run the benchmark (or, with `sweep`, the sweep of MoNA's design choices) and write its JSON and Markdown
-    reports; returns their paths. `progress` makes a fresh progress bar per step."""
+    reports; returns their paths. `progress` makes a fresh progress bar per step; `params` holds a method's own
+    options (its options dataclass, as `mona select`'s flags give it) by method name."""
     for m in config.method_names:
         get_method(m)  # an unknown method fails before the suite is built
     from mona.bench.suite import load_suite
@@ -320,7 +321,8 @@ def run_relevance(config: RelevanceConfig, command: str, out_dir: Path, cache_di
     all_options = [MethodOptions(method=m, lm=lm, sae=config.sae, similarity=config.similarity, seed=config.seed,
                                  pooling=config.pooling, k=config.k_codes,
                                  diversity=config.diversity if get_method(m).featurizes else 0.0,
-                                 prototype=config.prototype if get_method(m).featurizes else None)
+                                 prototype=config.prototype if get_method(m).featurizes else None,
+                                 params=(params or {}).get(m))
                    for m in config.method_names]
     shared, shared_stats = prefetch_lm_methods(all_options, suite, cache_dir, progress() if progress else None)
     runs = []
