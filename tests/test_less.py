@@ -137,9 +137,9 @@ def test_llm2vec_without_package_says_what_to_install(model_dir, monkeypatch, tm
     with pytest.raises(DependencyError) as info:
         spec.build(MethodOptions(method="llm2vec", params=Llm2VecOptions(model=str(tmp_path))), runner)
     assert "pip install llm2vec" in str(info.value) and "--llm2vec-model" in str(info.value)
-    monkeypatch.setattr(llm2vec, "llm2vec_available", lambda: True)  # installed, but no local model given
-    with pytest.raises(DependencyError, match="--llm2vec-model"):
-        spec.build(MethodOptions(method="llm2vec"), runner)
+    monkeypatch.setattr(llm2vec, "llm2vec_available", lambda: True)  # installed, but the model dir is not there
+    with pytest.raises(DependencyError, match="not found"):
+        spec.build(MethodOptions(method="llm2vec", params=Llm2VecOptions(model=str(tmp_path / "nope"))), runner)
 
 
 def _select(pool, target, out, scores, model_dir, *extra: str):

@@ -187,11 +187,16 @@ class DenseOptions:
 
 @dataclass(frozen=True)
 class Llm2VecOptions:
-    """LLM2Vec embeddings (needs `pip install llm2vec` and a local model, --llm2vec-model), cosine to the mean
-    target"""
+    """LLM2Vec embeddings, mean-pooled, cosine to the mean target: by default the embedded model made
+    bidirectional with mona's shipped MNTP + SimCSE adapters (offline, nothing to install); --llm2vec-model DIR
+    uses the llm2vec package and a released LLM2Vec model instead"""
 
     prefix: ClassVar[str] = "llm2vec"
-    model: str | None = opt(None, "llm2vec: local LLM2Vec model (or adapter) directory.", cli="--llm2vec-model")
+    model: str | None = opt(None, "llm2vec: local LLM2Vec model (or adapter) directory, embedded with the `llm2vec` "
+                                  "package (default: the embedded model with mona's shipped adapter).",
+                            cli="--llm2vec-model")
+    adapter: str | None = opt(None, "llm2vec: adapter directory of `mona llm2vec train` for the selection model "
+                                    "(default: the shipped one, for the embedded model).", cli="--llm2vec-adapter")
     similarity: str = "cosine"
     prototype: str = "single"
 
