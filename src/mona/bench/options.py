@@ -17,7 +17,7 @@ REPORTS = Path("docs/benchmarks")  # where the benchmarks write their reports un
 class RelevanceConfig:
     """What `mona bench relevance` compares: methods, or MoNA's variants (with a sweep), on which suite."""
 
-    methods: str = opt("mona,mona-paper,neurons,hidden,dense,bm25,dsir,random",
+    methods: str = opt("mona,mona-paper,neurons,hidden,dense,bm25,rds,dsir,random",
                        "Comma-separated methods (see `mona methods`).")
     suite: str = opt("hard", "hard: cross-format targets (see mona.bench.hard_suite); easy: the first dev suite, "
                              "mostly in the pool's own format.")
