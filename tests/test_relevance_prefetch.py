@@ -43,11 +43,13 @@ def test_report_has_halves_kinds_lengths_and_generic_share(tmp_path):
     metrics = {"recall": 1.0, "ndcg": 1.0, "pick_words": 20.0, "relevant_words": 10.0}
     mona = MethodRun("mona", {"k1/a": {**metrics, "precision": 1.0, "generic_share": 0.2},
                               "k2/b": {**metrics, "precision": 0.5, "generic_share": 0.4}})
-    dense = MethodRun("dense", {"k1/a": {**metrics, "precision": 0.0}, "k2/b": {**metrics, "precision": 1.0}})
+    dense = MethodRun("dense", {"k1/a": {**metrics, "precision": 0.0}, "k2/b": {**metrics, "precision": 1.0}},
+                      featurize_seconds=3.0, tokens=600, computed=2)
     json_path, md_path = write_report([mona, dense], suite, 1, "mona bench relevance", tmp_path)
     md = md_path.read_text()
     assert "| method | P@k all | half A | half B | k1 | k2 |" in md
-    assert "| mona | 0.750 | 1.000 | 0.500 | 1.000 | 0.500 | 1.000 | - | 2.00 | 0.30 |" in md
-    assert "| dense | 0.500 | 0.000 | 1.000 | 0.000 | 1.000 | 1.000 | - | 2.00 | - |" in md
+    assert "| mona | 0.750 | 1.000 | 0.500 | 1.000 | 0.500 | 1.000 | - | 2.00 | 0.30 | cached | - | - |" in md
+    # featurization cost: seconds, seconds per 1,000 computed rows, tokens per second
+    assert "| dense | 0.500 | 0.000 | 1.000 | 0.000 | 1.000 | 1.000 | - | 2.00 | - | 3 | 1500 | 200 |" in md
     data = json.loads(json_path.read_text())
     assert data["methods"][0]["mean_by_half"] == {"A": 1.0, "B": 0.5}

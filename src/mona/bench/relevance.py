@@ -277,15 +277,17 @@ def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, 
              f"{len(suite.targets)} target sets; budget k = {k} for every method.", "",
              "## Mean precision@k", "",
              "| method | " + " | ".join(heads) + " | nDCG@k all | target examples covered | picks' length / relevant "
-             "rows' | generic latents' share | featurize s | tok/s |", "|---|" + "---|" * (len(heads) + 6)]
+             "rows' | generic latents' share | featurize s | s per 1,000 rows | tok/s |",
+             "|---|" + "---|" * (len(heads) + 7)]
     for r in sorted(runs, key=lambda r: -r.mean("precision")):
         tps = f"{r.tokens / r.featurize_seconds:.0f}" if r.featurize_seconds and r.tokens else "-"
         fs = f"{r.featurize_seconds:.0f}" if r.computed else "cached"
+        per_k = f"{1000 * r.featurize_seconds / r.computed:.0f}" if r.computed else "-"
         values = [r.mean("precision", kinds, suite.targets, half) for half, kinds in cols]
         lines.append(f"| {r.name} | " + " | ".join(f"{v:.3f}" for v in values)
                      + f" | {r.mean('ndcg'):.3f} | " + (f"{c:.2f}" if (c := r.mean("coverage")) == c else "-")
                      + f" | {length_ratio(r, suite.targets):.2f} | "
-                     + (f"{g:.2f}" if (g := mean_generic_share(r)) == g else "-") + f" | {fs} | {tps} |")
+                     + (f"{g:.2f}" if (g := mean_generic_share(r)) == g else "-") + f" | {fs} | {per_k} | {tps} |")
     lines += ["", "## Precision@k per target", "", "| target | half | relevant | words (relevant) | " +
               " | ".join(r.name for r in runs) + " |", "|---|---|---|---|" + "---|" * len(runs)]
     for t in suite.targets:
