@@ -164,9 +164,13 @@ def test_save_and_load_of_an_adapter_gives_the_same_embeddings(model_dir, tmp_pa
 def tiny_adapter(model_dir, tmp_path_factory):
     """A tiny LLM2Vec adapter (both phases) trained on the tiny model."""
     out = tmp_path_factory.mktemp("l2v") / "adapter"
+    before = torch.get_num_threads()  # set up before the function-scoped one_thread
     torch.set_num_threads(1)
-    meta = train_llm2vec(out, Llm2VecTrainConfig(model=str(model_dir), **TINY), texts=sentences(40, seed=7),
-                         heldout=["t"], log=lambda _m: None)
+    try:
+        meta = train_llm2vec(out, Llm2VecTrainConfig(model=str(model_dir), **TINY), texts=sentences(40, seed=7),
+                             heldout=["t"], log=lambda _m: None)
+    finally:
+        torch.set_num_threads(before)
     return out, meta
 
 
