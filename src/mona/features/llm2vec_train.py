@@ -474,6 +474,14 @@ def evaluation_table(evaluation: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _shown(adapter: str) -> str:
+    """An adapter's path as the report shows it: the shipped one relative to the source tree."""
+    from mona.features.llm2vec import shipped_adapter_path
+
+    shipped = shipped_adapter_path()
+    return f"src/mona/assets/llm2vec/{shipped.name}" if Path(adapter) == shipped else adapter
+
+
 def write_evaluation(evaluation: dict[str, Any], out_dir: Path, name: str, command: str, *, card: bool = False
                      ) -> tuple[Path, Path]:
     """`out_dir/name.json` (every figure) and `out_dir/name.md` (the table and how it was made); `card`: the
@@ -489,7 +497,7 @@ def write_evaluation(evaluation: dict[str, Any], out_dir: Path, name: str, comma
     k = c["rows_per_task"] - 1
     md_path.write_text(f"""# LLM2Vec adapter vs the plain model, held-out BIG-bench tasks
 
-Adapter `{evaluation['adapter']}` (fingerprint `{evaluation['fingerprint']}`). {evaluation['rows']} rows:
+Adapter `{_shown(evaluation['adapter'])}` (fingerprint `{evaluation['fingerprint']}`). {evaluation['rows']} rows:
 {c['rows_per_task']} from one task file of each of {len(evaluation['tasks'])} BIG-bench tasks that its training
 never saw (the held-out split in its train.json), plain text (instruction and answer), at most {c['max_length']}
 tokens, mean-pooled final hidden states. AUC: cosine of the {evaluation['rows'] * (evaluation['rows'] - 1) // 2:,}
