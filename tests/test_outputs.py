@@ -89,6 +89,8 @@ CASES = {
     "sae train --out holding --texts": lambda f, t: [
         "sae", "train", "--texts", str(_dir_with(t, "texts.jsonl", f["pool"]) / "texts.jsonl"), "--out",
         str(t / "run")],
+    "llm2vec train --out inside --model": lambda f, t: ["llm2vec", "train", "--model", str(t), "--out",
+                                                        str(t / "adapter")],
     "bench speed --out-md = --pool": lambda f, t: ["bench", "speed", "--pool", str(f["pool"]), "--out-md",
                                                    str(f["pool"])],
     "bench speed --out = --pool": lambda f, t: ["bench", "speed", "--pool", str(f["pool"]), "--out", str(f["pool"])],
@@ -129,8 +131,8 @@ def test_every_writing_command_is_covered():
     writing = {name for name, cmd in commands(typer.main.get_command(app)).items()
                if any(o in p.opts for p in cmd.params for o in ("--out", "--out-md", "--scores", "--quarantine"))
                and name not in {"bench relevance", "bench downstream", "bench top-m"}}  # --out-dir: generated names
-    covered = {" ".join(c.split()[:2]) if c.split()[0] in {"plot", "features", "sae", "bench"} else c.split()[0]
-               for c in CASES}
+    groups = {"plot", "features", "sae", "bench", "llm2vec"}
+    covered = {" ".join(c.split()[:2]) if c.split()[0] in groups else c.split()[0] for c in CASES}
     assert {"select", "judge", "sae train", "plot scores"} <= writing
     assert writing <= covered | {"bench memory"}, writing - covered  # bench memory: no inputs, see below
 

@@ -620,9 +620,11 @@ def llm2vec_train(
     _quiet_libraries()
     from mona.bench.host import command_line
     from mona.features.llm2vec_train import train_llm2vec
+    from mona.outputs import check_outputs, local_path
     from mona.progress import RichProgress
 
     config = Llm2VecTrainConfig(**values_of(llm2vec_train.__options__, values, Llm2VecTrainConfig))  # type: ignore[attr-defined]
+    check_outputs({"--model": local_path(config.model)}, {"--out": out}, dirs=("--out",))
     meta = train_llm2vec(out, config, command=command_line(), progress=lambda: RichProgress(err, unit="steps"),
                          log=lambda s: err.print(s, highlight=False, markup=False))
     err.print(f"adapters written to {out} ({sum(meta['seconds'].values())} s of training; fingerprint "

@@ -98,8 +98,6 @@ def load_encoder(model: str | None, adapter: Path | None, parts: Sequence[str] =
     """(model, tokenizer): `model` (None: the embedded one), bidirectional unless told otherwise, with the
     adapters `parts` of `adapter` merged (None: none), then cast to `dtype` (int8: quantized) on `device`; in eval
     mode, frozen."""
-    import torch
-
     from mona.models import load_lm, parse_dtype
     from mona.models.bidirectional import enable_bidirectional
     from mona.models.loader import quantize_int8
@@ -112,9 +110,10 @@ def load_encoder(model: str | None, adapter: Path | None, parts: Sequence[str] =
     encoder.eval()
     encoder.requires_grad_(False)
     if dtype == "int8":
+        if device != "cpu":
+            raise ConfigError(f"dtype int8 (dynamic quantization) runs on the CPU only, not on {device}")
         return quantize_int8(encoder), tokenizer
-    torch_dtype = parse_dtype(dtype)
-    return encoder.to(torch_dtype if isinstance(torch_dtype, torch.dtype) else torch.float32).to(device), tokenizer
+    return encoder.to(parse_dtype(dtype)).to(device), tokenizer
 
 
 class LLM2VecFeaturizer(Featurizer):
