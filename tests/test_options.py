@@ -133,4 +133,4 @@ def test_bench_relevance_reaches_the_methods_own_options(monkeypatch, tmp_path):
     result = CliRunner().invoke(app, ["bench", "relevance", "--methods", "mates,bm25,dsir", "--mates-probes", "50",
                                       "--dsir-buckets", "64", "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert seen["params"] == {"mates": MatesOptions(probes=50), "dsir": DsirOptions(buckets=64)}
+    assert seen["params"] == {"mates": MatesOptions(probes=50), "bm25": None, "dsir": DsirOptions(buckets=64)}

@@ -383,7 +383,7 @@ def bench_relevance(
                              if v is not None}, **({"axes": tuple(sweep_axis)} if sweep_axis else {}))
     json_path, md_path = run_relevance(config, "mona " + " ".join(sys.argv[1:]), out_dir, cache_dir or cache_root(),
                                        cfg, lambda: RichProgress(err), log=lambda s: err.print(s, highlight=False),
-                                       params={m: p for m, p in params.items() if p is not None})
+                                       params=params)
     stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
     err.print(f"wrote {json_path} and {md_path}")
 

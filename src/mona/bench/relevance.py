@@ -305,7 +305,7 @@ def run_relevance(config: RelevanceConfig, command: str, out_dir: Path, cache_di
                   log: Callable[[str], None] = print, params: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Run the benchmark (or, with `sweep`, the sweep of MoNA's design choices) and write its JSON and Markdown
     reports; returns their paths. `progress` makes a fresh progress bar per step; `params` holds a method's own
-    options (its options dataclass, as `mona select`'s flags give it) by method name."""
+    options (its options dataclass, as `mona select`'s flags give it, or None for its defaults) by method name."""
     for m in config.method_names:
         get_method(m)  # an unknown method fails before the suite is built
     from mona.bench.suite import load_suite

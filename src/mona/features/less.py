@@ -52,7 +52,7 @@ from mona.features.options import LessOptions, MethodSettings
 from mona.models import DtypeChoice, model_fingerprint, resolve_dtype
 from mona.models.answer_loss import attention_mask, pad_batch, row_losses
 from mona.models.dtype import autocast, parse_dtype
-from mona.models.truncated import length_batches
+from mona.models.truncated import first_and_pad_ids, length_batches
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # AdamW's defaults, also used for the Adam gradient
 KEY_VERSION = 1
@@ -417,10 +417,7 @@ class LessFeaturizer(Featurizer):
     # -- model -------------------------------------------------------------------------------------------------
 
     def _tokens(self) -> tuple[int, int]:
-        tok = self.runner.tokenizer
-        first = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        pad = tok.pad_token_id if tok.pad_token_id is not None else first
-        return int(first), int(pad)
+        return first_and_pad_ids(self.runner.tokenizer)
 
     def _encode(self, samples: Sequence[Sample]) -> list[Encoded]:
         first, _ = self._tokens()

@@ -46,13 +46,12 @@ import torch.nn.functional as F
 from mona.data.bigbench import bigbench_dir, prepare_bigbench, task_index
 from mona.data.formats import Record, to_sample
 from mona.errors import ConfigError
-from mona.features.llm2vec import ADAPTER_PARTS, adapter_fingerprint, apply_adapters, load_encoder
+from mona.features.llm2vec import ADAPTER_PARTS, adapter_fingerprint, load_encoder
 from mona.features.llm2vec_options import Llm2VecEvalConfig, Llm2VecTrainConfig
-from mona.models import DEFAULT_MODEL, load_lm
+from mona.models import DEFAULT_MODEL
 from mona.models.bidirectional import (
     TextBatch,
     embed_texts,
-    enable_bidirectional,
     final_hidden,
     mean_pool,
     set_attention_dropout,
@@ -278,15 +277,6 @@ def save_adapter(peft_model, path: Path, base: str) -> None:
     os.replace(tmp, path)
 
 
-def _load_base(model: str | None, adapter_dir: Path | None, parts: Sequence[str]):
-    """The model to train on: `model` loaded in fp32, bidirectional, with the adapters `parts` already merged."""
-    base, tokenizer = load_lm(model, "fp32", "cpu")
-    enable_bidirectional(base)
-    if parts:
-        base = apply_adapters(base, adapter_dir, parts)
-    return base, tokenizer
-
-
 def _mask_id(tokenizer, text: str) -> int:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
@@ -334,7 +324,7 @@ def train_llm2vec(out: Path, config: Llm2VecTrainConfig | None = None, *, texts:
             results[phase] = json.loads(done_file.read_text())
             continue
         before = PHASES[: PHASES.index(phase)]
-        base, tokenizer = _load_base(model, out, before)
+        base, tokenizer = load_encoder(model, out, before)  # fp32, bidirectional, earlier phases merged
         if phase == "mntp":
             steps, lr = config.mntp_steps, config.mntp_lr
             mask_id, vocab = _mask_id(tokenizer, config.mask_token), len(tokenizer)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from mona.errors import ConfigError
+from mona.models.truncated import first_and_pad_ids, length_batches
 
 
 def enable_bidirectional(model: nn.Module) -> int:
@@ -73,17 +74,9 @@ class TextBatch:
     pool_mask: torch.Tensor  # bool: tokens that enter a pooled vector (not the first token, padding, specials)
 
 
-def first_token_id(tokenizer) -> int:
-    """The fixed first token every sequence starts with (the BOS token, else EOS), as TruncatedLM does: SmolLM2's
-    tokenizer adds none, and without one the first content token becomes an attention sink of huge norm."""
-    bos = tokenizer.bos_token_id
-    return int(bos if bos is not None else tokenizer.eos_token_id)
-
-
 def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int) -> TextBatch:
     """`texts` as one batch: the fixed first token, then the text's tokens, cut to `max_length` in all."""
-    first = first_token_id(tokenizer)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else first
+    first, pad = first_and_pad_ids(tokenizer)
     special = set(tokenizer.all_special_ids)
     rows = [[first, *ids][:max_length] for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
     width = max(len(r) for r in rows)
@@ -119,8 +112,6 @@ def embed_batches(model: nn.Module, tokenizer, texts: Sequence[str], *, max_leng
     """Mean-pooled final hidden states of `texts` in batches of similar length (at most `batch_tokens` padded
     tokens and `max_batch_size` rows each, longest first): (positions in `texts`, [n, d] fp32 vectors on the CPU,
     tokens pooled, rows cut at `max_length`) per batch."""
-    from mona.models.truncated import length_batches
-
     lengths = [len(ids) + 1 for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
     for rows in length_batches([min(n, max_length) for n in lengths], batch_tokens, max_batch_size):
         batch = tokenize_texts(tokenizer, [texts[i] for i in rows], max_length)

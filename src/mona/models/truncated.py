@@ -56,6 +56,15 @@ class Tokenized:
     truncated: bool
 
 
+def first_and_pad_ids(tokenizer) -> tuple[int, int]:
+    """(the fixed first token every sequence starts with, the padding token): the BOS token, else EOS (SmolLM2's
+    tokenizer adds none, and without one the first content token becomes an attention sink of huge norm); the
+    pad token, else that first token."""
+    bos = tokenizer.bos_token_id
+    first = int(bos if bos is not None else tokenizer.eos_token_id)
+    return first, int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else first)
+
+
 def length_batches(lengths: Sequence[int], batch_tokens: int, max_batch_size: int) -> list[list[int]]:
     """Positions grouped into batches of similar length, longest first, each with at most `batch_tokens`
     padded tokens and `max_batch_size` rows (ties by position, so the plan is deterministic)."""
@@ -148,9 +157,7 @@ class TruncatedLM:
                 if mlp is None or not hasattr(mlp, "gate_proj"):
                     raise ConfigError("neuron features need a gated MLP (gate_proj), as in LLaMA-style models")
                 mlp.gate_proj.register_forward_hook(self._gate_hook(lyr, mlp.act_fn))
-        bos = tokenizer.bos_token_id
-        self.first_token = bos if bos is not None else tokenizer.eos_token_id
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.first_token
+        self.first_token, self.pad_id = first_and_pad_ids(tokenizer)
         self.special_ids = set(tokenizer.all_special_ids)
 
     def capture(self, sites: Iterable[str]) -> None:
