@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import shutil
 
 import pytest
 import typer
@@ -125,10 +126,32 @@ def test_end_to_end_resume_and_report(tmp_path, model_dir, sae_dir, cache_env, c
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
     assert again["runs"] == results["runs"]
 
+    # The records alone (no adapters, no selected rows, no pool), carried to another work dir, are the whole
+    # results there; a run whose evaluation is lost rebuilds its rows from the ids and trains again.
+    carried = tmp_path / "carried"
+    for path in work.rglob("*"):
+        bulky = "adapters" in path.parts or path.name in ("selection.jsonl", "predictions.json", "pool.jsonl")
+        if path.is_file() and not bulky:
+            (carried / path.relative_to(work)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, carried / path.relative_to(work))
+    moved = run_downstream(data, config, carried, cache_env, log=lambda _m: None)
+    assert counting == {"finetune": len(adapters), "evaluate": len(runs) + 2}
+    assert moved["runs"] == results["runs"] and moved["span_seconds"] == results["span_seconds"]
+    (carried / "present" / "math" / "mona" / "eval.json").unlink()
+    redone = run_downstream(data, config, carried, cache_env, log=lambda _m: None)
+    assert counting == {"finetune": len(adapters) + 1, "evaluate": len(runs) + 3}
+    assert (carried / "present" / "math" / "mona" / "selection.jsonl").read_bytes() == (
+        work / "present" / "math" / "mona" / "selection.jsonl").read_bytes()
+    assert [x for r in redone["runs"] for x in r["eval"]["row_nll"]] == pytest.approx(
+        [x for r in results["runs"] for x in r["eval"]["row_nll"]], abs=1e-4)
+    (carried / "tasks" / "math" / "eval.jsonl").write_text((carried / "tasks" / "cook" / "eval.jsonl").read_text())
+    with pytest.raises(ConfigError, match="other data"):
+        run_downstream(data, config, carried, cache_env, log=lambda _m: None)
+
     # A lost evaluation: only_finished runs nothing and lists it; a re-run redoes that evaluation alone.
     (work / "absent" / "cook" / "random-s1" / "eval.json").unlink()
     partial = run_downstream(data, config, work, cache_env, log=lambda _m: None, only_finished=True)
-    assert counting["evaluate"] == len(runs) + 2
+    assert counting["evaluate"] == len(runs) + 3
     assert partial["missing"] == ["absent cook random-s1"] and not partial["complete"]
     (work / "tasks" / "math" / "base" / "eval.json").rename(work / "base.json")
     lost = run_downstream(data, config, work, cache_env, log=lambda _m: None, only_finished=True)["missing"]
@@ -144,7 +167,7 @@ def test_end_to_end_resume_and_report(tmp_path, model_dir, sae_dir, cache_env, c
     report = json.loads(json_path.read_text())
     assert report["summary"][0]["task"] == "math" and report["wall_seconds"] == 3.0
     run_downstream(data, config, work, cache_env, log=lambda _m: None)
-    assert counting["evaluate"] == len(runs) + 3 and counting["finetune"] == len(adapters)
+    assert counting["evaluate"] == len(runs) + 4 and counting["finetune"] == len(adapters) + 1
 
 
 def test_a_failing_method_leaves_the_others_running(tmp_path, monkeypatch):

@@ -471,7 +471,7 @@ def _evaluated(path: Path, adapter: Path | None, label: str, eval_path: Path, co
     clock(f"{label}: evaluating")
     result = evaluate(eval_path, model=config.model, adapter=adapter, max_new_tokens=config.max_new_tokens)
     _write_json(path.with_name("predictions.json"), result["predictions"])
-    summary = eval_summary(result)
+    summary = eval_summary(result) | {"finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     _write_json(path, summary)
     clock(f"{label}: NLL {result['nll']:.4f} per answer token on {result['n']} rows ({result['seconds']:.0f} s)")
     return summary
@@ -485,13 +485,21 @@ def _started(work_dir: Path) -> str | None:
         return None
 
 
+def _finished_at(path: Path) -> float:
+    """When an evaluation finished: its own record (which survives copying), else the file's time."""
+    try:
+        return time.mktime(time.strptime(_read_json(path)["finished"], "%Y-%m-%d %H:%M:%S"))
+    except (OSError, ValueError, KeyError):
+        return path.stat().st_mtime
+
+
 def _span(work_dir: Path) -> float | None:
     """Seconds from the run's first start to its last finished evaluation, over every (resumed) invocation."""
     started_at = _started(work_dir)
     if started_at is None:
         return None
     started = time.mktime(time.strptime(started_at, "%Y-%m-%d %H:%M:%S"))
-    ends = [p.stat().st_mtime for p in work_dir.glob("**/eval.json")]
+    ends = [_finished_at(p) for p in work_dir.glob("**/eval.json")]
     return round(max(ends) - started, 1) if ends else None
 
 
@@ -512,11 +520,20 @@ def _adapter_dir(work_dir: Path, selection: Path, ft_seed: int) -> Path:
     return work_dir / "adapters" / f"{digest}-ft{ft_seed}"
 
 
+def _train_record(ft_dir: Path, train: dict) -> dict:
+    """What the results keep of a fine-tune (the run's train.json: the run stays reportable without its adapter)."""
+    return {"adapter": ft_dir.name, "seconds": train["seconds"], "tokens": train["tokens"],
+            "rows_truncated": train["rows_truncated"], "epoch_losses": train["epoch_losses"],
+            "dtype": train.get("dtype")}
+
+
 def _run_one(work_dir: Path, rdir: Path, name: str, pool: list[dict], task: DownstreamTask, run: Run, n: int,
              config: DownstreamConfig, cache_dir: Path | None, clock: _Clock) -> dict:
     """Select (unless rdir holds the selection), fine-tune (unless the selection's adapter exists) and evaluate
-    (unless rdir holds the evaluation) one run; its record for the results."""
-    sel_path, meta_path = rdir / "selection.jsonl", rdir / "selection.json"
+    (unless rdir holds the evaluation) one run; its record for the results. A run whose directory holds its
+    records (selection.json, train.json, eval.json) is finished without its bulky files (the selected rows, the
+    adapter), so a work dir's records alone, copied to another machine, resume the run there."""
+    sel_path, meta_path, train_path = rdir / "selection.jsonl", rdir / "selection.json", rdir / "train.json"
     if not meta_path.exists():
         clock(f"{name}: selecting {n} of {len(pool)} rows")
         chosen, seconds = _selection(pool, task, run, n, config, cache_dir)
@@ -528,19 +545,40 @@ def _run_one(work_dir: Path, rdir: Path, name: str, pool: list[dict], task: Down
             "related_share": sum(r["group"] in related for r in chosen) / len(chosen),
             "ids": [r["id"] for r in chosen]})
     meta = _read_json(meta_path)
-    ft_dir = _adapter_dir(work_dir, sel_path, run.ft_seed)
-    train = _finished_training(ft_dir)
-    if train is None:
-        clock(f"{name}: fine-tuning on {meta['rows']} rows ({ft_dir.name})")
-        train = finetune(sel_path, ft_dir, finetune_config(config, run.ft_seed))
-        clock(f"{name}: fine-tuned, loss {train['epoch_losses'][0]:.3f} ({train['seconds']:.0f} s)")
-    result = _evaluated(rdir / "eval.json", ft_dir / "adapter", name, work_dir / "tasks" / task.name / "eval.jsonl",
-                        config, clock)
-    return {"adapter": ft_dir.name, "rows": meta["rows"], "task_share": meta["task_share"],
+    if (rdir / "eval.json").exists() and train_path.exists():
+        train = _read_json(train_path)
+    else:
+        if not sel_path.exists():  # records carried without the rows: the pool is rebuilt identically
+            by_id = {r["id"]: r for r in pool}
+            _write_jsonl(sel_path, [by_id[i] for i in meta["ids"]])
+        ft_dir = _adapter_dir(work_dir, sel_path, run.ft_seed)
+        summary = _finished_training(ft_dir)
+        if summary is None:
+            clock(f"{name}: fine-tuning on {meta['rows']} rows ({ft_dir.name})")
+            summary = finetune(sel_path, ft_dir, finetune_config(config, run.ft_seed))
+            clock(f"{name}: fine-tuned, loss {summary['epoch_losses'][0]:.3f} ({summary['seconds']:.0f} s)")
+        train = _train_record(ft_dir, summary)
+        _write_json(train_path, train)
+        _evaluated(rdir / "eval.json", ft_dir / "adapter", name, work_dir / "tasks" / task.name / "eval.jsonl",
+                   config, clock)
+    result = _read_json(rdir / "eval.json")
+    return {"adapter": train["adapter"], "rows": meta["rows"], "task_share": meta["task_share"],
             "related_share": meta["related_share"], "selection_seconds": meta["seconds"],
             "train_seconds": train["seconds"], "train_tokens": train["tokens"],
             "rows_truncated": train["rows_truncated"], "epoch_losses": train["epoch_losses"],
-            "dtype": train.get("dtype"), "eval": result}
+            "dtype": train["dtype"], "eval": result}
+
+
+def _task_files(tdir: Path, task: DownstreamTask) -> None:
+    """Write the task's targets and evaluation rows, or check that the work dir's are these (records carried
+    from another machine must be of the same data)."""
+    for fname, rows in (("targets.jsonl", task.targets), ("eval.jsonl", task.eval_rows)):
+        path = tdir / fname
+        if not path.exists():
+            _write_jsonl(path, rows)
+        elif [json.loads(line) for line in path.open(encoding="utf-8")] != list(rows):
+            raise ConfigError(f"{path} differs from the design's {task.name} rows built here: the work dir was "
+                              "made from other data; use another --work-dir")
 
 
 def _steps(data: DownstreamData, config: DownstreamConfig) -> Iterator[tuple[str, DownstreamTask, list[Run]]]:
@@ -573,9 +611,7 @@ def run_downstream(data: DownstreamData, config: DownstreamConfig, work_dir: Pat
     failed: list[str] = []
     for setting, task, runs in _steps(data, config):
         tdir = work_dir / "tasks" / task.name
-        if not (tdir / "eval.jsonl").exists():
-            _write_jsonl(tdir / "targets.jsonl", task.targets)
-            _write_jsonl(tdir / "eval.jsonl", task.eval_rows)
+        _task_files(tdir, task)
         if task.name not in bases and f"{task.name} base" not in missing:  # once per task, not per setting
             base_path = tdir / "base" / "eval.json"
             if only_finished and not base_path.exists():
