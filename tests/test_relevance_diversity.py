@@ -30,3 +30,6 @@ def test_diversity_spreads_the_picks_over_the_target_examples(tmp_path):
     plain, diverse = (runs[w].per_target["t"] for w in (0.0, 0.5))
     assert plain["coverage"] == 0.5 and plain["precision"] == 0.5  # two copies of one target example
     assert diverse["coverage"] == 1.0 and diverse["precision"] == 1.0  # one copy and the cake row
+    # the picks kept for comparing reports are the ranked top k the metrics were measured on
+    assert runs[0.5].picks["t"][0] in {"d0", "d1", "d2", "d3"} and runs[0.5].picks["t"][1] in {"c0", "c1"}
+    assert len(set(runs[0.0].picks["t"]) & {"d0", "d1", "d2", "d3"}) == 2

@@ -39,6 +39,7 @@ class MethodRun:
 
     name: str
     per_target: dict[str, dict[str, float]] = field(default_factory=dict)
+    picks: dict[str, list[str]] = field(default_factory=dict)  # target -> the top k pool ids, in rank order
     featurize_seconds: float = 0.0
     tokens: int = 0
     computed: int = 0
@@ -177,10 +178,10 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
             target_m = vectors(_samples(target.rows), "target")
             width = min(pool_m.shape[1], target_m.shape[1])  # compact pool vectors carry a left-out-mass column
             generic = (pool_m[:, :width], prototype(target_m[:, :width]))
-        order = None
+        order = rank(ids, scores) if groups is None else round_robin(ids, groups)
         if method_m is not None:
-            ranked = rank(ids, scores) if groups is None else round_robin(ids, groups)
-            order = diversify(ranked, k, options.diversity, lambda positions: method_m[positions])
+            order = diversify(order, k, options.diversity, lambda positions: method_m[positions])
+        run.picks[target.name] = [ids[int(i)] for i in order[:k]]
         coverage = (pool_text, tfidf.transform([s.plain_text() for s in _samples(target.rows)]))
         run.per_target[target.name] = {**evaluate(ids, scores, groups, target.relevant, k, words, generic, order,
                                                   coverage), **(result.metrics or {})}
@@ -267,7 +268,7 @@ def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, 
                          "featurize_seconds": round(r.featurize_seconds, 2), "tokens": r.tokens,
                          "tokens_per_second": round(r.tokens / r.featurize_seconds, 1)
                          if r.featurize_seconds and r.tokens else None,
-                         "computed": r.computed, "cache_hits": r.cache_hits} for r in runs]}
+                         "computed": r.computed, "cache_hits": r.cache_hits, "picks": r.picks} for r in runs]}
     json_path = out_dir / f"{name}.json"
     json_path.write_text(json.dumps(data, indent=1) + "\n")
     lines = [f"# Relevance benchmark: {name}", "", f"Command: `{command}`", "", f"Machine: {machine()}", "",
