@@ -168,3 +168,20 @@ def test_relevance_report_names_the_dtype(tmp_path):
     json_path, md_path = write_report([run], suite, 1, "mona bench relevance", tmp_path, dtype=choice)
     assert f"Selection model dtype (LM methods): {choice}." in md_path.read_text()
     assert json.loads(json_path.read_text())["dtype"] == choice
+
+
+def test_relevance_dtype_reaches_the_lm_methods(tmp_path, monkeypatch):
+    import mona.bench.suite
+    from mona.bench.options import RelevanceConfig
+    from mona.bench.relevance import run_relevance
+    from mona.bench.suite import Suite, TargetSet
+
+    suite = Suite([{"id": f"p{i}", "text": f"row {i}"} for i in range(3)],
+                  [TargetSet("k/a", "k", [{"text": "row 1"}], {"p1"}, half="A")], {"suite": "hard", "per_task": 1})
+    monkeypatch.setattr(mona.bench.suite, "load_suite", lambda *a, **kw: suite)
+    for dtype in ("fp32", "bf16"):
+        config = RelevanceConfig(methods="random", dtype=dtype, name=f"r-{dtype}")
+        json_path, _ = run_relevance(config, "mona bench relevance", tmp_path, tmp_path / "cache",
+                                     log=lambda _m: None)
+        report = json.loads(json_path.read_text())
+        assert report["dtype"].startswith(dtype) and len(report["methods"][0]["picks"]["k/a"]) == 1

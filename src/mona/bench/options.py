@@ -32,6 +32,8 @@ class RelevanceConfig:
     pooling: str | None = opt(None, "Token pooling for LM methods: mean, sum or max (default: each method's).")
     k_codes: int | None = opt(None, "Keep the k largest SAE codes per token (K sweep).")
     sae: str | None = opt(None, "SAE directory for mona.")
+    dtype: str = opt(LMConfig().dtype, "Selection model dtype of the LM methods and the sweep (see `mona select "
+                                       "--dtype`).")
     diversity: float = opt(0.0, "MMR weight for every method with vectors (see `mona select --diversity`).")
     name: str | None = opt(None, "Report name (default: relevance or relevance-sweep, with -easy for the easy "
                                  "suite).")

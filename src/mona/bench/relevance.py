@@ -317,10 +317,10 @@ def run_relevance(config: RelevanceConfig, command: str, out_dir: Path, cache_di
     if sweep is not None:
         from mona.bench.sweep import run_sweep, write_sweep_report
 
-        results, sae_meta, dtype = run_sweep(suite, k, sweep, cache_dir=cache_dir, log=log)
+        results, sae_meta, dtype = run_sweep(suite, k, sweep, cache_dir=cache_dir, log=log, dtype=config.dtype)
         return write_sweep_report(results, sae_meta, suite, k, sweep, command, out_dir,
                                   config.name or f"relevance-sweep{suffix}", dtype)
-    lm = LMConfig(layer=config.layer, render=config.render)
+    lm = LMConfig(layer=config.layer, render=config.render, dtype=config.dtype)
     all_options = [MethodOptions(method=m, lm=lm, sae=config.sae, similarity=config.similarity, seed=config.seed,
                                  pooling=config.pooling, k=config.k_codes,
                                  diversity=config.diversity if get_method(m).featurizes else 0.0,

@@ -336,12 +336,12 @@ def rrf(*score_lists: np.ndarray, c: float = 60.0) -> np.ndarray:
 
 
 def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = None, cache_dir: Path | None = None,
-              log: Callable[[str], None] = print
+              log: Callable[[str], None] = print, dtype: str = LMConfig().dtype
               ) -> tuple[list[tuple[Variant, MethodRun]], dict[str, dict], DtypeChoice]:
     """Score every variant on the suite (or those of `cfg.axes`); returns (variant, run) pairs, the trained
-    SAEs' metadata and the dtype the model ran in (LMConfig's default resolved for the CPU, as `mona select`'s)."""
-    dtype = resolve_dtype(LMConfig().dtype, "cpu")
-    model_obj, tokenizer = load_lm(model, dtype.dtype)
+    SAEs' metadata and the dtype the model ran in (`dtype` resolved for the CPU, as `mona select`'s)."""
+    choice = resolve_dtype(dtype, "cpu")
+    model_obj, tokenizer = load_lm(model, choice.dtype)
     layers = sorted(set(cfg.layers) | {cfg.base_layer})
     lm = TruncatedLM(model_obj, tokenizer, layers, max_length=cfg.max_length)
     acts = SuiteActivations(suite, cfg, lm, tokenizer, model, log)
@@ -418,7 +418,7 @@ def run_sweep(suite: Suite, k: int, cfg: SweepConfig, *, model: str | None = Non
             run.per_target[target.name] = evaluate(ids, scores, groups, target.relevant, k, words, generic)
         log(f"{run.name:<60} P@{k} {run.mean('precision'):.3f}")
         results.append((v, run))
-    return results, saes.meta, dtype
+    return results, saes.meta, choice
 
 
 def _mean_of(run: MethodRun, metric: str) -> float:
