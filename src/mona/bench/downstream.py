@@ -164,7 +164,7 @@ def random_seeds(config: DownstreamConfig) -> list[int]:
 def finetune_config(config: DownstreamConfig, seed: int = 0) -> FinetuneConfig:
     """The fine-tuning settings every run shares (`seed`: the fine-tune seed)."""
     return FinetuneConfig(model=config.model, epochs=config.epochs, lr=config.lr, max_length=config.max_length,
-                          batch_tokens=config.batch_tokens, seed=seed)
+                          batch_tokens=config.batch_tokens, seed=seed, dtype=config.dtype)
 
 
 # ---------------------------------------------------------------- data
@@ -507,7 +507,8 @@ def _selection(pool: list[dict], task: DownstreamTask, run: Run, n: int, config:
                cache_dir: Path | None) -> tuple[list[dict], float]:
     """The `n` rows `run`'s method ranks highest for the task's targets, and the seconds it took."""
     t0 = time.perf_counter()
-    options = MethodOptions(method=run.method, seed=run.seed, lm=LMConfig(model=config.model), sae=config.sae)
+    options = MethodOptions(method=run.method, seed=run.seed, lm=LMConfig(model=config.model, dtype=config.dtype),
+                            sae=config.sae)
     samples = _samples(pool)
     scores = compute_scores(samples, _samples(task.targets), options, cache_dir)[0]
     chosen = [pool[int(i)] for i in rank([s.id for s in samples], scores)[:n]]

@@ -16,6 +16,7 @@ import json
 import os
 import statistics
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -430,10 +431,11 @@ def write_report(results: dict, command: str, wall_seconds: float, out_dir: Path
     lines_conclusion = conclusion(results)
     fig_main = plot_vs_random(results, figures_dir / f"{name}.png")
     fig_ratio = plot_ratio(results, figures_dir / f"{name}-ratio.png")
-    dtypes = sorted({str(r["dtype"]) for r in results["runs"] if r.get("dtype")})
+    # pieces may run on machines that resolve `auto` differently: say how many fine-tunes ran in which dtype
+    dtypes = Counter(str(r["dtype"]) for r in results["runs"] if r.get("dtype"))
     import torch
 
-    dtype = ", ".join(dtypes) if dtypes else \
+    dtype = "; ".join(f"{d}: {n} fine-tunes" for d, n in sorted(dtypes.items())) if dtypes else \
         f"{torch.get_default_dtype()} (torch's default; the fine-tunes record none)"
     span = "-" if results.get("span_seconds") is None else f"{results['span_seconds'] / 3600:.2f} h"
     step_seconds = sum({r["adapter"]: r["train_seconds"] for r in results["runs"]}.values()) \

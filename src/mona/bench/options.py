@@ -81,6 +81,9 @@ class DownstreamConfig:
                                  "of the reference answer is the metric).")
     model: str | None = opt(None, "Selection and fine-tuned model (default: embedded SmolLM2-135M-Instruct).")
     sae: str | None = opt(None, "SAE directory for mona.")
+    dtype: str = opt("fp32", "Selection model and fine-tuning dtype. Not auto: the pieces of one design run on "
+                             "whichever machines a user has, and `auto` resolves per machine, so runs would "
+                             "train in different dtypes (bf16 moves the fine-tuning loss by a few percent).")
     name: str = opt("downstream", "Report name (<name>.md, <name>.json; figures <name>.png, <name>-ratio.png).")
 
 
