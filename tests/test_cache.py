@@ -222,3 +222,43 @@ def test_the_side_is_named_per_call_and_keys_the_cache(tmp_path):
     with pytest.raises(ValueError, match="role must be one of"):
         featurize_cached(fz, samples, tmp_path, role="targets")
     assert fz.role == "pool"
+
+
+def test_two_writers_never_replace_each_others_shards(tmp_path, monkeypatch):
+    # Two processes on one cache (parallel selects, executor workers): the first publishes its shard while the
+    # second is still writing its own; the second must take the next free name, and each keeps its rows.
+    import mona.features.cache as cache_module
+
+    first, second = (FeatureCache(tmp_path, "fake", {"v": 1}) for _ in range(2))
+    savez = np.savez
+    interleaved = []
+
+    def savez_with_a_rival(fh, **arrays):
+        if not interleaved:  # the second writer's save: the first writer finishes meanwhile
+            interleaved.append(True)
+            first.write([text_hash("x")], np.stack([_vector("x")]))
+        savez(fh, **arrays)
+
+    monkeypatch.setattr(cache_module.np, "savez", savez_with_a_rival)
+    second.write([text_hash("yy")], np.stack([_vector("yy")]))
+    monkeypatch.undo()
+    assert sorted(p.name for p in first.dir.glob("shard-*.npz")) == ["shard-000000.npz", "shard-000001.npz"]
+    reader = FeatureCache(tmp_path, "fake", {"v": 1})
+    found = reader.lookup([text_hash("x"), text_hash("yy")])
+    np.testing.assert_allclose(found[0], _vector("x"))
+    np.testing.assert_allclose(found[1], _vector("yy"))
+    assert not list(first.dir.glob(".tmp-*"))
+
+
+def test_a_file_system_without_hard_links_still_gets_its_shard(tmp_path, monkeypatch):
+    import os
+
+    def no_links(*_args):
+        raise PermissionError("hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    cache = FeatureCache(tmp_path, "fake", {"v": 1})
+    cache.write([text_hash("x")], np.stack([_vector("x")]))
+    cache.write([text_hash("yy")], np.stack([_vector("yy")]))
+    assert len(list(cache.dir.glob("shard-*.npz"))) == 2 and not list(cache.dir.glob(".tmp-*"))
+    np.testing.assert_allclose(FeatureCache(tmp_path, "fake", {"v": 1}).lookup([text_hash("yy")])[0], _vector("yy"))

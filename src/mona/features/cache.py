@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -85,6 +86,28 @@ class FeatureCache:
             path.unlink(missing_ok=True)
             return None
 
+    def _publish(self, tmp: Path) -> Path:
+        """Give a finished temp shard the next free shard name. A hard link fails if the name exists, so two
+        processes writing one cache at once (parallel selects, executor workers) never replace each other's
+        shard, which a check-then-rename could."""
+        n = len(self._shards())
+        try:
+            while True:
+                path = self.dir / f"shard-{n:06d}.npz"
+                try:
+                    os.link(tmp, path)
+                    return path
+                except FileExistsError:
+                    n += 1
+                except OSError:  # a file system without hard links: check, then rename (one writer only)
+                    while path.exists():
+                        n += 1
+                        path = self.dir / f"shard-{n:06d}.npz"
+                    os.replace(tmp, path)
+                    return path
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def write(self, hashes: Sequence[str], matrix: Matrix) -> None:
         """Add a shard (atomically: temp file + rename)."""
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -93,10 +116,7 @@ class FeatureCache:
             tmp_cfg = cfg.with_suffix(".tmp")
             tmp_cfg.write_text(json.dumps(self.config, indent=1, sort_keys=True))
             os.replace(tmp_cfg, cfg)
-        n = len(self._shards())
-        while (path := self.dir / f"shard-{n:06d}.npz").exists():
-            n += 1
-        tmp = self.dir / f".tmp-{os.getpid()}-{n}.npz"
+        tmp = self.dir / f".tmp-{os.getpid()}-{uuid.uuid4().hex}.npz"
         arrays: dict[str, np.ndarray] = {"hashes": np.asarray(hashes, dtype="U32")}
         if sp.issparse(matrix):
             csr = sp.csr_matrix(matrix)
@@ -108,7 +128,7 @@ class FeatureCache:
             np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        path = self._publish(tmp)
         if self._index is not None:
             for row, h in enumerate(hashes):
                 self._index[h] = (path.name, row)
