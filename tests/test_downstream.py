@@ -270,10 +270,10 @@ def test_balanced_rows_keep_their_order():
 def test_plan_and_checks():
     config = DownstreamConfig()
     labels = [r.label for r in plan(config, "present", "strategyqa")]
-    assert labels[:11] == ["mona", "mona-paper", "dense", "bm25", "hidden", "dsir", "rds", "mates", "random-s0",
-                           "random-s1", "random-s2"]
-    assert labels[11:13] == ["mona-ft1", "hidden-ft1"] and "random-s2-10pct" in labels and "mona-1pct" in labels
-    assert [r.label for r in plan(config, "absent", "strategyqa")] == labels[:11]
+    assert labels[:12] == ["mona", "mona-paper", "dense", "bm25", "hidden", "dsir", "rds", "llm2vec", "mates",
+                           "random-s0", "random-s1", "random-s2"]
+    assert labels[12:14] == ["mona-ft1", "hidden-ft1"] and "random-s2-10pct" in labels and "mona-1pct" in labels
+    assert [r.label for r in plan(config, "absent", "strategyqa")] == labels[:12]
     assert not any(r.figure for r in plan(config, "present", "vitaminc"))
     check(config)
     for bad in ({"methods": ""}, {"tasks": "nope"}, {"settings": "both"}, {"ratio": 0}, {"ratio_figure": "x"},

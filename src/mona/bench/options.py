@@ -54,7 +54,7 @@ class DownstreamConfig:
                             "or all; the pool is always the whole design's.")
     settings: str = opt("present,absent", "present: the task's own rows are in the pool; absent: they are not, "
                                           "so a selection must find related tasks.")
-    methods: str = opt("mona,mona-paper,dense,bm25,hidden,dsir,rds,mates,random",
+    methods: str = opt("mona,mona-paper,dense,bm25,hidden,dsir,rds,llm2vec,mates,random",
                        "Comma-separated methods (see `mona methods`).")
     random_seeds: str = opt("0,1,2", "Seeds of the random method, comma-separated.")
     second_seed: str = opt("mona,hidden", "Methods fine-tuned again with fine-tune seed 1 in the present setting "
