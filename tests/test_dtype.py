@@ -5,11 +5,12 @@ summary of a selection says which dtype ran and why; autocast for training."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import sentences, write_jsonl
+from conftest import real_cpu_flags, sentences, write_jsonl
 from mona.errors import ConfigError
 from mona.features.lm import LMConfig, LMRunner
 from mona.models import dtype as dtypes
@@ -76,7 +77,10 @@ def test_explicit_dtypes_pass_through_in_canonical_spelling(machine):
 
 
 def test_real_probe_and_flags_on_this_machine():
-    assert isinstance(dtypes.cpu_flags(), frozenset)
+    assert isinstance(real_cpu_flags(), frozenset)
+    # this machine's /proc/cpuinfo line where it has one (x86 always lists some flags)
+    assert not Path("/proc/cpuinfo").exists() or real_cpu_flags()
+    assert dtypes.cpu_flags() == frozenset()  # what every other test resolves `auto` with
     assert dtypes.time_matmul(torch.float32, (8, 16, 8), repeats=2) > 0
 
 
