@@ -11,11 +11,13 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `--dtype auto` stays fp32 on every machine, in this process and every one it starts (CLI runs, Ray workers):
+# the tests' references and tolerances are fp32's (bf16 scores move with batching, docs/reliability.md). The
+# tests of the resolution itself unset it.
+os.environ["MONA_NO_CPU_BF16"] = "1"
 
 import pytest
 import torch
-
-from mona.models.dtype import cpu_flags as real_cpu_flags  # noqa: F401 (for tests; taken before the patch)
 
 SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "[UNK]"]
 ROLES = ["system", "user", "assistant"]
@@ -34,19 +36,6 @@ MISC = [
 PUNCT = [".", ",", "?", "!", ":"]
 WORDS = sorted(set(ROLES + MATH + COOK + MISC + PUNCT))
 CHAT_TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-
-@pytest.fixture(autouse=True, scope="session")
-def _auto_is_fp32():
-    """`--dtype auto` resolves as on a CPU without bf16 instructions, on every machine and for fixtures of any
-    scope: the tests' references and tolerances are fp32's (in bf16, scores move with batching by about 1e-2,
-    docs/reliability.md). Tests of the resolution itself patch the flags they need (`real_cpu_flags`: this
-    machine's)."""
-    import mona.models.dtype
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(mona.models.dtype, "cpu_flags", lambda: frozenset())
-        yield
-
 
 N_LAYERS = 3
 HIDDEN = 32

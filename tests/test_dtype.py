@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import real_cpu_flags, sentences, write_jsonl
+from conftest import sentences, write_jsonl
 from mona.errors import ConfigError
 from mona.features.lm import LMConfig, LMRunner
 from mona.models import dtype as dtypes
@@ -29,7 +29,17 @@ def machine(monkeypatch, cache_env):
 
     monkeypatch.setattr(dtypes, "cpu_flags", lambda: state["flags"])
     monkeypatch.setattr(dtypes, "time_matmul", time_matmul)
+    monkeypatch.delenv(dtypes.NO_CPU_BF16)  # the suite's own fp32 setting (tests/conftest.py)
     return state
+
+
+def test_the_environment_keeps_auto_at_fp32(machine, monkeypatch):
+    machine["flags"] = frozenset({"avx512_bf16"})
+    assert resolve_dtype("auto", "cpu").dtype == "bf16"
+    monkeypatch.setenv(dtypes.NO_CPU_BF16, "1")
+    choice = resolve_dtype("auto", "cpu")
+    assert choice == DtypeChoice("fp32", "auto: MONA_NO_CPU_BF16 is set")
+    assert resolve_dtype("bf16", "cpu").dtype == "bf16"  # an explicit dtype is still honoured
 
 
 def test_auto_is_fp32_on_a_cpu_without_bf16_instructions(machine):
@@ -77,10 +87,9 @@ def test_explicit_dtypes_pass_through_in_canonical_spelling(machine):
 
 
 def test_real_probe_and_flags_on_this_machine():
-    assert isinstance(real_cpu_flags(), frozenset)
+    assert isinstance(dtypes.cpu_flags(), frozenset)
     # this machine's /proc/cpuinfo line where it has one (x86 always lists some flags)
-    assert not Path("/proc/cpuinfo").exists() or real_cpu_flags()
-    assert dtypes.cpu_flags() == frozenset()  # what every other test resolves `auto` with
+    assert not Path("/proc/cpuinfo").exists() or dtypes.cpu_flags()
     assert dtypes.time_matmul(torch.float32, (8, 16, 8), repeats=2) > 0
 
 

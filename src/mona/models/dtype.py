@@ -7,7 +7,8 @@ faster, else fp32.
   AVX-512 `avx512_bf16`; Arm: the `bf16` feature), read from /proc/cpuinfo (else from torch's own CPU checks),
   and when a one-off timing of a small matmul confirms it. Without them oneDNN converts bf16 to fp32 and back
   around every kernel, which is several times slower than fp32 (docs/benchmarks/speed.md has the figures).
-  The timing is cached per machine (CPU model, flags, torch version) under the cache root.
+  The timing is cached per machine (CPU model, flags, torch version) under the cache root. The environment
+  variable MONA_NO_CPU_BF16 (set to anything) keeps `auto` at fp32 on every CPU.
 
 Whatever the dtype, mona converts the residual stream to fp32 before SAE encoding and pooling
 (`TruncatedLM.forward`), so only the decoder layers run in bf16."""
@@ -37,6 +38,9 @@ MIN_SPEEDUP = 1.5
 # The probe: one batch of 256 token states through a SmolLM2-sized MLP projection (576 -> 1536).
 PROBE_SHAPE = (256, 576, 1536)
 PROBE_REPEATS = 5
+# Set (to anything non-empty), `auto` keeps fp32 on the CPU whatever its flags: for runs that must agree across
+# machines (bf16 scores move with batching and with the CPU, docs/reliability.md), e.g. a cluster of mixed CPUs.
+NO_CPU_BF16 = "MONA_NO_CPU_BF16"
 
 
 class DtypeChoice(NamedTuple):
@@ -140,6 +144,8 @@ def _auto(device: str) -> DtypeChoice:
         if torch.cuda.is_bf16_supported(including_emulation=False):
             return DtypeChoice("bf16", f"auto: {name} runs bf16 natively")
         return DtypeChoice("fp32", f"auto: {name} has no native bf16")
+    if os.environ.get(NO_CPU_BF16):
+        return DtypeChoice("fp32", f"auto: {NO_CPU_BF16} is set")
     flags = cpu_flags()
     present = [f for f in BF16_FLAGS if f in flags]
     if not present:
