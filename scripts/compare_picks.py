@@ -1,7 +1,8 @@
 """How far apart are two relevance reports' selections? For each method in both `mona bench relevance` reports
 (their JSON, which keeps every target's top-k pool ids under `picks`): per target, the share of one report's
-top k that the other also picked, and each report's precision@k; then the minimum and mean overlap, the targets
-below --min-overlap, and the mean precision of each. Used for the fp32 against bf16 selections of issue 17.
+top k that the other also picked, each report's precision@k and where the swapped picks sit in each ranking;
+then the minimum and mean overlap, the targets below --min-overlap, and the mean precision of each. Used for
+the fp32 against bf16 selections of issue 17.
 
     .venv/bin/python scripts/compare_picks.py A.json B.json [--min-overlap 0.98] [--json OUT.json]
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -25,10 +27,15 @@ def compare(a: dict, b: dict, min_overlap: float) -> dict:
         rows = []
         for target, picks in ma["picks"].items():
             other = mb["picks"][target]
-            rows.append({"target": target, "overlap": len(set(picks) & set(other)) / len(picks),
+            in_a, in_b = set(picks), set(other)
+            rows.append({"target": target, "overlap": len(in_a & in_b) / len(picks),
                          "precision_a": ma["per_target"][target]["precision"],
-                         "precision_b": mb["per_target"][target]["precision"]})
+                         "precision_b": mb["per_target"][target]["precision"],
+                         # where the swaps sit: A's ranks (1-based) of the picks B dropped, B's of those it added
+                         "dropped_ranks_a": [i + 1 for i, row in enumerate(picks) if row not in in_b],
+                         "added_ranks_b": [i + 1 for i, row in enumerate(other) if row not in in_a]})
         overlaps = [r["overlap"] for r in rows]
+        dropped = sorted(rank for r in rows for rank in r["dropped_ranks_a"])
         out["methods"].append({
             "name": ma["name"], "targets": len(rows), "min_overlap": min(overlaps),
             "mean_overlap": sum(overlaps) / len(rows),
@@ -36,6 +43,7 @@ def compare(a: dict, b: dict, min_overlap: float) -> dict:
             "mean_precision_a": sum(r["precision_a"] for r in rows) / len(rows),
             "mean_precision_b": sum(r["precision_b"] for r in rows) / len(rows),
             "largest_precision_change": max(abs(r["precision_a"] - r["precision_b"]) for r in rows),
+            "swapped_picks": len(dropped), "dropped_ranks_a": dropped,
             "per_target": rows})
     return out
 
@@ -58,7 +66,9 @@ def main() -> None:
         print(f"{m['name']}: {m['targets']} targets, top-{result['k']} overlap min {m['min_overlap']:.3f} mean "
               f"{m['mean_overlap']:.3f}; P@{result['k']} {m['mean_precision_a']:.3f} against "
               f"{m['mean_precision_b']:.3f} (largest change per target {m['largest_precision_change']:.3f}); "
-              f"{len(m['below'])} targets below {args.min_overlap}")
+              f"{len(m['below'])} targets below {args.min_overlap}; {m['swapped_picks']} picks swapped"
+              + (f", A's ranks of the dropped {m['dropped_ranks_a'][0]}-{m['dropped_ranks_a'][-1]} (median "
+                 f"{statistics.median(m['dropped_ranks_a']):g})" if m["dropped_ranks_a"] else ""))
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ class FeatureCache:
     def _publish(self, tmp: Path) -> Path:
         """Give a finished temp shard the next free shard name. A hard link fails if the name exists, so two
         processes writing one cache at once (parallel selects, executor workers) never replace each other's
-        shard, which a check-then-rename could."""
+        shard, which a check-then-rename could. Where hard links are missing: check, then rename."""
         n = len(self._shards())
         try:
             while True:
@@ -98,18 +98,17 @@ class FeatureCache:
                     os.link(tmp, path)
                     return path
                 except FileExistsError:
-                    n += 1
-                except OSError:  # a file system without hard links: check, then rename (one writer only)
-                    while path.exists():
-                        n += 1
-                        path = self.dir / f"shard-{n:06d}.npz"
-                    os.replace(tmp, path)
-                    return path
+                    pass
+                except OSError:
+                    if not path.exists():
+                        os.replace(tmp, path)
+                        return path
+                n += 1
         finally:
             tmp.unlink(missing_ok=True)
 
     def write(self, hashes: Sequence[str], matrix: Matrix) -> None:
-        """Add a shard (atomically: temp file + rename)."""
+        """Add a shard (atomically: a temp file, then linked under the next free name)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         cfg = self.dir / "config.json"
         if not cfg.exists():
