@@ -167,6 +167,12 @@ def select(
                      soft_wrap=True)
 
 
+def _show_report(json_path: Path, md_path: Path) -> None:
+    """Print a written report (markdown on stdout) and where it lies (on stderr)."""
+    stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
+    err.print(f"wrote {json_path} and {md_path}")
+
+
 def _set_threads(threads: int | None) -> None:
     if threads is not None:
         if threads < 1:
@@ -384,8 +390,7 @@ def bench_relevance(
     json_path, md_path = run_relevance(config, "mona " + " ".join(sys.argv[1:]), out_dir, cache_dir or cache_root(),
                                        cfg, lambda: RichProgress(err), log=lambda s: err.print(s, highlight=False),
                                        params=params)
-    stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
-    err.print(f"wrote {json_path} and {md_path}")
+    _show_report(json_path, md_path)
 
 
 @bench_app.command("downstream")
@@ -433,8 +438,7 @@ def bench_downstream(
     results = run_downstream(data, whole, run_dir, cache_dir or cache_root(), log=log, only_finished=True)
     json_path, md_path = write_report(results, command, time.perf_counter() - t0, out_dir,
                                       figures_dir, config.name)
-    stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
-    err.print(f"wrote {json_path} and {md_path}")
+    _show_report(json_path, md_path)
 
 
 @features_app.command("label")
@@ -646,5 +650,4 @@ def llm2vec_eval(**values: Any) -> None:
                                   log=lambda s: err.print(s, highlight=False, markup=False))
     json_path, md_path = write_evaluation(evaluation, Path(config.out_dir), config.name, command_line(),
                                           card=config.card)
-    stdout.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
-    err.print(f"wrote {json_path} and {md_path}")
+    _show_report(json_path, md_path)
