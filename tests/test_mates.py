@@ -61,6 +61,29 @@ def test_oracle_influence_is_one_adamw_step_from_the_warm_state(model_dir, tmp_p
     assert np.abs(got).max() > 0
 
 
+def test_a_second_reference_set_reuses_the_probes_updates(model_dir, tmp_path, monkeypatch):
+    from mona.features import mates
+
+    pool = _samples(sentences(10, seed=4))
+    refs = [_samples(["what is two plus two"]), _samples(["add three numbers", "name a colour"], "blue")]
+    probe = InfluenceProbe(LMRunner(LMConfig(model=str(model_dir))), LessOptions(warmup_samples=4), seed=0)
+    probe.prepare(pool, tmp_path)
+    mates._UPDATES.clear()
+    first = [probe.oracle_influence(pool[:5], r) for r in refs]
+    mates._UPDATES.clear()
+    fresh = probe.oracle_influence(pool[:5], refs[1])
+    np.testing.assert_allclose(first[1], fresh, rtol=1e-6, atol=1e-9)
+    assert not np.allclose(first[0], first[1])
+
+    def no_gradients(_samples):
+        raise AssertionError("the probes' updates were computed again")
+
+    monkeypatch.setattr(probe, "gradients", no_gradients)
+    np.testing.assert_allclose(probe.oracle_influence(pool[:5], refs[0]), first[0], rtol=1e-6, atol=1e-9)
+    with pytest.raises(AssertionError, match="computed again"):  # other probes: other updates
+        probe.oracle_influence(pool[2:7], refs[0])
+
+
 def test_influence_model_ranks_a_learnable_influence():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 6))

@@ -21,11 +21,12 @@ Scaled down from the paper: a few hundred probes instead of 10,000 per checkpoin
 re-probing as training goes, LoRA on q/v instead of full weights, no gradient clipping, a linear model instead of
 BERT-base.
 
-Cost: LESS's warm-up (cached), one per-sample gradient pass over the probes, then per probe one forward over the
-reference rows; the oracle influences are cached per (warm-up, probes, reference rows, dtype), so a rerun refits
-only. The warm-up and the gradients run under LESS's autocast (bf16 where `--dtype auto` finds the CPU runs it
-faster, mona.models.dtype), the reference losses always in fp32: an influence is the difference of two nearly
-equal losses, often finer than bf16's 8-bit mantissa (a relative step of 2^-8) resolves
+Cost: LESS's warm-up (cached), one per-sample gradient pass over the probes (kept in memory for the next
+target of the same pool), then per probe one forward over the reference rows; the oracle influences are cached
+per (warm-up, probes, reference rows, dtype), so a rerun refits only. The warm-up and the gradients run under
+LESS's autocast (bf16 where `--dtype auto` finds the CPU runs it faster, mona.models.dtype), the reference losses
+always in fp32: an influence is the difference of two nearly equal losses, often finer than bf16's 8-bit
+mantissa (a relative step of 2^-8) resolves
 (tests/test_mates.py::test_bf16_gradients_keep_the_influences_and_are_cached_apart checks the bf16 gradients).
 The pool itself goes through one forward pass of the `hidden` method (cached, shared with it)."""
 
@@ -86,11 +87,16 @@ class InfluenceProbe(LessFeaturizer):
         before = self._reference_loss(refs)
         lr = self.config.lr
         out = np.zeros(len(probes))
+        memo = _UPDATES.get(self.updates_key(probes))
         try:
             # the updates a chunk at a time: each is as large as the LoRA weights
+            chunks = []
             for start in range(0, len(probes), self.config.max_batch_size):
                 chunk = list(range(start, min(start + self.config.max_batch_size, len(probes))))
-                updates = self.gradients([probes[i] for i in chunk])  # Adam gradients: the role is "pool"
+                # Adam gradients (the role is "pool"); the same for every reference set, so kept from the last call
+                updates = memo[chunk[0]: chunk[-1] + 1] if memo is not None else self.gradients(
+                    [probes[i] for i in chunk])
+                chunks.append(updates)
                 for i, update in zip(chunk, updates, strict=True):
                     offset = 0
                     with torch.no_grad():
@@ -103,15 +109,30 @@ class InfluenceProbe(LessFeaturizer):
             with torch.no_grad():
                 for name, p in params.items():
                     p.copy_(warm[name])
+        if memo is None and chunks:
+            _UPDATES.clear()  # one probe set at a time: the updates take probes x LoRA size of memory
+            _UPDATES[self.updates_key(probes)] = torch.cat(chunks)
         return out
+
+    def updates_key(self, probes: Sequence[Sample]) -> str:
+        """Everything the probes' one-step updates depend on (not the reference rows)."""
+        return config_key({"method": "mates-updates", "version": KEY_VERSION, **self.warmup_key(),
+                           "probes": _digest_texts(self, probes)})
 
     def influence_key(self, probes: Sequence[Sample], references: Sequence[Sample]) -> dict:
         """Everything the oracle influences depend on."""
-        def digest(samples: Sequence[Sample]) -> str:
-            return hashlib.sha256("\n".join(text_hash(self.text_key(s)) for s in samples).encode()).hexdigest()
+        return {"method": "mates-oracle", "version": KEY_VERSION, **self.warmup_key(),
+                "probes": _digest_texts(self, probes), "references": _digest_texts(self, references),
+                "step_lr": self.config.lr}
 
-        return {"method": "mates-oracle", "version": KEY_VERSION, **self.warmup_key(), "probes": digest(probes),
-                "references": digest(references), "step_lr": self.config.lr}
+
+def _digest_texts(probe: InfluenceProbe, samples: Sequence[Sample]) -> str:
+    return hashlib.sha256("\n".join(text_hash(probe.text_key(s)) for s in samples).encode()).hexdigest()
+
+
+# The last probe set's one-step updates (InfluenceProbe.updates_key -> [probes, LoRA size]): a benchmark probes the
+# same pool rows for every target, and their gradient pass is about half of a target's probing cost.
+_UPDATES: dict[str, torch.Tensor] = {}
 
 
 def cached_influence(probe: InfluenceProbe, probes: Sequence[Sample], references: Sequence[Sample],
