@@ -351,6 +351,10 @@ def bench_top_m(
 def bench_relevance(
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the user cache).")] = None,
     out_dir: Annotated[Path, typer.Option(help="Where to write <name>.json and <name>.md.")] = REPORTS,
+    work_dir: Annotated[Path | None, typer.Option(help="Keep each method's finished targets here (one JSON "
+                                                       "each); a rerun reads them instead of scoring again, so a "
+                                                       "long run resumes where it stopped (not with --sweep).")
+                        ] = None,
     sweep: Annotated[bool, typer.Option("--sweep", help="Sweep MoNA's design choices (layer, SAE width and k, "
                                                         "pooling, similarity, prototype, centring, rendering, "
                                                         "rank fusion) instead of comparing methods.")] = False,
@@ -389,7 +393,7 @@ def bench_relevance(
                              if v is not None}, **({"axes": tuple(sweep_axis)} if sweep_axis else {}))
     json_path, md_path = run_relevance(config, "mona " + " ".join(sys.argv[1:]), out_dir, cache_dir or cache_root(),
                                        cfg, lambda: RichProgress(err), log=lambda s: err.print(s, highlight=False),
-                                       params=params)
+                                       params=params, work_dir=work_dir)
     _show_report(json_path, md_path)
 
 

@@ -35,6 +35,9 @@ class RelevanceConfig:
     dtype: str = opt(LMConfig().dtype, "Selection model dtype of the LM methods and the sweep (see `mona select "
                                        "--dtype`).")
     diversity: float = opt(0.0, "MMR weight for every method with vectors (see `mona select --diversity`).")
+    targets: str = opt("all", "Target sets to run: all, a half (A or B), or comma-separated names or patterns "
+                              "(fnmatch, e.g. 'few-shot/*'). Pieces run with one --work-dir add up: a later run "
+                              "of all reads their targets.")
     name: str | None = opt(None, "Report name (default: relevance or relevance-sweep, with -easy for the easy "
                                  "suite).")
 

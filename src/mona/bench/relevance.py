@@ -20,6 +20,7 @@ from mona.bench.metrics import ndcg_at_k, precision_at_k, recall_at_k, target_co
 from mona.bench.options import RelevanceConfig
 from mona.bench.suite import Suite, TargetSet
 from mona.data.formats import Record, Sample, to_sample
+from mona.errors import ConfigError
 from mona.features.cached import FeaturizeStats, prefetch_shared
 from mona.features.options import LMConfig
 from mona.progress import Progress
@@ -155,13 +156,55 @@ def length_ratio(run: MethodRun, targets: Sequence[TargetSet]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+RECORD_VERSION = 1
+
+
+def record_dir(work_dir: Path, label: str, options: MethodOptions, suite: Suite, k: int, dtype: str) -> Path:
+    """Where one method configuration's per-target records lie in a work dir: named by the label and a hash of
+    everything that decides its results (the suite's definition, the budget, the options with the method's
+    defaults filled in, the resolved dtype)."""
+    import dataclasses
+
+    from mona.features.cache import config_key
+    from mona.selection.registry import with_defaults
+
+    key = {"version": RECORD_VERSION, "suite": suite.config, "k": k, "dtype": dtype,
+           "options": json.loads(json.dumps(dataclasses.asdict(with_defaults(options)), default=str))}
+    return work_dir / f"{label}-{config_key(key)[:12]}"
+
+
+def _record_path(records: Path, target: TargetSet) -> Path:
+    return records / (target.name.replace("/", "__") + ".json")
+
+
+def _read_record(path: Path) -> dict | None:
+    """A finished target's record, or None (missing, or cut short by a crash: computed again)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and {"metrics", "picks", "stats"} <= set(record) else None
+
+
+def _write_record(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(path)
+
+
 def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_dir: Path | None,
-               progress: Progress | None = None, log: Callable[[str], None] = print) -> MethodRun:
-    """Score every target set with one method configuration."""
+               progress: Progress | None = None, log: Callable[[str], None] = print,
+               records: Path | None = None) -> MethodRun:
+    """Score every target set with one method configuration. With `records` (record_dir), each finished target
+    is written there and a rerun reads it instead of scoring again, so a long run resumes where it stopped.
+    A method without a featurizer (a text scorer: bm25, dsir, mates, ...) is charged its scoring wall time and
+    the pool rows it scored, once per target."""
     pool = _samples(suite.pool)
     ids = [s.id for s in pool]
     words = row_words(pool)
     run = MethodRun(label)
+    featurizes = get_method(options.method).featurizes
     vectors = _sae_vectors(options, cache_dir)
     pool_m = vectors(pool, "pool") if vectors is not None else None
     # TF-IDF of the text, the same for every method: which target example each pick resembles most
@@ -170,30 +213,54 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
     method_m = _method_vectors(options, pool, cache_dir) if options.diversity else None
     for target in suite.targets:
         t0 = time.perf_counter()
-        result = compute_scores(pool, _samples(target.rows), options, cache_dir, progress)
-        scores, pool_stats, target_stats, groups = (result.scores, result.pool_stats, result.target_stats,
-                                                    result.group_scores)
-        generic = None
-        if vectors is not None and pool_m is not None:  # how much of the score generic latents carry
-            target_m = vectors(_samples(target.rows), "target")
-            width = min(pool_m.shape[1], target_m.shape[1])  # compact pool vectors carry a left-out-mass column
-            generic = (pool_m[:, :width], prototype(target_m[:, :width]))
-        order = rank(ids, scores) if groups is None else round_robin(ids, groups)
-        if method_m is not None:
-            order = diversify(order, k, options.diversity, lambda positions: method_m[positions])
-        run.picks[target.name] = [ids[int(i)] for i in order[:k]]
-        coverage = (pool_text, tfidf.transform([s.plain_text() for s in _samples(target.rows)]))
-        run.per_target[target.name] = {**evaluate(ids, scores, groups, target.relevant, k, words, generic, order,
-                                                  coverage), **(result.metrics or {})}
-        for stats in (pool_stats, target_stats):
-            if stats.computed:
-                run.featurize_seconds += stats.seconds
-                run.tokens += stats.tokens
-                run.computed += stats.computed
-            run.cache_hits += stats.cache_hits
+        record = _read_record(_record_path(records, target)) if records is not None else None
+        resumed = record is not None
+        if record is None:
+            record = _score_target(options, pool, ids, words, target, k, cache_dir, progress, featurizes, vectors,
+                                   pool_m, method_m, (tfidf, pool_text))
+            if records is not None:
+                _write_record(_record_path(records, target), record)
+        run.picks[target.name] = record["picks"]
+        run.per_target[target.name] = record["metrics"]
+        stats = record["stats"]
+        run.featurize_seconds += stats["seconds"]
+        run.tokens += stats["tokens"]
+        run.computed += stats["computed"]
+        run.cache_hits += stats["cache_hits"]
         log(f"{label:<24} {target.name:<44} P@{k} {run.per_target[target.name]['precision']:.3f} "
-            f"({time.perf_counter() - t0:.1f} s)")
+            + ("(from the work dir)" if resumed else f"({time.perf_counter() - t0:.1f} s)"))
     return run
+
+
+def _score_target(options: MethodOptions, pool: Sequence[Sample], ids: Sequence[str], words: np.ndarray,
+                  target: TargetSet, k: int, cache_dir: Path | None, progress: Progress | None, featurizes: bool,
+                  vectors, pool_m, method_m, text: tuple[TfidfVectorizer, sp.csr_matrix]) -> dict:
+    """One target's record: its metrics, the top k pool ids, and what featurizing (or scoring) cost."""
+    t0 = time.perf_counter()
+    result = compute_scores(list(pool), _samples(target.rows), options, cache_dir, progress)
+    scores, groups = result.scores, result.group_scores
+    generic = None
+    if vectors is not None and pool_m is not None:  # how much of the score generic latents carry
+        target_m = vectors(_samples(target.rows), "target")
+        width = min(pool_m.shape[1], target_m.shape[1])  # compact pool vectors carry a left-out-mass column
+        generic = (pool_m[:, :width], prototype(target_m[:, :width]))
+    order = rank(ids, scores) if groups is None else round_robin(ids, groups)
+    if method_m is not None:
+        order = diversify(order, k, options.diversity, lambda positions: method_m[positions])
+    tfidf, pool_text = text
+    coverage = (pool_text, tfidf.transform([s.plain_text() for s in _samples(target.rows)]))
+    metrics = {**evaluate(ids, scores, groups, target.relevant, k, words, generic, order, coverage),
+               **(result.metrics or {})}
+    stats = {"seconds": 0.0, "tokens": 0, "computed": 0, "cache_hits": 0}
+    for part in (result.pool_stats, result.target_stats):
+        if part.computed:
+            stats["seconds"] += part.seconds
+            stats["tokens"] += part.tokens
+            stats["computed"] += part.computed
+        stats["cache_hits"] += part.cache_hits
+    if not featurizes:
+        stats["seconds"], stats["computed"] = time.perf_counter() - t0, len(pool)
+    return {"target": target.name, "metrics": metrics, "picks": [ids[int(i)] for i in order[:k]], "stats": stats}
 
 
 def prefetch_lm_methods(options: Sequence[MethodOptions], suite: Suite, cache_dir: Path,
@@ -289,7 +356,10 @@ def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, 
                      + f" | {r.mean('ndcg'):.3f} | " + (f"{c:.2f}" if (c := r.mean("coverage")) == c else "-")
                      + f" | {length_ratio(r, suite.targets):.2f} | "
                      + (f"{g:.2f}" if (g := mean_generic_share(r)) == g else "-") + f" | {fs} | {per_k} | {tps} |")
-    lines += ["", "## Precision@k per target", "", "| target | half | relevant | words (relevant) | " +
+    lines += ["", "*featurize s*: the seconds of featurizing rows not in the cache; for a method without a "
+              "featurizer (bm25, mates, random) the seconds of scoring the pool for every target, and *s per 1,000 "
+              "rows* per 1,000 pool rows scored against one target.",
+              "", "## Precision@k per target", "", "| target | half | relevant | words (relevant) | " +
               " | ".join(r.name for r in runs) + " |", "|---|---|---|---|" + "---|" * len(runs)]
     for t in suite.targets:
         rel_words = runs[0].per_target[t.name].get("relevant_words") if runs else None
@@ -301,17 +371,42 @@ def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, 
     return json_path, md_path
 
 
+def pick_targets(suite: Suite, spec: str) -> Suite:
+    """The suite with only the target sets `spec` names (RelevanceConfig.targets): all, a half, or names and
+    fnmatch patterns, comma-separated."""
+    import dataclasses
+    from fnmatch import fnmatchcase
+
+    if spec.strip().lower() == "all":
+        return suite
+    if spec.strip() in halves(suite):
+        chosen = [t for t in suite.targets if t.half == spec.strip()]
+    else:
+        patterns = [p.strip() for p in spec.split(",") if p.strip()]
+        chosen = [t for t in suite.targets if any(fnmatchcase(t.name, p) for p in patterns)]
+    if not chosen:
+        names = ", ".join(t.name for t in suite.targets[:3])
+        raise ConfigError(f"--targets {spec!r} matches no target set of this suite (all, "
+                          f"{' or '.join(halves(suite)) or 'no halves'}, or names such as {names})")
+    return dataclasses.replace(suite, targets=chosen)
+
+
 def run_relevance(config: RelevanceConfig, command: str, out_dir: Path, cache_dir: Path,
                   sweep: SweepConfig | None = None, progress: Callable[[], Progress] | None = None,
-                  log: Callable[[str], None] = print, params: dict[str, Any] | None = None) -> tuple[Path, Path]:
+                  log: Callable[[str], None] = print, params: dict[str, Any] | None = None,
+                  work_dir: Path | None = None) -> tuple[Path, Path]:
     """Run the benchmark (or, with `sweep`, the sweep of MoNA's design choices) and write its JSON and Markdown
     reports; returns their paths. `progress` makes a fresh progress bar per step; `params` holds a method's own
-    options (its options dataclass, as `mona select`'s flags give it, or None for its defaults) by method name."""
+    options (its options dataclass, as `mona select`'s flags give it, or None for its defaults) by method name.
+    `work_dir`: keep each finished target's result there (record_dir) and reuse it on a rerun."""
+    if sweep is not None and work_dir is not None:
+        raise ConfigError("--work-dir keeps a method comparison's targets; --sweep does not use it")
     for m in config.method_names:
         get_method(m)  # an unknown method fails before the suite is built
     from mona.bench.suite import load_suite
 
-    suite = load_suite(config.suite, pool_size=config.pool_size, per_task=config.per_task, seed=config.seed)
+    suite = pick_targets(load_suite(config.suite, pool_size=config.pool_size, per_task=config.per_task,
+                                    seed=config.seed), config.targets)
     k = config.k or int(suite.config["per_task"])
     suffix = "" if config.suite == "hard" else f"-{config.suite}"
     if sweep is not None:
@@ -327,16 +422,19 @@ def run_relevance(config: RelevanceConfig, command: str, out_dir: Path, cache_di
                                  prototype=config.prototype if get_method(m).featurizes else None,
                                  params=(params or {}).get(m))
                    for m in config.method_names]
+    from mona.features.lm import LMRunner
+
+    choice = LMRunner(lm).resolved_dtype()
+    dtype = str(choice)
     shared, shared_stats = prefetch_lm_methods(all_options, suite, cache_dir, progress() if progress else None)
     runs = []
     for options in all_options:
+        records = (record_dir(work_dir, options.method, options, suite, k, choice.dtype)
+                   if work_dir is not None else None)
         run = run_method(options.method, options, suite, k, cache_dir, progress=progress() if progress else None,
-                         log=log)
+                         log=log, records=records)
         if options.method in shared:  # featurized together in one forward pass: report that pass's cost
             run.featurize_seconds, run.tokens = shared_stats.seconds, shared_stats.tokens
             run.computed = shared_stats.computed
         runs.append(run)
-    from mona.features.lm import LMRunner
-
-    return write_report(runs, suite, k, command, out_dir, config.name or f"relevance{suffix}",
-                        dtype=str(LMRunner(lm).resolved_dtype()))
+    return write_report(runs, suite, k, command, out_dir, config.name or f"relevance{suffix}", dtype=dtype)
