@@ -130,6 +130,23 @@ def test_select_reports_spearman_is_cached_and_gumbel_is_seeded(model_dir, tmp_p
 
 
 
+def test_targets_whose_answers_lie_beyond_max_length_are_said_not_ranked(model_dir, tmp_path):
+    pool = [to_sample(Record({"id": f"p{i}", "messages": [{"role": "user", "content": t},
+                                                          {"role": "assistant", "content": "ok"}]}, i, i + 1))
+            for i, t in enumerate(sentences(14, seed=6))]
+    long_prompt = " ".join(sentences(2, seed=1))
+    target = [to_sample(Record({"messages": [{"role": "user", "content": long_prompt},
+                                             {"role": "assistant", "content": "the sum is four"}]}, 0, 1))]
+    options = with_defaults(MethodOptions(method="mates", lm=LMConfig(model=str(model_dir), max_length=8),
+                                          params=MatesOptions(probes=10)))
+    out = mates_scores(pool, target, options, tmp_path / "cache")
+    assert np.ptp(out.scores) == 0 and np.isnan(out.metrics["influence_spearman"])
+    assert any("every oracle influence is 0: no reference row has an answer token within --max-length 8" in n
+               for n in out.notes)
+    probe = InfluenceProbe(LMRunner(LMConfig(model=str(model_dir))), LessOptions(), seed=0)
+    assert probe.answer_tokens(target) == 4  # "the sum is four": within the default 512 tokens
+
+
 def test_bf16_gradients_keep_the_influences_and_are_cached_apart(model_dir, tmp_path):
     """Under bf16 the probes' gradients change a little and the influences with them; the reference losses stay
     fp32 (in bf16 they moved every influence by about as much as its size)."""

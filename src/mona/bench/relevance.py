@@ -48,10 +48,11 @@ class MethodRun:
 
     def mean(self, metric: str, kinds: Sequence[str] | None = None, targets: Sequence[TargetSet] = (),
              half: str | None = None) -> float:
-        """Mean of a metric over the targets (all, or those of `kinds` and/or of one `half`)."""
+        """Mean of a metric over the targets (all, or those of `kinds` and/or of one `half`) where it was measured
+        (present and not NaN: e.g. MATES' Spearman, undefined where every influence is 0)."""
         names = ([t.name for t in targets if (kinds is None or t.kind in kinds) and (half is None or t.half == half)]
                  if targets else list(self.per_target))
-        values = [self.per_target[n][metric] for n in names if metric in self.per_target.get(n, {})]
+        values = [v for n in names if (v := self.per_target.get(n, {}).get(metric)) is not None and v == v]
         return float(np.mean(values)) if values else float("nan")
 
 

@@ -119,6 +119,10 @@ class InfluenceProbe(LessFeaturizer):
         return config_key({"method": "mates-updates", "version": KEY_VERSION, **self.warmup_key(),
                            "probes": _digest_texts(self, probes)})
 
+    def answer_tokens(self, references: Sequence[Sample]) -> int:
+        """Tokens of the reference rows the loss counts within max_length (0: their answers are cut off)."""
+        return sum(sum(e.loss) for e in self._encode(references))
+
     def influence_key(self, probes: Sequence[Sample], references: Sequence[Sample]) -> dict:
         """Everything the oracle influences depend on."""
         return {"method": "mates-oracle", "version": KEY_VERSION, **self.warmup_key(),
@@ -181,6 +185,7 @@ def fit_influence_model(x: np.ndarray, influence: np.ndarray, params: MatesOptio
         if rho > best[0]:
             best = (rho, alpha)
     rho, alpha = best
+    rho = rho if np.isfinite(rho) else float("nan")  # no penalty ranked the held-out rows: undefined
     model = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x, zscore(influence, influence))
     return model, rho, alpha, len(held)
 
@@ -198,12 +203,18 @@ def mates_scores(pool: Sequence[Sample], targets: Sequence[Sample], options: Met
     refs_at = _seeded_sample(len(targets), params.reference_rows, options.seed, "references")
     probe = InfluenceProbe(runner, LessOptions(), seed=options.seed)
     probe.prepare(pool, cache_dir)
-    influence = cached_influence(probe, [pool[int(i)] for i in probe_at], [targets[int(i)] for i in refs_at],
-                                 cache_dir)
+    references = [targets[int(i)] for i in refs_at]
+    influence = cached_influence(probe, [pool[int(i)] for i in probe_at], references, cache_dir)
     model, rho, alpha, n_held = fit_influence_model(x[probe_at], influence, params, options.seed)
     scores = model.predict(x)
     if params.gumbel:
         scores = scores / params.temperature + np.random.default_rng(options.seed).gumbel(size=len(scores))
-    note = (f"mates: influence model held-out Spearman {rho:.3f} ({len(probe_at)} probes, {n_held} held out, "
-            f"ridge alpha {alpha:g})")
-    return MethodScores(scores, (note,), {"influence_spearman": rho})
+    notes = [f"mates: influence model held-out Spearman {rho:.3f} ({len(probe_at)} probes, {n_held} held out, "
+             f"ridge alpha {alpha:g})"]
+    if not np.any(influence):
+        reason = (f"no reference row has an answer token within --max-length {runner.config.max_length} (their "
+                  f"prompts are longer; raise it or give shorter target rows)"
+                  if not probe.answer_tokens(references) else "no probe's step moved the reference loss")
+        notes.append(f"mates: every oracle influence is 0: {reason}, so the scores are constant and the ranking "
+                     f"is by id")
+    return MethodScores(scores, tuple(notes), {"influence_spearman": rho})
