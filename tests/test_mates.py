@@ -104,13 +104,16 @@ def test_options_are_checked():
 
 def test_select_reports_spearman_is_cached_and_gumbel_is_seeded(model_dir, tmp_path, monkeypatch):
     texts = sentences(14, seed=6)
-    pool = [{"id": f"p{i}", "messages": [{"role": "user", "content": t}, {"role": "assistant", "content": "ok"}]}
+    # answers in the tiny tokenizer's vocabulary: a probe row whose answer is all unknown tokens has no loss
+    pool = [{"id": f"p{i}", "messages": [{"role": "user", "content": t},
+                                         {"role": "assistant", "content": "stir the salt"}]}
             for i, t in enumerate(texts)]
     target = [{"messages": [{"role": "user", "content": "add two numbers"},
                             {"role": "assistant", "content": "the sum is four"}]}]
     kwargs = {"method": "mates", "model": str(model_dir), "cache_dir": tmp_path / "cache", "probes": 10}
     first = mona.select(pool, target, budget=4, **kwargs)
     assert "held-out Spearman" in first.summary() and len(first.scores) == 14
+    assert "every oracle influence is 0" not in first.summary() and np.ptp(first.scores) > 0
     calls = []
     original = InfluenceProbe.oracle_influence
     monkeypatch.setattr(InfluenceProbe, "oracle_influence", lambda self, *a: calls.append(1) or original(self, *a))
@@ -131,9 +134,10 @@ def test_select_reports_spearman_is_cached_and_gumbel_is_seeded(model_dir, tmp_p
 
 
 def test_targets_whose_answers_lie_beyond_max_length_are_said_not_ranked(model_dir, tmp_path):
-    pool = [to_sample(Record({"id": f"p{i}", "messages": [{"role": "user", "content": t},
-                                                          {"role": "assistant", "content": "ok"}]}, i, i + 1))
+    rows = [{"id": f"p{i}", "messages": [{"role": "user", "content": t},
+                                         {"role": "assistant", "content": "stir the salt"}]}
             for i, t in enumerate(sentences(14, seed=6))]
+    pool = [to_sample(Record(row, i, i + 1)) for i, row in enumerate(rows)]
     long_prompt = " ".join(sentences(2, seed=1))
     target = [to_sample(Record({"messages": [{"role": "user", "content": long_prompt},
                                              {"role": "assistant", "content": "the sum is four"}]}, 0, 1))]
