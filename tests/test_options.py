@@ -123,14 +123,17 @@ def test_bench_relevance_reaches_the_methods_own_options(monkeypatch, tmp_path):
 
     seen = {}
 
-    def fake_run(config, command, out_dir, cache_dir, sweep=None, progress=None, log=print, params=None):
-        seen.update(params=params, methods=config.method_names)
+    def fake_run(config, command, out_dir, cache_dir, sweep=None, progress=None, log=print, params=None,
+                 work_dir=None):
+        seen.update(params=params, methods=config.method_names, work_dir=work_dir, targets=config.targets)
         md = tmp_path / "r.md"
         md.write_text("report")
         return tmp_path / "r.json", md
 
     monkeypatch.setattr(relevance, "run_relevance", fake_run)
     result = CliRunner().invoke(app, ["bench", "relevance", "--methods", "mates,bm25,dsir", "--mates-probes", "50",
-                                      "--dsir-buckets", "64", "--out-dir", str(tmp_path)])
+                                      "--dsir-buckets", "64", "--out-dir", str(tmp_path), "--work-dir",
+                                      str(tmp_path / "work"), "--targets", "B"])
     assert result.exit_code == 0, result.output
     assert seen["params"] == {"mates": MatesOptions(probes=50), "bm25": None, "dsir": DsirOptions(buckets=64)}
+    assert seen["work_dir"] == tmp_path / "work" and seen["targets"] == "B"
