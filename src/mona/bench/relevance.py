@@ -188,10 +188,11 @@ def _read_record(path: Path) -> dict | None:
 
 
 def _write_record(path: Path, record: dict) -> None:
+    from mona.outputs import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(path)
+    with atomic_write(path) as fh:
+        fh.write(json.dumps(record, indent=1) + "\n")
 
 
 def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_dir: Path | None,
@@ -205,7 +206,6 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
     ids = [s.id for s in pool]
     words = row_words(pool)
     run = MethodRun(label)
-    featurizes = get_method(options.method).featurizes
     vectors = _sae_vectors(options, cache_dir)
     pool_m = vectors(pool, "pool") if vectors is not None else None
     # TF-IDF of the text, the same for every method: which target example each pick resembles most
@@ -217,8 +217,8 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
         record = _read_record(_record_path(records, target)) if records is not None else None
         resumed = record is not None
         if record is None:
-            record = _score_target(options, pool, ids, words, target, k, cache_dir, progress, featurizes, vectors,
-                                   pool_m, method_m, (tfidf, pool_text))
+            record = _score_target(options, pool, ids, words, target, k, cache_dir, progress, vectors, pool_m,
+                                   method_m, (tfidf, pool_text))
             if records is not None:
                 _write_record(_record_path(records, target), record)
         run.picks[target.name] = record["picks"]
@@ -234,11 +234,12 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
 
 
 def _score_target(options: MethodOptions, pool: Sequence[Sample], ids: Sequence[str], words: np.ndarray,
-                  target: TargetSet, k: int, cache_dir: Path | None, progress: Progress | None, featurizes: bool,
-                  vectors, pool_m, method_m, text: tuple[TfidfVectorizer, sp.csr_matrix]) -> dict:
+                  target: TargetSet, k: int, cache_dir: Path | None, progress: Progress | None, vectors, pool_m,
+                  method_m, text: tuple[TfidfVectorizer, sp.csr_matrix]) -> dict:
     """One target's record: its metrics, the top k pool ids, and what featurizing (or scoring) cost."""
     t0 = time.perf_counter()
     result = compute_scores(list(pool), _samples(target.rows), options, cache_dir, progress)
+    scoring_seconds = time.perf_counter() - t0
     scores, groups = result.scores, result.group_scores
     generic = None
     if vectors is not None and pool_m is not None:  # how much of the score generic latents carry
@@ -259,8 +260,8 @@ def _score_target(options: MethodOptions, pool: Sequence[Sample], ids: Sequence[
             stats["tokens"] += part.tokens
             stats["computed"] += part.computed
         stats["cache_hits"] += part.cache_hits
-    if not featurizes:
-        stats["seconds"], stats["computed"] = time.perf_counter() - t0, len(pool)
+    if not get_method(options.method).featurizes:
+        stats["seconds"], stats["computed"] = scoring_seconds, len(pool)
     return {"target": target.name, "metrics": metrics, "picks": [ids[int(i)] for i in order[:k]], "stats": stats}
 
 

@@ -87,16 +87,19 @@ class InfluenceProbe(LessFeaturizer):
         before = self._reference_loss(refs)
         lr = self.config.lr
         out = np.zeros(len(probes))
-        memo = _UPDATES.get(self.updates_key(probes))
+        key = self.updates_key(probes)
+        memo = _UPDATES.get(key)
+        computed: list[torch.Tensor] = []
         try:
             # the updates a chunk at a time: each is as large as the LoRA weights
-            chunks = []
             for start in range(0, len(probes), self.config.max_batch_size):
                 chunk = list(range(start, min(start + self.config.max_batch_size, len(probes))))
                 # Adam gradients (the role is "pool"); the same for every reference set, so kept from the last call
-                updates = memo[chunk[0]: chunk[-1] + 1] if memo is not None else self.gradients(
-                    [probes[i] for i in chunk])
-                chunks.append(updates)
+                if memo is not None:
+                    updates = memo[chunk[0]: chunk[-1] + 1]
+                else:
+                    updates = self.gradients([probes[i] for i in chunk])
+                    computed.append(updates)
                 for i, update in zip(chunk, updates, strict=True):
                     offset = 0
                     with torch.no_grad():
@@ -109,9 +112,9 @@ class InfluenceProbe(LessFeaturizer):
             with torch.no_grad():
                 for name, p in params.items():
                     p.copy_(warm[name])
-        if memo is None and chunks:
+        if computed:
             _UPDATES.clear()  # one probe set at a time: the updates take probes x LoRA size of memory
-            _UPDATES[self.updates_key(probes)] = torch.cat(chunks)
+            _UPDATES[key] = torch.cat(computed)
         return out
 
     def updates_key(self, probes: Sequence[Sample]) -> str:
@@ -135,7 +138,7 @@ def _digest_texts(probe: InfluenceProbe, samples: Sequence[Sample]) -> str:
 
 
 # The last probe set's one-step updates (InfluenceProbe.updates_key -> [probes, LoRA size]): a benchmark probes the
-# same pool rows for every target, and their gradient pass is about half of a target's probing cost.
+# same pool rows for every target, and their per-sample gradient pass is a large share of a target's probing.
 _UPDATES: dict[str, torch.Tensor] = {}
 
 
