@@ -105,9 +105,9 @@ def check_output_dir(name: str, path: Path, shown: Path | None = None) -> None:
     _check_creatable(name, shown if shown is not None else path, _real(path), "used")
 
 
-def _temp_beside(target: Path) -> tuple[int, str]:
+def _temp_beside(target: Path, suffix: str = ".tmp") -> tuple[int, str]:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     # mkstemp creates 0600; give the file the mode an ordinary open() would (0666 minus the umask)
     umask = os.umask(0)
     os.umask(umask)
@@ -124,6 +124,25 @@ def atomic_write(path: str | Path) -> Iterator[IO[str]]:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             yield fh
             fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A unique temp path beside `path`, for writers that take a file name (np.save, safetensors, gzip); once
+    the block succeeds the file is synced and renamed over `path`, and on failure it is removed. The temp name
+    keeps `path`'s suffix, since some writers (np.save) append their own otherwise."""
+    target = Path(path)
+    fd, tmp = _temp_beside(target, suffix=".tmp" + target.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from mona.data.render import Rendered
 from mona.errors import ConfigError
 from mona.explain.options import LabelConfig
 from mona.models import TruncatedLM, load_lm
-from mona.outputs import check_outputs, local_path
+from mona.outputs import atomic_path, check_outputs, local_path
 from mona.paths import cache_root
 from mona.progress import Progress
 from mona.sae.build import text_items
@@ -89,11 +88,8 @@ def compute_labels(lm: TruncatedLM, sae, items: Sequence[Rendered], layer: int, 
 
 def save_labels(doc: dict, path: Path) -> None:
     """Write the labels document (gzipped JSON) atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with gzip.open(tmp, "wt", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, gzip.open(tmp, "wt", encoding="utf-8") as fh:
         json.dump(doc, fh, ensure_ascii=False)
-    os.replace(tmp, path)
 
 
 def load_labels(sae_path: Path) -> dict | None:

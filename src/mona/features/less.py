@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from mona.models import DtypeChoice, model_fingerprint, resolve_dtype
 from mona.models.answer_loss import attention_mask, pad_batch, row_losses
 from mona.models.dtype import autocast, parse_dtype
 from mona.models.truncated import first_and_pad_ids, length_batches
+from mona.outputs import atomic_path
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # AdamW's defaults, also used for the Adam gradient
 KEY_VERSION = 1
@@ -152,10 +152,9 @@ class WarmupState:
         tensors = {f"{kind}:{n}": t.detach().contiguous() for kind, group in
                    (("lora", self.lora), ("exp_avg", self.exp_avg), ("exp_avg_sq", self.exp_avg_sq))
                    for n, t in group.items()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        save_file(tensors, str(tmp), metadata={"step": str(self.step), "config": json.dumps(meta, sort_keys=True)})
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"step": str(self.step),
+                                                   "config": json.dumps(meta, sort_keys=True)})
 
     @classmethod
     def load(cls, path: Path) -> WarmupState | None:

@@ -48,6 +48,7 @@ from mona.features.less import Encoded, LessFeaturizer, lora_parameters, pad_enc
 from mona.features.lm import LMRunner
 from mona.features.options import HiddenOptions, LessOptions, MatesOptions, MethodSettings
 from mona.models.answer_loss import row_losses
+from mona.outputs import atomic_path
 
 KEY_VERSION = 1
 
@@ -156,10 +157,8 @@ def cached_influence(probe: InfluenceProbe, probes: Sequence[Sample], references
         except (OSError, ValueError):
             pass  # corrupt or partial: probe again
     values = probe.oracle_influence(probes, references)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    np.save(tmp, values)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        np.save(tmp, values)
     return values
 
 

@@ -1,0 +1,50 @@
+"""The atomic writers every cache and output goes through: the target appears only complete, and a failure
+leaves the old file and no temp beside it."""
+
+import numpy as np
+import pytest
+
+from mona.outputs import atomic_path, atomic_write
+
+
+def test_atomic_write_replaces_only_on_success(tmp_path):
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_write(target) as fh:
+        fh.write("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]
+    with atomic_write(target) as fh:
+        fh.write("new")
+    assert target.read_text() == "new"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_atomic_path_serves_writers_that_take_a_file_name(tmp_path):
+    target = tmp_path / "sub" / "values.npy"
+    with atomic_path(target) as tmp:
+        # np.save appends ".npy" to a name without it; the temp keeps the suffix so the rename finds the file
+        assert tmp.suffix == ".npy" and tmp.parent == target.parent and tmp != target
+        np.save(tmp, np.arange(3))
+    assert np.load(target).tolist() == [0, 1, 2]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["values.npy"]
+
+
+def test_atomic_path_removes_its_temp_and_keeps_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "values.npy"
+    np.save(target, np.zeros(2))
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        np.save(tmp, np.ones(5))
+        raise KeyboardInterrupt
+    assert np.load(target).tolist() == [0.0, 0.0]
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_two_writers_of_one_path_get_different_temps(tmp_path):
+    target = tmp_path / "state.safetensors"
+    with atomic_path(target) as first, atomic_path(target) as second:
+        assert first != second
+        first.write_bytes(b"a")
+        second.write_bytes(b"b")
+    assert target.read_bytes() == b"a"  # the outer block finishes last
