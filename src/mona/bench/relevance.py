@@ -195,6 +195,32 @@ def _write_record(path: Path, record: dict) -> None:
         fh.write(json.dumps(record, indent=1) + "\n")
 
 
+@dataclass
+class _PoolView:
+    """What every target of one run scores against, built once per run: the pool, its ids and lengths, the
+    SAE vectors used for the generic-latent share, the method's own vectors for --diversity, and the pool's
+    TF-IDF (which target example each pick resembles most)."""
+
+    samples: list[Sample]
+    ids: list[str]
+    words: np.ndarray
+    vectors: Callable | None
+    sae_m: np.ndarray | None
+    method_m: np.ndarray | None
+    tfidf: TfidfVectorizer
+    text: sp.csr_matrix
+
+    @classmethod
+    def build(cls, options: MethodOptions, suite: Suite, cache_dir: Path | None) -> _PoolView:
+        pool = _samples(suite.pool)
+        vectors = _sae_vectors(options, cache_dir)
+        tfidf = TfidfVectorizer(sublinear_tf=True).fit([s.plain_text() for s in pool])
+        return cls(samples=pool, ids=[s.id for s in pool], words=row_words(pool), vectors=vectors,
+                   sae_m=vectors(pool, "pool") if vectors is not None else None,
+                   method_m=_method_vectors(options, pool, cache_dir) if options.diversity else None,
+                   tfidf=tfidf, text=tfidf.transform([s.plain_text() for s in pool]))
+
+
 def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_dir: Path | None,
                progress: Progress | None = None, log: Callable[[str], None] = print,
                records: Path | None = None) -> MethodRun:
@@ -202,23 +228,14 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
     is written there and a rerun reads it instead of scoring again, so a long run resumes where it stopped.
     A method without a featurizer (a text scorer: bm25, dsir, mates, ...) is charged its scoring wall time and
     the pool rows it scored, once per target."""
-    pool = _samples(suite.pool)
-    ids = [s.id for s in pool]
-    words = row_words(pool)
+    view = _PoolView.build(options, suite, cache_dir)
     run = MethodRun(label)
-    vectors = _sae_vectors(options, cache_dir)
-    pool_m = vectors(pool, "pool") if vectors is not None else None
-    # TF-IDF of the text, the same for every method: which target example each pick resembles most
-    tfidf = TfidfVectorizer(sublinear_tf=True).fit([s.plain_text() for s in pool])
-    pool_text = tfidf.transform([s.plain_text() for s in pool])
-    method_m = _method_vectors(options, pool, cache_dir) if options.diversity else None
     for target in suite.targets:
         t0 = time.perf_counter()
         record = _read_record(_record_path(records, target)) if records is not None else None
         resumed = record is not None
         if record is None:
-            record = _score_target(options, pool, ids, words, target, k, cache_dir, progress, vectors, pool_m,
-                                   method_m, (tfidf, pool_text))
+            record = _score_target(options, view, target, k, cache_dir, progress)
             if records is not None:
                 _write_record(_record_path(records, target), record)
         run.picks[target.name] = record["picks"]
@@ -233,25 +250,25 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
     return run
 
 
-def _score_target(options: MethodOptions, pool: Sequence[Sample], ids: Sequence[str], words: np.ndarray,
-                  target: TargetSet, k: int, cache_dir: Path | None, progress: Progress | None, vectors, pool_m,
-                  method_m, text: tuple[TfidfVectorizer, sp.csr_matrix]) -> dict:
+def _score_target(options: MethodOptions, view: _PoolView, target: TargetSet, k: int, cache_dir: Path | None,
+                  progress: Progress | None) -> dict:
     """One target's record: its metrics, the top k pool ids, and what featurizing (or scoring) cost."""
+    rows = _samples(target.rows)
     t0 = time.perf_counter()
-    result = compute_scores(list(pool), _samples(target.rows), options, cache_dir, progress)
+    result = compute_scores(list(view.samples), rows, options, cache_dir, progress)
     scoring_seconds = time.perf_counter() - t0
     scores, groups = result.scores, result.group_scores
     generic = None
-    if vectors is not None and pool_m is not None:  # how much of the score generic latents carry
-        target_m = vectors(_samples(target.rows), "target")
-        width = min(pool_m.shape[1], target_m.shape[1])  # compact pool vectors carry a left-out-mass column
-        generic = (pool_m[:, :width], prototype(target_m[:, :width]))
-    order = rank(ids, scores) if groups is None else round_robin(ids, groups)
-    if method_m is not None:
+    if view.vectors is not None and view.sae_m is not None:  # how much of the score generic latents carry
+        target_m = view.vectors(rows, "target")
+        width = min(view.sae_m.shape[1], target_m.shape[1])  # compact pool vectors carry a left-out-mass column
+        generic = (view.sae_m[:, :width], prototype(target_m[:, :width]))
+    order = rank(view.ids, scores) if groups is None else round_robin(view.ids, groups)
+    if view.method_m is not None:
+        method_m = view.method_m
         order = diversify(order, k, options.diversity, lambda positions: method_m[positions])
-    tfidf, pool_text = text
-    coverage = (pool_text, tfidf.transform([s.plain_text() for s in _samples(target.rows)]))
-    metrics = {**evaluate(ids, scores, groups, target.relevant, k, words, generic, order, coverage),
+    coverage = (view.text, view.tfidf.transform([s.plain_text() for s in rows]))
+    metrics = {**evaluate(view.ids, scores, groups, target.relevant, k, view.words, generic, order, coverage),
                **(result.metrics or {})}
     stats = {"seconds": 0.0, "tokens": 0, "computed": 0, "cache_hits": 0}
     for part in (result.pool_stats, result.target_stats):
@@ -261,8 +278,9 @@ def _score_target(options: MethodOptions, pool: Sequence[Sample], ids: Sequence[
             stats["computed"] += part.computed
         stats["cache_hits"] += part.cache_hits
     if not get_method(options.method).featurizes:
-        stats["seconds"], stats["computed"] = scoring_seconds, len(pool)
-    return {"target": target.name, "metrics": metrics, "picks": [ids[int(i)] for i in order[:k]], "stats": stats}
+        stats["seconds"], stats["computed"] = scoring_seconds, len(view.samples)
+    return {"target": target.name, "metrics": metrics, "picks": [view.ids[int(i)] for i in order[:k]],
+            "stats": stats}
 
 
 def prefetch_lm_methods(options: Sequence[MethodOptions], suite: Suite, cache_dir: Path,
