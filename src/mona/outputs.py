@@ -116,27 +116,10 @@ def _temp_beside(target: Path, suffix: str = ".tmp") -> tuple[int, str]:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path) -> Iterator[IO[str]]:
-    """Open a temp file beside `path`; rename it over `path` only if the block succeeds."""
-    target = Path(path)
-    fd, tmp = _temp_beside(target)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A unique temp path beside `path`, for writers that take a file name (np.save, safetensors, gzip); once
     the block succeeds the file is synced and renamed over `path`, and on failure it is removed. The temp name
-    keeps `path`'s suffix, since some writers (np.save) append their own otherwise."""
+    (`.NAME.XXXX.tmpSUFFIX`) keeps `path`'s suffix, since some writers (np.save) append their own otherwise."""
     target = Path(path)
     fd, tmp = _temp_beside(target, suffix=".tmp" + target.suffix)
     os.close(fd)
@@ -149,6 +132,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[IO[str]]:
+    """Open a temp file beside `path` for text; rename it over `path` only if the block succeeds."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        yield fh
 
 
 class OutputSet:
