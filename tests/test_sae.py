@@ -4,6 +4,7 @@ family: test_sae_formats.py)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ def test_sparsify_round_trip(tmp_path):
     path = tmp_path / "sae"
     save_sae(sae, path, meta={"model": "tiny", "layer": 3})
     assert sorted(p.name for p in path.iterdir()) == ["cfg.json", "sae.safetensors"]
-    assert not (tmp_path / "sae.partial").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["sae"]  # no temp folder left beside it
     meta = sae_metadata(path)
     assert (meta["model"], meta["layer"], meta["d_in"], meta["k"]) == ("tiny", 3, D_IN, K)
     loaded = load_sae(path)
@@ -58,6 +59,24 @@ def test_save_sae_replaces_existing(tmp_path):
     save_sae(_random_sae(1), path, meta={"layer": 2})
     assert sae_metadata(path)["layer"] == 2
     assert sae_fingerprint(path) != fp0
+    assert [p.name for p in tmp_path.iterdir()] == ["sae"]
+
+
+def test_a_failed_save_keeps_the_old_sae(tmp_path, monkeypatch):
+    path = tmp_path / "sae"
+    save_sae(_random_sae(0), path, meta={"layer": 1})
+    fp0 = sae_fingerprint(path)
+    broken = _random_sae(1)
+
+    def fail(folder):
+        (Path(folder) / "sae.safetensors").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(broken, "save_to_disk", fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_sae(broken, path, meta={"layer": 2})
+    assert sae_fingerprint(path) == fp0 and sae_metadata(path)["layer"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["sae"]
 
 
 def test_encode_smaller_k_keeps_largest():
