@@ -4,6 +4,7 @@ reach the terminal."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -66,3 +67,22 @@ def test_error_messages_keep_brackets_and_drop_controls(tmp_path):
 def test_for_display(raw, shown):
     assert for_display(raw) == shown
     assert for_display(raw, one_line=True) == " ".join(shown.split())
+
+
+
+@pytest.mark.parametrize("group", [[], ["bench"]])
+def test_command_lists_wrap_each_summary_as_one_paragraph(group):
+    # the docstrings break their lines at 120 columns; the panel must wrap the text anew, never keep a break
+    # early: a line is continued only if the next word would not have fitted on it
+    result = CliRunner().invoke(app, [*group, "--help"], terminal_width=100, env={"COLUMNS": "100"})
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    start = next(i for i, line in enumerate(lines) if "Commands" in line)
+    rows = [line[1:-1] for line in lines[start + 1:] if line.startswith("│")]
+    assert len(rows) > 3
+    continued = [(a, b) for a, b in itertools.pairwise(rows) if b.startswith("  ") and b.strip()]
+    assert continued  # some summaries are longer than one line
+    for line, following in continued:
+        column = len(following) - len(following.lstrip())
+        room = len(line) - 1 - column  # one space of padding before the border
+        assert len(line.rstrip()) - column + 1 + len(following.split()[0]) > room, (line, following)

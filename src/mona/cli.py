@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -655,3 +656,16 @@ def llm2vec_eval(**values: Any) -> None:
     json_path, md_path = write_evaluation(evaluation, Path(config.out_dir), config.name, command_line(),
                                           card=config.card)
     _show_report(json_path, md_path)
+
+
+def _one_line_summaries(*apps: typer.Typer) -> None:
+    """Command lists show each command's first docstring paragraph as one line: typer's rich panel keeps the
+    docstring's own line breaks, which then wrap raggedly."""
+    for group in apps:
+        for info in group.registered_commands:
+            doc = info.help or (info.callback.__doc__ if info.callback else None)
+            if info.short_help is None and doc:
+                info.short_help = " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
+
+
+_one_line_summaries(app, sae_app, data_app, bench_app, plot_app, features_app, llm2vec_app)
