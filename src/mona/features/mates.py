@@ -143,12 +143,18 @@ def _digest_texts(probe: InfluenceProbe, samples: Sequence[Sample]) -> str:
 _UPDATES: dict[str, torch.Tensor] = {}
 
 
+def oracle_path(probe: InfluenceProbe, probes: Sequence[Sample], references: Sequence[Sample],
+                cache_dir: Path | str) -> Path:
+    """Where the oracle influences of `probes` on `references` are cached."""
+    return Path(cache_dir) / "mates" / f"oracle-{config_key(probe.influence_key(probes, references))}.npy"
+
+
 def cached_influence(probe: InfluenceProbe, probes: Sequence[Sample], references: Sequence[Sample],
                      cache_dir: Path | None) -> np.ndarray:
     """`probe.oracle_influence`, read from `<cache>/mates/` when it was computed before."""
     if cache_dir is None:
         return probe.oracle_influence(probes, references)
-    path = Path(cache_dir) / "mates" / f"oracle-{config_key(probe.influence_key(probes, references))}.npy"
+    path = oracle_path(probe, probes, references, cache_dir)
     if path.exists():
         try:
             values = np.load(path)
