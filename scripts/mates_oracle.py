@@ -5,7 +5,7 @@ target's own-task probes and each probed task's rows rank among them. Used for t
 It reads the oracle influences from the MATES cache that `mona bench relevance --methods mates --mates-probes 100
 --dtype fp32` fills and skips the targets not probed yet; with --probe it probes them (minutes to twenty each).
 
-    .venv/bin/python scripts/mates_oracle.py [--probes 100] [--targets all] [--probe] [--json OUT.json]
+    .venv/bin/python scripts/mates_oracle.py [--probes 100] [--targets all] [--task T] [--probe] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--probes", type=int, default=100)
     parser.add_argument("--targets", default="all")
+    parser.add_argument("--task", default="cifar10_classification", help="a probed task to compare with the rest")
     parser.add_argument("--probe", action="store_true", help="probe the targets whose oracle is not cached")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -81,6 +82,10 @@ def main() -> None:
     print("\nmean |z-scored influence| over targets, by probed task (probes of that task):")
     for value, t, n in mean_abs[:8]:
         print(f"  {t:50} {value:.2f} ({n})")
+    rest = [x for task, v in magnitude.items() if task != args.task for x in v]
+    lengths = chars[[t == args.task for t in probe_tasks]]
+    print(f"{args.task} probes ({lengths.min()}-{lengths.max()} characters): mean |z| "
+          f"{statistics.fmean(magnitude[args.task]):.2f}, the other probes {statistics.fmean(rest):.2f}")
     sets = Counter(tuple(o["top10_tasks"]) for o in probed)
     common, n_common = sets.most_common(1)[0]
     same = [o for o in probed if tuple(o["top10_tasks"]) == common]
