@@ -20,6 +20,7 @@ from mona.bench.downstream import (
     TaskSpec,
     _eval_row,
     _targets,
+    answer_form,
     check,
     plan,
     run_downstream,
@@ -239,6 +240,30 @@ def test_paired_differences_intervals_and_verdicts():
     assert "mona on 1 of 1 (math (present))" in text and "dense on 0 of 1, worse on 1" in text
     assert "MoNA against each baseline, task-settings won-tied-lost (paired 95 % interval of the NLL difference): " \
            "bm25 0-1-0, dense 1-0-0." in text
+
+
+def test_answer_form_counts_exact_and_other_case_answers_and_enters_the_conclusion():
+    spec = TaskSpec("yn", "yn", "few-shot", answers=("Yes", "No"), related=())
+    task = DownstreamTask(spec, [], [{"id": "e0", "output": "Yes"}, {"id": "e1", "output": "No"}], set())
+    pool = [{"id": "a", "output": "Yes"}, {"id": "b", "output": " no"}, {"id": "c", "output": "maybe"},
+            {"id": "d", "output": "No"}]
+    assert answer_form(["a", "b", "c", "d"], pool, task) == {"exact": 0.5, "other_case": 0.25}
+    open_answers = DownstreamTask(TaskSpec("open", "open", "template", related=()), [],
+                                  [{"id": f"e{i}", "output": str(i)} for i in range(11)], set())
+    assert answer_form(["a"], pool, open_answers) is None
+    # five runs at the main budget whose NLL falls as their exact share rises; a 1 % run and a second fine-tune
+    # seed that would break the order stay out of the correlation
+    tokens = [1] * 10
+    runs = [{**_run(f"m{i}", f"m{i}", [3.0 - 0.4 * i] * 10, tokens), "ratio": 0.05,
+             "answer_form": {"exact": i / 5, "other_case": 0.0}} for i in range(5)]
+    runs += [{**_run("m0-1pct", "m0", [0.1] * 10, tokens), "ratio": 0.01,
+              "answer_form": {"exact": 0.0, "other_case": 0.0}},
+             {**_run("m0-ft1", "m0", [0.1] * 10, tokens, ft_seed=1), "ratio": 0.05,
+              "answer_form": {"exact": 0.0, "other_case": 0.0}}]
+    results = {"config": {"methods": ",".join(f"m{i}" for i in range(5)), "ratio_tasks": "", "ratio": 0.05},
+               "tasks": [{"name": "yn"}], "runs": [{**r, "setting": "present", "task": "yn"} for r in runs],
+               "bases": {}, "missing": []}
+    assert "-1.00 on yn (present, 5 runs)" in " ".join(conclusion(results))
 
 
 def test_target_formats():

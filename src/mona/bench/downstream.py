@@ -528,6 +528,24 @@ def _train_record(ft_dir: Path, train: dict) -> dict:
             "dtype": train.get("dtype")}
 
 
+CLOSED_ANSWERS = 10  # at most this many distinct evaluation answers: a closed set whose form the picks can teach
+
+
+def answer_form(ids: Sequence[str], pool: Sequence[dict], task: DownstreamTask) -> dict[str, float] | None:
+    """For a task whose evaluation answers are a closed set: the share of the picks whose answer is one of them
+    exactly, and the share that is one only up to case ("yes" for "Yes"). Fine-tuning on the latter teaches a
+    form that the NLL of the reference answers punishes. None for open answers."""
+    answers = {str(r["output"]).strip() for r in task.eval_rows}
+    if not ids or len(answers) > CLOSED_ANSWERS:
+        return None
+    lower = {a.lower() for a in answers}
+    by_id = {r["id"]: r for r in pool}
+    outputs = [str(by_id[i].get("output", "")).strip() for i in ids]
+    exact = sum(o in answers for o in outputs)
+    other_case = sum(o not in answers and o.lower() in lower for o in outputs)
+    return {"exact": exact / len(outputs), "other_case": other_case / len(outputs)}
+
+
 def _run_one(work_dir: Path, rdir: Path, name: str, pool: list[dict], task: DownstreamTask, run: Run, n: int,
              config: DownstreamConfig, cache_dir: Path | None, clock: _Clock) -> dict:
     """Select (unless rdir holds the selection), fine-tune (unless the selection's adapter exists) and evaluate
@@ -564,7 +582,8 @@ def _run_one(work_dir: Path, rdir: Path, name: str, pool: list[dict], task: Down
                    config, clock)
     result = _read_json(rdir / "eval.json")
     return {"adapter": train["adapter"], "rows": meta["rows"], "task_share": meta["task_share"],
-            "related_share": meta["related_share"], "selection_seconds": meta["seconds"],
+            "related_share": meta["related_share"], "answer_form": answer_form(meta["ids"], pool, task),
+            "selection_seconds": meta["seconds"],
             "train_seconds": train["seconds"], "train_tokens": train["tokens"],
             "rows_truncated": train["rows_truncated"], "epoch_losses": train["epoch_losses"],
             "dtype": train["dtype"], "eval": result}

@@ -192,6 +192,12 @@ def conclusion(results: dict) -> list[str]:
         lines.append(f"Training noise: a second fine-tune seed moved the NLL by {statistics.fmean(sizes):.3f} on "
                      f"average (largest {max(sizes):.3f}, {len(spread)} runs; {outside} with an interval excluding 0)"
                      + (f"; random's seed spread averages {statistics.fmean(stds):.3f}" if stds else "") + ".")
+    form = _answer_form_correlation(stats, results["config"].get("ratio"))
+    if form:
+        lines.append("Answer form, where the answers are a closed set: Spearman correlation over the runs of the "
+                     "selection's share of exact answers with the NLL (negative: more exact answers, lower NLL) "
+                     + ", ".join(f"{rho:+.2f} on {s.task} ({s.setting}, {n} runs)"
+                                                                 for s, rho, n in form) + ".")
     points = _ratio_points(results)
     for task, by_method in points.items():
         if len(by_method.get("mona", {})) > 1 and by_method.get("random"):
@@ -204,6 +210,24 @@ def conclusion(results: dict) -> list[str]:
         lines.append(f"The run is not complete ({len(results['missing'])} of the design's runs missing): this covers "
                      f"{len(stats)} task-settings of {len(SETTINGS) * len(results['tasks'])}, some of them in part.")
     return lines
+
+
+def _answer_form_correlation(stats: Sequence[TaskStats], ratio: float, min_runs: int = 5
+                             ) -> list[tuple[TaskStats, float, int]]:
+    """Per task-setting with a closed answer set and at least `min_runs` runs at the main budget `ratio` (first
+    fine-tune seed): the Spearman correlation of the runs' share of exact answers in their selections with their
+    NLL."""
+    from scipy.stats import spearmanr
+
+    out = []
+    for s in stats:
+        pairs = [(r["answer_form"]["exact"], s.nll(label)) for label, r in s.runs.items()
+                 if r.get("answer_form") and r.get("ratio") == ratio and r.get("ft_seed") == 0]
+        if len(pairs) >= min_runs:
+            rho = spearmanr(*zip(*pairs, strict=True)).statistic
+            if np.isfinite(rho):
+                out.append((s, float(rho), len(pairs)))
+    return out
 
 
 # ---------------------------------------------------------------- figures
@@ -408,14 +432,19 @@ def _tables(results: dict, stats: Sequence[TaskStats], methods: Sequence[str], r
                 lines.append(f"| {task} | {m} | " + " | ".join(
                     _f(statistics.fmean(by_ratio[r]) if r in by_ratio else None) for r in ratios) + " |")
     lines += ["", "## Every run", "",
-              "*task* / *related*: share of the selection from the task's own rows / from its related tasks.", "",
-              "| task | setting | run | NLL | task | related | train loss | train tokens | select s | train s | "
-              "eval s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "*task* / *related*: share of the selection from the task's own rows / from its related tasks. "
+              "*answers*: for a task with a closed answer set, the share of the selection whose answer is one of "
+              "the task's answers exactly / only up to case (\"yes\" for \"Yes\").", "",
+              "| task | setting | run | NLL | task | related | answers | train loss | train tokens | select s | "
+              "train s | eval s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in stats:
         for label, r in s.runs.items():
             losses = r.get("epoch_losses") or []
+            form = r.get("answer_form")
+            answers = f"{form['exact']:.2f} / {form['other_case']:.2f}" if form else "-"
             lines.append(f"| {s.task} | {s.setting} | {label} | {s.nll(label):.3f} | {r['task_share']:.2f} | "
-                         f"{r['related_share']:.2f} | {_f(losses[0] if losses else None)} | {r['train_tokens']} | "
+                         f"{r['related_share']:.2f} | {answers} | {_f(losses[0] if losses else None)} | "
+                         f"{r['train_tokens']} | "
                          f"{r['selection_seconds']:.0f} | {r['train_seconds']:.0f} | {r['eval']['seconds']:.0f} |")
     return lines
 
