@@ -4,7 +4,7 @@ leaves the old file and no temp beside it."""
 import numpy as np
 import pytest
 
-from mona.outputs import atomic_path, atomic_write
+from mona.atomic import atomic_path, atomic_write
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):

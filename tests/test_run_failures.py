@@ -108,7 +108,7 @@ def test_cache_that_cannot_be_written_is_one_line(files, monkeypatch, model_dir)
 def test_other_commands_turn_os_errors_into_one_line(files, monkeypatch):
     """A failing write outside mona's own checks (here `mona report`) is one line, exit 3, no traceback."""
     assert _invoke(_select(files), files["cache"]).exit_code == 0
-    import mona.outputs as output
+    import mona.atomic as output
 
     def fail(*_a, **_k):
         raise OSError(errno.ENOSPC, "No space left on device", str(files["out"].parent / "r.html"))

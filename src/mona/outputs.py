@@ -8,13 +8,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
+from mona.atomic import atomic_write, temp_beside
 from mona.data.formats import Rejected, Sample, id_value, raw_row
 from mona.errors import ConfigError, MissingFileError
 
@@ -105,42 +105,6 @@ def check_output_dir(name: str, path: Path, shown: Path | None = None) -> None:
     _check_creatable(name, shown if shown is not None else path, _real(path), "used")
 
 
-def _temp_beside(target: Path, suffix: str = ".tmp") -> tuple[int, str]:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
-    # mkstemp creates 0600; give the file the mode an ordinary open() would (0666 minus the umask)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return fd, tmp
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A unique temp path beside `path`, for writers that take a file name (np.save, safetensors, gzip); once
-    the block succeeds the file is synced and renamed over `path`, and on failure it is removed. The temp name
-    (`.NAME.XXXX.tmpSUFFIX`) keeps `path`'s suffix, since some writers (np.save) append their own otherwise."""
-    target = Path(path)
-    fd, tmp = _temp_beside(target, suffix=".tmp" + target.suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | Path) -> Iterator[IO[str]]:
-    """Open a temp file beside `path` for text; rename it over `path` only if the block succeeds."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        yield fh
-
-
 class OutputSet:
     """The files of one run, written together: each to a temp file beside its target, all renamed into place
     only once every one is complete. If any write fails (or the run is interrupted) every temp file is removed,
@@ -156,7 +120,7 @@ class OutputSet:
         target = Path(path)
         tmp = None
         try:
-            fd, tmp = _temp_beside(target)
+            fd, tmp = temp_beside(target)
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
                 yield fh
                 fh.flush()

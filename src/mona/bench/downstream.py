@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mona.atomic import atomic_write
 from mona.bench.hard_suite import ALPACA, BBH_TASKS, few_shot, lettered, ni_split
 from mona.bench.options import DownstreamConfig
 from mona.bench.relevance import _samples
@@ -46,7 +47,6 @@ from mona.features.lm import LMConfig
 from mona.finetune.evaluate import evaluate, parse_options
 from mona.finetune.options import FinetuneConfig
 from mona.finetune.sft import finetune
-from mona.outputs import atomic_write
 from mona.selection.budget import rank
 from mona.selection.pipeline import compute_scores
 from mona.selection.registry import MethodOptions, get_method

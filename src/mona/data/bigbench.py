@@ -5,13 +5,13 @@ subtask} in the cache. The `bigbench` package itself is never installed (it pull
 from __future__ import annotations
 
 import json
-import os
 import re
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mona.atomic import atomic_write
 from mona.errors import InputError
 from mona.fetch import fetch_verified
 from mona.paths import cache_root
@@ -89,11 +89,9 @@ def prepare_bigbench(archive: Path | None = None, *, progress: Callable[[str], N
             if not rows:
                 continue
             name = f"{task}__{subtask}" if subtask else task
-            tmp = rows_dir / f"{name}.jsonl.partial"
-            with tmp.open("w", encoding="utf-8") as fh:
+            with atomic_write(rows_dir / f"{name}.jsonl") as fh:
                 for row in rows:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            os.replace(tmp, rows_dir / f"{name}.jsonl")
             index[name] = len(rows)
             if progress:
                 progress(name)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mona.atomic import atomic_write
 from mona.fetch import fetch_verified
 from mona.paths import cache_root
 
@@ -69,10 +69,7 @@ def prepare_lm_eval_fewshot(wheel: Path | None = None) -> Path:
     wheel = fetch_verified(f"lm-eval=={LM_EVAL_VERSION}", f"lm_eval-{LM_EVAL_VERSION}-*.whl", LM_EVAL_SHA256, wheel)
     with zipfile.ZipFile(wheel) as zf:
         rows = _rows(zf)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".partial")
-    with tmp.open("w", encoding="utf-8") as fh:
+    with atomic_write(out) as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
     return out

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from mona.atomic import atomic_write
 from mona.data.formats import Sample
 from mona.data.readers import read_samples
 from mona.errors import ConfigError
@@ -20,7 +21,7 @@ from mona.explain.options import ExplainConfig
 from mona.features.cached import featurize_cached
 from mona.features.lm import LMRunner
 from mona.features.mona import MonaFeaturizer
-from mona.outputs import atomic_write, check_outputs
+from mona.outputs import check_outputs
 from mona.paths import cache_root
 from mona.sae.topk import encode
 from mona.scoring.similarity import prototype

@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mona.atomic import atomic_write
 from mona.data.formats import Sample
 from mona.data.readers import read_samples
 from mona.errors import ConfigError
 from mona.explain.options import JudgeConfig
-from mona.outputs import atomic_write, check_outputs, local_path
+from mona.outputs import check_outputs, local_path
 from mona.progress import Progress
 
 CRITERIA = {

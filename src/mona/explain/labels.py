@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mona.atomic import atomic_path
 from mona.data.render import Rendered
 from mona.errors import ConfigError
 from mona.explain.options import LabelConfig
 from mona.models import TruncatedLM, load_lm
-from mona.outputs import atomic_path, check_outputs, local_path
+from mona.outputs import check_outputs, local_path
 from mona.paths import cache_root
 from mona.progress import Progress
 from mona.sae.build import text_items

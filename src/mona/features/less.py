@@ -41,6 +41,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from mona.atomic import atomic_path
 from mona.data.formats import Sample
 from mona.data.render import Rendered
 from mona.errors import ConfigError
@@ -52,7 +53,6 @@ from mona.models import DtypeChoice, model_fingerprint, resolve_dtype
 from mona.models.answer_loss import attention_mask, pad_batch, row_losses
 from mona.models.dtype import autocast, parse_dtype
 from mona.models.truncated import first_and_pad_ids, length_batches
-from mona.outputs import atomic_path
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # AdamW's defaults, also used for the Adam gradient
 KEY_VERSION = 1

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mona.atomic import atomic_path
 from mona.data.bigbench import bigbench_dir, prepare_bigbench, task_index
 from mona.data.formats import Record, to_sample
 from mona.errors import ConfigError
@@ -189,9 +190,8 @@ def _trainable(peft_model) -> dict[str, torch.nn.Parameter]:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def train_phase(phase: str, peft_model, loss_fn: Callable[[int, torch.Generator], tuple[torch.Tensor, int]],

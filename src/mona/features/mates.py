@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mona.atomic import atomic_path
 from mona.data.formats import Sample
 from mona.features.base import MethodScores
 from mona.features.cache import config_key, text_hash
@@ -48,7 +49,6 @@ from mona.features.less import Encoded, LessFeaturizer, lora_parameters, pad_enc
 from mona.features.lm import LMRunner
 from mona.features.options import HiddenOptions, LessOptions, MatesOptions, MethodSettings
 from mona.models.answer_loss import row_losses
-from mona.outputs import atomic_path
 
 KEY_VERSION = 1
 

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from mona.atomic import atomic_write
 from mona.data.formats import Sample
 from mona.data.readers import read_samples
 from mona.errors import DependencyError, InputError, MissingFileError
@@ -39,7 +40,7 @@ from mona.finetune.options import EvalConfig
 from mona.finetune.sft import conversation_tokens, render_chat
 from mona.models.answer_loss import pad_batch
 from mona.models.loader import DEFAULT_MODEL, load_lm
-from mona.outputs import atomic_write, check_outputs, local_path
+from mona.outputs import check_outputs, local_path
 from mona.progress import RichProgress
 
 MC, GENERATION = "mc", "generation"

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from mona.atomic import atomic_write
 from mona.data.formats import Sample
 from mona.data.readers import read_samples
 from mona.errors import ConfigError, InputError
@@ -50,7 +51,7 @@ from mona.models.answer_loss import IGNORE, batch_loss_sum
 from mona.models.dtype import autocast, parse_dtype, resolve_dtype
 from mona.models.loader import DEFAULT_MODEL, load_lm, model_fingerprint
 from mona.models.truncated import length_batches
-from mona.outputs import atomic_write, check_output_dir, check_outputs, local_path
+from mona.outputs import check_output_dir, check_outputs, local_path
 from mona.progress import RichProgress
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")

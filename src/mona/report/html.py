@@ -347,8 +347,8 @@ def build_report(pool: Path, scores: list[Path], out: Path, *, names: list[str] 
     import jinja2
 
     from mona import __version__
+    from mona.atomic import atomic_write
     from mona.data.readers import read_samples
-    from mona.outputs import atomic_write
 
     config = config or ReportConfig()
     top, text_field = config.top, config.text_field

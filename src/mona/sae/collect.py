@@ -8,20 +8,19 @@ is written last and atomically, so a shard counts only when complete and a kille
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from mona.atomic import atomic_path
 from mona.data.render import Rendered
 from mona.models.truncated import TruncatedLM
 
 
 def _save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".partial.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.save(tmp, array)
 
 
 def _shard(out_dir: Path, i: int, part: str) -> Path:
