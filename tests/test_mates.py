@@ -17,6 +17,7 @@ from mona.features.lm import LMRunner
 from mona.features.mates import InfluenceProbe, fit_influence_model, mates_scores
 from mona.features.options import LessOptions, LMConfig, MatesOptions
 from mona.models.answer_loss import row_losses
+from mona.selection.pipeline import compute_scores
 from mona.selection.registry import MethodOptions, with_defaults
 
 
@@ -131,6 +132,49 @@ def test_select_reports_spearman_is_cached_and_gumbel_is_seeded(model_dir, tmp_p
     gumbel = mates_scores(samples, [to_sample(Record(target[0], 0, 1))], options, tmp_path / "cache")
     np.testing.assert_allclose(gumbel.scores, plain.scores / 0.5 + np.random.default_rng(3).gumbel(size=14))
 
+
+
+class Recorder:
+    """A Progress that keeps every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def start(self, label: str, total: int | None) -> None:
+        self.calls.append(("start", label, total))
+
+    def update(self, done: int, tokens: int) -> None:
+        self.calls.append(("update", done))
+
+    def finish(self) -> None:
+        self.calls.append(("finish",))
+
+
+def test_progress_sees_the_hidden_states_the_warm_up_and_every_probe(model_dir, tmp_path):
+    rows = [{"id": f"p{i}", "messages": [{"role": "user", "content": t},
+                                         {"role": "assistant", "content": "stir the salt"}]}
+            for i, t in enumerate(sentences(12, seed=2))]
+    pool = [to_sample(Record(row, i, i + 1)) for i, row in enumerate(rows)]
+    target = [to_sample(Record({"messages": [{"role": "user", "content": "add two numbers"},
+                                             {"role": "assistant", "content": "the sum is four"}]}, 0, 1))]
+    options = with_defaults(MethodOptions(method="mates", lm=LMConfig(model=str(model_dir)),
+                                          params=MatesOptions(probes=10)))
+    recorder = Recorder()
+    mates_scores(pool, target, options, tmp_path / "cache", recorder)
+    starts = [c[1:] for c in recorder.calls if c[0] == "start"]
+    assert [label.split(":")[1].split()[0] for label, _ in starts] == ["hidden", "LESS", "probing"]
+    assert starts[0][1] == 12 and starts[2][1] == 10
+    probing = recorder.calls[recorder.calls.index(("start", *starts[2])):]
+    assert [c[1] for c in probing if c[0] == "update"] == list(range(1, 11))
+    assert sum(c[0] == "start" for c in recorder.calls) == sum(c[0] == "finish" for c in recorder.calls)
+    # a rerun reads the probed influences from the cache: no probing phase
+    again = Recorder()
+    mates_scores(pool, target, options, tmp_path / "cache", again)
+    assert not any(c[0] == "start" and "probing" in c[1] for c in again.calls)
+    # `mona select`'s pipeline hands its progress to the text scorer
+    through = Recorder()
+    compute_scores(pool, target, options, tmp_path / "cache", through)
+    assert ("start", "mates: hidden states of the pool", 12) in through.calls
 
 
 def test_targets_whose_answers_lie_beyond_max_length_are_said_not_ranked(model_dir, tmp_path):

@@ -8,12 +8,14 @@ changes. Indexing is fast (sparse, vectorised) so nothing is cached."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from mona.data.formats import Sample
 from mona.errors import ConfigError
 from mona.features.options import BM25_COMBINE, MethodSettings
+from mona.progress import Progress
 
 
 def bm25_scores(pool_texts: Sequence[str], queries: Sequence[str], combine: str = "mean", *,
@@ -51,6 +53,6 @@ def bm25_scores(pool_texts: Sequence[str], queries: Sequence[str], combine: str 
 
 
 def bm25_text_scorer(pool: Sequence[Sample], targets: Sequence[Sample], options: MethodSettings,
-                     _cache_dir=None) -> np.ndarray:
+                     _cache_dir: Path | None = None, _progress: Progress | None = None) -> np.ndarray:
     """Registry text scorer: Bm25Options.combine picks "mean" (default) or "max"."""
     return bm25_scores([s.plain_text() for s in pool], [t.plain_text() for t in targets], options.params.combine)

@@ -49,6 +49,7 @@ from mona.features.less import Encoded, LessFeaturizer, lora_parameters, pad_enc
 from mona.features.lm import LMRunner
 from mona.features.options import HiddenOptions, LessOptions, MatesOptions, MethodSettings
 from mona.models.answer_loss import row_losses
+from mona.progress import Progress
 
 KEY_VERSION = 1
 
@@ -78,9 +79,17 @@ class InfluenceProbe(LessFeaturizer):
                 rows += int(has_loss.sum())
         return total / max(rows, 1)
 
-    def oracle_influence(self, probes: Sequence[Sample], references: Sequence[Sample]) -> np.ndarray:
-        """For each probe row: reference loss at the warm-up state minus after one AdamW step on that row alone."""
-        self.ensure_warm()
+    def oracle_influence(self, probes: Sequence[Sample], references: Sequence[Sample],
+                         progress: Progress | None = None) -> np.ndarray:
+        """For each probe row: reference loss at the warm-up state minus after one AdamW step on that row alone.
+        `progress` sees the warm-up (when it is trained) and then each probe."""
+        if progress is not None:
+            progress.start("mates: LESS warm-up (cached after the first run)", None)
+        try:
+            self.ensure_warm()
+        finally:
+            if progress is not None:
+                progress.finish()
         assert self._model is not None
         params = lora_parameters(self._model)
         warm = {n: p.detach().clone() for n, p in params.items()}
@@ -91,6 +100,8 @@ class InfluenceProbe(LessFeaturizer):
         key = self.updates_key(probes)
         memo = _UPDATES.get(key)
         computed: list[torch.Tensor] = []
+        if progress is not None:
+            progress.start("mates: probing the oracle influence", len(probes))
         try:
             # the updates a chunk at a time: each is as large as the LoRA weights
             for start in range(0, len(probes), self.config.max_batch_size):
@@ -109,7 +120,11 @@ class InfluenceProbe(LessFeaturizer):
                             p.copy_(warm[name] - lr * step.to(p.dtype))
                             offset += p.numel()
                     out[i] = before - self._reference_loss(refs)
+                    if progress is not None:
+                        progress.update(i + 1, 0)
         finally:
+            if progress is not None:
+                progress.finish()
             with torch.no_grad():
                 for name, p in params.items():
                     p.copy_(warm[name])
@@ -150,10 +165,10 @@ def oracle_path(probe: InfluenceProbe, probes: Sequence[Sample], references: Seq
 
 
 def cached_influence(probe: InfluenceProbe, probes: Sequence[Sample], references: Sequence[Sample],
-                     cache_dir: Path | None) -> np.ndarray:
+                     cache_dir: Path | None, progress: Progress | None = None) -> np.ndarray:
     """`probe.oracle_influence`, read from `<cache>/mates/` when it was computed before."""
     if cache_dir is None:
-        return probe.oracle_influence(probes, references)
+        return probe.oracle_influence(probes, references, progress)
     path = oracle_path(probe, probes, references, cache_dir)
     if path.exists():
         try:
@@ -162,7 +177,7 @@ def cached_influence(probe: InfluenceProbe, probes: Sequence[Sample], references
                 return values
         except (OSError, ValueError):
             pass  # corrupt or partial: probe again
-    values = probe.oracle_influence(probes, references)
+    values = probe.oracle_influence(probes, references, progress)
     with atomic_path(path) as tmp:
         np.save(tmp, values)
     return values
@@ -199,20 +214,28 @@ def fit_influence_model(x: np.ndarray, influence: np.ndarray, params: MatesOptio
 
 
 def mates_scores(pool: Sequence[Sample], targets: Sequence[Sample], options: MethodSettings,
-                 cache_dir: Path | None) -> MethodScores:
+                 cache_dir: Path | None, progress: Progress | None = None) -> MethodScores:
     """Registry text scorer: each pool row's influence predicted by a model fitted to probed oracle influences
-    (with `gumbel`, plus seeded Gumbel noise at `temperature`)."""
+    (with `gumbel`, plus seeded Gumbel noise at `temperature`). `progress` sees the pool's hidden states, the
+    warm-up and the probes."""
     params: MatesOptions = options.params
     runner = LMRunner(options.lm)
     hidden = HiddenFeaturizer(runner, pooling=HiddenOptions().pooling)
-    x = np.asarray(featurize_cached(hidden, pool, Path(cache_dir) if cache_dir else None, role="pool"),
-                   dtype=np.float64)
+    if progress is not None:
+        progress.start("mates: hidden states of the pool", len(pool))
+    try:
+        x = np.asarray(featurize_cached(hidden, pool, Path(cache_dir) if cache_dir else None,
+                                        progress.update if progress is not None else None, role="pool"),
+                       dtype=np.float64)
+    finally:
+        if progress is not None:
+            progress.finish()
     probe_at = _seeded_sample(len(pool), params.probes, options.seed, "probes")
     refs_at = _seeded_sample(len(targets), params.reference_rows, options.seed, "references")
     probe = InfluenceProbe(runner, LessOptions(), seed=options.seed)
     probe.prepare(pool, cache_dir)
     references = [targets[int(i)] for i in refs_at]
-    influence = cached_influence(probe, [pool[int(i)] for i in probe_at], references, cache_dir)
+    influence = cached_influence(probe, [pool[int(i)] for i in probe_at], references, cache_dir, progress)
     model, rho, alpha, n_held = fit_influence_model(x[probe_at], influence, params, options.seed)
     scores = model.predict(x)
     if params.gumbel:

@@ -11,10 +11,11 @@ import numpy as np
 
 from mona.data.formats import Sample
 from mona.features.options import MethodSettings
+from mona.progress import Progress
 
 
 def random_scores(pool: Sequence[Sample], _targets: Sequence[Sample], options: MethodSettings,
-                  _cache: Path | None) -> np.ndarray:
+                  _cache: Path | None, _progress: Progress | None = None) -> np.ndarray:
     """Registry text scorer: uniform in [0, 1) per pool row, seeded by options.seed."""
     def draw(sample_id: str) -> float:
         digest = hashlib.blake2b(f"{options.seed}\x00{sample_id}".encode(), digest_size=8).digest()

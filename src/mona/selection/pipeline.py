@@ -183,7 +183,8 @@ class PoolScorer:
         """(scores, per-subtask score columns or None) of these pool rows; `done_before` offsets the progress
         of a chunk within a streamed pool (the caller starts and finishes the bar)."""
         if not self.spec.featurizes:
-            out = self.spec.text_scorer()(pool, self.targets, self.options, self.method.cache_dir)
+            out = self.spec.text_scorer()(pool, self.targets, self.options, self.method.cache_dir,
+                                          self.method.progress)
             if isinstance(out, MethodScores):
                 self.notes += out.notes
                 self.metrics.update(out.metrics)

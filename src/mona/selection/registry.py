@@ -84,7 +84,8 @@ class MethodSpec:
         return _load(self.scorer)
 
     def text_scorer(self) -> Callable:
-        """(pool samples, target samples, options, cache dir) -> a score per pool row."""
+        """(pool samples, target samples, options, cache dir, progress) -> a score per pool row (or MethodScores);
+        a long-running scorer reports its phases to the progress (a Progress, or None)."""
         assert self.text is not None, "a featurizing method has no text scorer"
         return _load(self.text)
 
