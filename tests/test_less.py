@@ -182,3 +182,33 @@ def test_select_less_end_to_end_and_cache_reuse(tmp_path, cache_env, model_dir, 
     np.testing.assert_allclose([r["score"] for r in rows3], [r["score"] for r in rows], atol=1e-5)
     bad = _select(pool, target, tmp_path / "out4.jsonl", tmp_path / "scores4.jsonl", model_dir, "--less-rank", "0")
     assert bad.exit_code == 4 and not (tmp_path / "out4.jsonl").exists()
+
+
+def test_the_warm_up_reports_its_steps_inside_the_featurization_bar(model_dir, samples, tmp_path):
+    from mona.selection.pipeline import compute_scores
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.open: list[str] = []
+            self.seen: list[tuple[str, ...]] = []
+
+        def start(self, label: str, total: int | None) -> None:
+            self.seen.append((*self.open, label))
+            self.open.append(label)
+
+        def update(self, done: int, tokens: int) -> None:
+            self.seen.append(("update", self.open[-1], str(done)))
+
+        def finish(self) -> None:
+            self.open.pop()
+
+    pool, targets = samples
+    options = MethodOptions(method="less", lm=LMConfig(model=str(model_dir)),
+                            params=LessOptions(warmup_samples=6, batch_size=2, proj_dim=64))
+    recorder = Recorder()
+    compute_scores(list(pool), list(targets), options, tmp_path / "cache", recorder)
+    warmup = [s for s in recorder.seen if s[-1].startswith("less: LoRA warm-up")]
+    assert warmup and warmup[0][0] == "featurize target"  # nested in the first bar the pipeline opened
+    steps = [int(s[2]) for s in recorder.seen if s[0] == "update" and s[1].startswith("less: LoRA warm-up")]
+    assert steps == [1, 2, 3]  # 6 rows, 2 per step, 1 epoch
+    assert not recorder.open

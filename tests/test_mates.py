@@ -151,6 +151,7 @@ class Recorder:
 
 
 def test_progress_sees_the_hidden_states_the_warm_up_and_every_probe(model_dir, tmp_path):
+    # the warm-up's bar ("less: LoRA warm-up ...") comes from LESS, which MATES takes its fixed state from
     rows = [{"id": f"p{i}", "messages": [{"role": "user", "content": t},
                                          {"role": "assistant", "content": "stir the salt"}]}
             for i, t in enumerate(sentences(12, seed=2))]
@@ -162,7 +163,7 @@ def test_progress_sees_the_hidden_states_the_warm_up_and_every_probe(model_dir, 
     recorder = Recorder()
     mates_scores(pool, target, options, tmp_path / "cache", recorder)
     starts = [c[1:] for c in recorder.calls if c[0] == "start"]
-    assert [label.split(":")[1].split()[0] for label, _ in starts] == ["hidden", "LESS", "probing"]
+    assert [label.split(":")[1].split()[0] for label, _ in starts] == ["hidden", "LoRA", "probing"]
     assert starts[0][1] == 12 and starts[2][1] == 10
     probing = recorder.calls[recorder.calls.index(("start", *starts[2])):]
     assert [c[1] for c in probing if c[0] == "update"] == list(range(1, 11))

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
+    ProgressColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -18,7 +20,8 @@ from rich.progress import Progress as Bar
 
 
 class Progress(Protocol):
-    """Receives progress of a long step (the CLI draws a bar); one step at a time, from start to finish."""
+    """Receives progress of a long step (the CLI draws a bar), from start to finish. Steps may nest: a step
+    started inside another (a warm-up inside a featurization, say) is the one updated until it finishes."""
 
     def start(self, label: str, total: int | None) -> None: ...  # total None: not known in advance
     def update(self, done: int, tokens: int) -> None: ...
@@ -26,41 +29,56 @@ class Progress(Protocol):
 
 
 class RichProgress:
-    """A Progress drawn as a rich bar: `unit`s done of the total, with their rate and tokens per second."""
+    """A Progress drawn as a rich bar: `unit`s done of the total, with their rate and tokens per second. A
+    nested step gets a bar of its own below the open one, kept (complete) when it finishes."""
 
     def __init__(self, console: Console | None = None, enabled: bool = True, unit: str = "samples") -> None:
         self.console = console or Console(stderr=True)
         self.enabled = enabled
         self.unit = unit
         self._progress: Bar | None = None
-        self._task = None
-        self._t0 = 0.0
+        self._open: list[tuple[TaskID, float]] = []  # the started steps, innermost last, with their start times
+
+    def _columns(self) -> tuple[ProgressColumn, ...]:
+        # the label may hold a user's name for a method or file: style it, never parse it as markup
+        return (TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+                TextColumn(self.unit + "  {task.fields[rate]}", markup=False), TimeElapsedColumn(),
+                TimeRemainingColumn())
+
+    def _fields(self) -> dict[str, str]:
+        """The extra fields `_columns` shows, at a step's start."""
+        return {"rate": ""}
 
     def start(self, label: str, total: int | None) -> None:
         if not self.enabled:
             return
-        # the label may hold a user's name for a method or file: style it, never parse it as markup
-        self._progress = Bar(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
-                             MofNCompleteColumn(), TextColumn(self.unit + "  {task.fields[rate]}", markup=False),
-                             TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False)
-        self._progress.start()
-        self._task = self._progress.add_task(label, total=total, rate="")
-        self._t0 = time.perf_counter()
+        if self._progress is None:
+            self._progress = Bar(*self._columns(), console=self.console, transient=False)
+            self._progress.start()
+        self._open.append((self._progress.add_task(label, total=total, **self._fields()), time.perf_counter()))
+
+    def _current(self) -> tuple[TaskID, float] | None:
+        return self._open[-1] if self._progress is not None and self._open else None
 
     def update(self, done: int, tokens: int) -> None:
-        if self._progress is None or self._task is None:
+        current = self._current()
+        if current is None:
             return
-        elapsed = max(time.perf_counter() - self._t0, 1e-9)
+        elapsed = max(time.perf_counter() - current[1], 1e-9)
         rate = f"{done / elapsed:.1f} {self.unit}/s" + (f", {tokens / elapsed:.0f} tok/s" if tokens else "")
-        self._progress.update(self._task, completed=done, rate=rate)
+        assert self._progress is not None
+        self._progress.update(current[0], completed=done, rate=rate)
 
     def finish(self) -> None:
-        if self._progress is not None:
+        if self._progress is None:
+            return
+        if self._open:
+            task, _ = self._open.pop()
             # called from `finally`: only a step that ended normally is drawn as complete, not one that Ctrl-C
             # or an error stopped halfway
-            if self._task is not None and sys.exc_info()[0] is None:
-                task = self._progress.tasks[0]
-                self._progress.update(self._task, completed=task.total)
+            if sys.exc_info()[0] is None:
+                total = next(t.total for t in self._progress.tasks if t.id == task)
+                self._progress.update(task, completed=total)
+        if not self._open:
             self._progress.stop()
-        self._progress = None
-        self._task = None
+            self._progress = None

@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mona.data.formats import Sample
+from mona.progress import Progress
 
 Matrix = sp.csr_matrix | np.ndarray
 # progress(samples_done, tokens_done) after each unit of work
@@ -62,9 +63,10 @@ class Featurizer(ABC):
         finally:
             self.role = before
 
-    def prepare(self, pool: Sequence[Sample], cache_dir: Path | None) -> None:
+    def prepare(self, pool: Sequence[Sample], cache_dir: Path | None, progress: Progress | None = None) -> None:
         """Corpus-level set-up, called by the pipeline once before any featurization (default: nothing). Keep it
-        cheap: anything expensive belongs in `featurize`, which does not run when every vector is cached."""
+        cheap: anything expensive belongs in `featurize`, which does not run when every vector is cached (a
+        long step there may report to `progress`, nested inside the featurization's bar)."""
         return None
 
     @abstractmethod

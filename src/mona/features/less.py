@@ -53,6 +53,7 @@ from mona.models import DtypeChoice, model_fingerprint, resolve_dtype
 from mona.models.answer_loss import attention_mask, pad_batch, row_losses
 from mona.models.dtype import autocast, parse_dtype
 from mona.models.truncated import first_and_pad_ids, length_batches
+from mona.progress import Progress
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # AdamW's defaults, also used for the Adam gradient
 KEY_VERSION = 1
@@ -173,28 +174,38 @@ class WarmupState:
 
 
 def train_warmup(model: nn.Module, encoded: Sequence[Encoded], config: LessOptions, seed: int, pad_id: int,
-                 dtype: str = "fp32") -> WarmupState:
+                 dtype: str = "fp32", progress: Progress | None = None) -> WarmupState:
     """LoRA warm-up: `config.epochs` passes of AdamW over `encoded` in seeded random order, `batch_size` rows per
     step, loss = mean over the batch's rows of each row's mean token loss; the forward under `dtype` autocast
-    (fp32 weights and moments)."""
+    (fp32 weights and moments). `progress` counts the optimizer steps."""
     params = lora_parameters(model)
     optimizer = torch.optim.AdamW(list(params.values()), lr=config.lr, betas=(BETA1, BETA2), eps=EPS,
                                   weight_decay=0.0)
     rng = random.Random(seed)
     usable = [e for e in encoded if any(e.loss)]
-    steps = 0
-    for _ in range(config.epochs):
-        order = list(range(len(usable)))
-        rng.shuffle(order)
-        for start in range(0, len(order), config.batch_size):
-            batch = [usable[i] for i in order[start: start + config.batch_size]]
-            ids, attn, loss_mask = pad_encoded(batch, pad_id)
-            with autocast(dtype, "cpu"):
-                loss = row_losses(model, ids, attn, loss_mask).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            steps += 1
+    steps, tokens = 0, 0
+    if progress is not None:
+        progress.start(f"less: LoRA warm-up on {len(usable)} rows (optimizer steps; cached after this run)",
+                       config.epochs * -(-len(usable) // config.batch_size))
+    try:
+        for _ in range(config.epochs):
+            order = list(range(len(usable)))
+            rng.shuffle(order)
+            for start in range(0, len(order), config.batch_size):
+                batch = [usable[i] for i in order[start: start + config.batch_size]]
+                ids, attn, loss_mask = pad_encoded(batch, pad_id)
+                with autocast(dtype, "cpu"):
+                    loss = row_losses(model, ids, attn, loss_mask).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                steps += 1
+                tokens += int(attn.sum())
+                if progress is not None:
+                    progress.update(steps, tokens)
+    finally:
+        if progress is not None:
+            progress.finish()
     optimizer.zero_grad(set_to_none=True)
     state = {n: optimizer.state.get(p, {}) for n, p in params.items()}
     zeros = {n: torch.zeros_like(p) for n, p in params.items()}
@@ -346,6 +357,7 @@ class LessFeaturizer(Featurizer):
         self.config.check()
         self.seed = seed
         self.cache_dir: Path | None = None
+        self._progress: Progress | None = None  # where the warm-up reports its steps (set by prepare)
         self._warmup_rows: list[Sample] | None = None
         self._warmup_hashes: list[str] = []
         self._model: nn.Module | None = None
@@ -363,10 +375,12 @@ class LessFeaturizer(Featurizer):
 
     # -- set-up ------------------------------------------------------------------------------------------------
 
-    def prepare(self, pool: Sequence[Sample], cache_dir: Path | None) -> None:
+    def prepare(self, pool: Sequence[Sample], cache_dir: Path | None, progress: Progress | None = None) -> None:
         """Pick the warm-up rows: the n pool rows whose seeded hash is smallest (a seeded random sample that does
-        not depend on the pool's order, and changes little when rows are added)."""
+        not depend on the pool's order, and changes little when rows are added). The warm-up itself is trained
+        when first needed, reporting its steps to `progress`."""
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._progress = progress
         n = self.config.n_warmup(len(pool))
         hashes = [content_hash(s) for s in pool]
         keyed = sorted((_seeded_rank(self.seed, h), i) for i, h in enumerate(hashes))
@@ -443,7 +457,7 @@ class LessFeaturizer(Featurizer):
             self.warmup_source = "loaded"
         else:
             state = train_warmup(model, self._encode(self._warmup_rows), self.config, self.seed, self._tokens()[1],
-                                 self.dtype_choice().dtype)
+                                 self.dtype_choice().dtype, self._progress)
             self.warmup_source = "trained"
             if path is not None:
                 state.save(path, self.warmup_key())

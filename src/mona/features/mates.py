@@ -82,14 +82,8 @@ class InfluenceProbe(LessFeaturizer):
     def oracle_influence(self, probes: Sequence[Sample], references: Sequence[Sample],
                          progress: Progress | None = None) -> np.ndarray:
         """For each probe row: reference loss at the warm-up state minus after one AdamW step on that row alone.
-        `progress` sees the warm-up (when it is trained) and then each probe."""
-        if progress is not None:
-            progress.start("mates: LESS warm-up (cached after the first run)", None)
-        try:
-            self.ensure_warm()
-        finally:
-            if progress is not None:
-                progress.finish()
+        `progress` sees each probe (and the warm-up, given to `prepare`, when it is trained)."""
+        self.ensure_warm()
         assert self._model is not None
         params = lora_parameters(self._model)
         warm = {n: p.detach().clone() for n, p in params.items()}
@@ -233,7 +227,7 @@ def mates_scores(pool: Sequence[Sample], targets: Sequence[Sample], options: Met
     probe_at = _seeded_sample(len(pool), params.probes, options.seed, "probes")
     refs_at = _seeded_sample(len(targets), params.reference_rows, options.seed, "references")
     probe = InfluenceProbe(runner, LessOptions(), seed=options.seed)
-    probe.prepare(pool, cache_dir)
+    probe.prepare(pool, cache_dir, progress)
     references = [targets[int(i)] for i in refs_at]
     influence = cached_influence(probe, [pool[int(i)] for i in probe_at], references, cache_dir, progress)
     model, rho, alpha, n_held = fit_influence_model(x[probe_at], influence, params, options.seed)

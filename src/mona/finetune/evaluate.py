@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from mona.atomic import atomic_write
 from mona.data.formats import Sample
@@ -80,15 +87,12 @@ def normalise_answer(text: str) -> str:
 class EvalProgress(RichProgress):
     """RichProgress counting evaluated rows (multiple-choice rows are scored in one go, first)."""
 
-    def start(self, label: str, total: int) -> None:
-        if not self.enabled:
-            return
-        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("rows"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                  console=self.console, transient=False)
-        self._progress.start()
-        self._task = self._progress.add_task(label, total=total)
-        self._t0 = time.perf_counter()
+    def _columns(self) -> tuple[ProgressColumn, ...]:
+        return (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+                TimeElapsedColumn(), TimeRemainingColumn())
+
+    def _fields(self) -> dict[str, str]:
+        return {}
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from mona.atomic import atomic_write
 from mona.data.formats import Sample
@@ -207,22 +214,22 @@ def epoch_order(n_batches: int, seed: int, epoch: int) -> list[int]:
 class TrainProgress(RichProgress):
     """RichProgress for training: optimizer steps, tokens/s and the loss of the last step."""
 
-    def start(self, label: str, total: int) -> None:
-        if not self.enabled:
-            return
-        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("steps  {task.fields[rate]}  loss {task.fields[loss]}"),
-                                  TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False)
-        self._progress.start()
-        self._task = self._progress.add_task(label, total=total, rate="", loss="-")
-        self._t0 = time.perf_counter()
+    def _columns(self) -> tuple[ProgressColumn, ...]:
+        return (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("steps  {task.fields[rate]}  loss {task.fields[loss]}"), TimeElapsedColumn(),
+                TimeRemainingColumn())
+
+    def _fields(self) -> dict[str, str]:
+        return {"rate": "", "loss": "-"}
 
     def step(self, done: int, tokens: int, loss: float | None) -> None:
         """Steps done (overall), tokens seen in this run, loss of the last step."""
-        if self._progress is None or self._task is None:
+        current = self._current()
+        if current is None:
             return
-        elapsed = max(time.perf_counter() - self._t0, 1e-9)
-        self._progress.update(self._task, completed=done, rate=f"{tokens / elapsed:.0f} tok/s",
+        elapsed = max(time.perf_counter() - current[1], 1e-9)
+        assert self._progress is not None
+        self._progress.update(current[0], completed=done, rate=f"{tokens / elapsed:.0f} tok/s",
                               loss="-" if loss is None else f"{loss:.4f}")
 
 

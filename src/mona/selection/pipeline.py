@@ -118,7 +118,7 @@ class PreparedMethod:
             self.featurizer = spec.build(options, self.runner)
             if getattr(self.featurizer, "runner", None) is self.runner:
                 self.runner.resolved_layer()  # a bad model or layer fails here, before any progress bar
-            self.featurizer.prepare(pool if pool is not None else [], cache_dir)
+            self.featurizer.prepare(pool if pool is not None else [], cache_dir, progress)
 
     @property
     def truncated(self) -> int:
