@@ -84,3 +84,23 @@ def test_targets_pick_a_half_names_or_patterns_and_refuse_what_matches_nothing()
     assert pick_targets(suite, "A").config == suite.config  # records of a piece serve the whole run
     with pytest.raises(ConfigError, match="matches no target set"):
         pick_targets(suite, "mc-letter/*")
+
+
+def test_the_report_says_where_records_from_the_work_dir_were_scored(tmp_path):
+    suite, options = _suite(), MethodOptions(method="bm25")
+    records = record_dir(tmp_path / "work", "bm25", options, suite, 2, "fp32")
+    run_method("bm25", options, suite, 2, tmp_path / "cache", log=lambda _: None, records=records)
+    assert json.loads((records / "k__add.json").read_text())["stats"]["machine"] == relevance.machine()
+    # one record from another machine, one from before records kept it
+    for name, machine in (("k__add.json", "other box, 1 torch threads"), ("k__cake.json", None)):
+        record = json.loads((records / name).read_text())
+        if machine is None:
+            del record["stats"]["machine"]
+        else:
+            record["stats"]["machine"] = machine
+        (records / name).write_text(json.dumps(record))
+    run = run_method("bm25", options, suite, 2, tmp_path / "cache", log=lambda _: None, records=records)
+    _, md = relevance.write_report([run], suite, 2, "mona bench relevance", tmp_path / "out")
+    line = next(x for x in md.read_text().splitlines() if x.startswith("Machine:"))
+    assert "(this invocation)" in line and "other box, 1 torch threads: 1 targets" in line
+    assert "not recorded: 1 targets" in line

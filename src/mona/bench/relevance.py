@@ -45,6 +45,7 @@ class MethodRun:
     tokens: int = 0
     computed: int = 0
     cache_hits: int = 0
+    machines: dict[str, int] = field(default_factory=dict)  # where its targets were scored (records of a work dir)
 
     def mean(self, metric: str, kinds: Sequence[str] | None = None, targets: Sequence[TargetSet] = (),
              half: str | None = None) -> float:
@@ -245,6 +246,8 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
         run.tokens += stats["tokens"]
         run.computed += stats["computed"]
         run.cache_hits += stats["cache_hits"]
+        where = stats.get("machine", "not recorded")
+        run.machines[where] = run.machines.get(where, 0) + 1
         log(f"{label:<24} {target.name:<44} P@{k} {run.per_target[target.name]['precision']:.3f} "
             + ("(from the work dir)" if resumed else f"({time.perf_counter() - t0:.1f} s)"))
     return run
@@ -279,6 +282,7 @@ def _score_target(options: MethodOptions, view: _PoolView, target: TargetSet, k:
         stats["cache_hits"] += part.cache_hits
     if not get_method(options.method).featurizes:
         stats["seconds"], stats["computed"] = scoring_seconds, len(view.samples)
+    stats["machine"] = machine()
     return {"target": target.name, "metrics": metrics, "picks": [view.ids[int(i)] for i in order[:k]],
             "stats": stats}
 
@@ -358,7 +362,11 @@ def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, 
                          "computed": r.computed, "cache_hits": r.cache_hits, "picks": r.picks} for r in runs]}
     json_path = out_dir / f"{name}.json"
     json_path.write_text(json.dumps(data, indent=1) + "\n")
-    lines = [f"# Relevance benchmark: {name}", "", f"Command: `{command}`", "", f"Machine: {machine()}", "",
+    here = machine()
+    elsewhere = {m: n for r in runs for m, n in r.machines.items() if m != here}
+    scored = ("" if not elsewhere else " (this invocation). Targets read from the work dir were scored on: "
+              + "; ".join(f"{m}: {n} targets" for m, n in sorted(elsewhere.items())))
+    lines = [f"# Relevance benchmark: {name}", "", f"Command: `{command}`", "", f"Machine: {here}{scored}", "",
              *([f"Selection model dtype (LM methods): {dtype}.", ""] if dtype else []),
              f"Suite: {suite.config.get('suite', 'easy')}; pool: {len(suite.pool)} BIG-bench rows over "
              f"{len(suite.config.get('groups', []))} tasks (seed {suite.config.get('seed')}); "
