@@ -4,7 +4,7 @@ leaves the old file and no temp beside it."""
 import numpy as np
 import pytest
 
-from mona.atomic import atomic_path, atomic_write
+from mona.atomic import atomic_path, atomic_write, write_text
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):
@@ -48,3 +48,21 @@ def test_two_writers_of_one_path_get_different_temps(tmp_path):
         first.write_bytes(b"a")
         second.write_bytes(b"b")
     assert target.read_bytes() == b"a"  # the outer block finishes last
+
+
+def test_write_text_is_atomic_and_utf8(tmp_path, monkeypatch):
+    target = tmp_path / "report.md"
+    write_text(target, "caf\u00e9\n")
+    assert target.read_bytes() == "caf\u00e9\n".encode()
+    import mona.atomic as atomic
+
+    real = atomic.os.replace
+
+    def crash(*_a):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(atomic.os, "replace", crash)
+    with pytest.raises(OSError):
+        write_text(target, "half")
+    monkeypatch.setattr(atomic.os, "replace", real)
+    assert target.read_text(encoding="utf-8") == "caf\u00e9\n" and list(tmp_path.iterdir()) == [target]

@@ -48,3 +48,9 @@ def atomic_write(path: str | Path) -> Iterator[IO[str]]:
     """Open a temp file beside `path` for text; rename it over `path` only if the block succeeds."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
         yield fh
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """`Path.write_text`, atomically (UTF-8, "\\n" line ends)."""
+    with atomic_write(path) as fh:
+        fh.write(text)

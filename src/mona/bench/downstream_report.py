@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mona.atomic import write_text
 from mona.bench.downstream import RATIO_METHODS, SETTINGS, names
 from mona.bench.relevance import machine
 
@@ -527,7 +528,7 @@ def write_report(results: dict, command: str, wall_seconds: float, out_dir: Path
     if results.get("missing"):
         lines += ["", "## Missing runs", "", *_missing(results["missing"])]
     md_path = out_dir / f"{name}.md"
-    md_path.write_text("\n".join(lines) + "\n")
+    write_text(md_path, "\n".join(lines) + "\n")
     data = {"command": command, "machine": machine(), "dtype": dtype, "wall_seconds": round(wall_seconds, 1),
             "conclusion": lines_conclusion,
             "summary": [{"task": s.task, "setting": s.setting, "nll": {lb: s.nll(lb) for lb in s.runs},
@@ -538,5 +539,5 @@ def write_report(results: dict, command: str, wall_seconds: float, out_dir: Path
             **{k: v for k, v in results.items() if k not in ("runs", "bases")},
             "runs": [{k: v for k, v in r.items() if k != "eval"} | {"nll": r["eval"]["nll"]} for r in results["runs"]]}
     json_path = out_dir / f"{name}.json"
-    json_path.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    write_text(json_path, json.dumps(data, indent=1, default=str) + "\n")
     return json_path, md_path

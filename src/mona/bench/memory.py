@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mona.atomic import write_text
 from mona.bench.host import describe_host, host_line, load_average, load_line
 from mona.bench.options import MemoryConfig
 from mona.data.bigbench import load_task, prepare_bigbench, task_file, task_index
@@ -198,10 +199,10 @@ def run_memory(config: MemoryConfig, command: str, log: Callable[[str], None] | 
     methods, sizes = config.methods, config.pool_sizes
     result = run_memory_bench(methods, sizes, config.budget, config.work_dir, shlex.split(config.select_args), log)
     config.out.parent.mkdir(parents=True, exist_ok=True)
-    config.out.write_text(json.dumps({"command": command, **result}, indent=1) + "\n")
+    write_text(config.out, json.dumps({"command": command, **result}, indent=1) + "\n")
     config.out_md.parent.mkdir(parents=True, exist_ok=True)
     json_name = config.out.name if config.out.parent.resolve() == config.out_md.parent.resolve() else None
-    config.out_md.write_text(memory_markdown(result, command, json_name))
+    write_text(config.out_md, memory_markdown(result, command, json_name))
     return result
 
 

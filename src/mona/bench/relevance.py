@@ -16,6 +16,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from mona.atomic import atomic_write, write_text
 from mona.bench.metrics import ndcg_at_k, precision_at_k, recall_at_k, target_coverage
 from mona.bench.options import RelevanceConfig
 from mona.bench.suite import Suite, TargetSet
@@ -189,8 +190,6 @@ def _read_record(path: Path) -> dict | None:
 
 
 def _write_record(path: Path, record: dict) -> None:
-    from mona.atomic import atomic_write
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as fh:
         fh.write(json.dumps(record, indent=1) + "\n")
@@ -361,7 +360,7 @@ def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, 
                          if r.featurize_seconds and r.tokens else None,
                          "computed": r.computed, "cache_hits": r.cache_hits, "picks": r.picks} for r in runs]}
     json_path = out_dir / f"{name}.json"
-    json_path.write_text(json.dumps(data, indent=1) + "\n")
+    write_text(json_path, json.dumps(data, indent=1) + "\n")
     here = machine()
     elsewhere = {m: n for r in runs for m, n in r.machines.items() if m != here}
     scored = ("" if not elsewhere else " (this invocation). Targets read from the work dir were scored on: "
@@ -395,7 +394,7 @@ def write_report(runs: Sequence[MethodRun], suite: Suite, k: int, command: str, 
                      + (f"{rel_words:.0f}" if rel_words is not None else "-") + " | "
                      + " | ".join(_cell(r.per_target[t.name]) for r in runs) + " |")
     md_path = out_dir / f"{name}.md"
-    md_path.write_text("\n".join(lines) + "\n")
+    write_text(md_path, "\n".join(lines) + "\n")
     return json_path, md_path
 
 

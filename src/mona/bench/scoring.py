@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from mona.atomic import write_text
 from mona.bench.options import ScoringConfig
 from mona.features.cache import FeatureCache
 from mona.outputs import check_outputs
@@ -94,7 +95,7 @@ def run_scoring_bench(n_rows: int, *, source: Path, target: Path, top_m: int | N
     info = json.loads((shards / "info.json").read_text()) if (shards / "info.json").exists() else None
     if info is None:
         info = write_vectors(vectors, n_rows, shards, top_m=top_m)
-        (shards / "info.json").write_text(json.dumps(info))
+        write_text(shards / "info.json", json.dumps(info))
     np.save(work_dir / "proto.npy", proto)
     cmd = [sys.executable, "-m", "mona.bench.scoring", info["dir"], str(work_dir / "proto.npy"), str(budget),
            str(threads)]
@@ -153,7 +154,7 @@ def run_scoring(config: ScoringConfig, command: str, cache_dir: Path,
                 f"peak RSS {r['peak_rss_mb']:,.0f} MB, {r['stored_per_row']:.0f} entries/row")
         results.append(r)
     out_md.parent.mkdir(parents=True, exist_ok=True)
-    out_md.write_text(scoring_markdown(results, command))
-    out_md.with_suffix(".json").write_text(json.dumps({"command": command, "runs": results}, indent=1))
+    write_text(out_md, scoring_markdown(results, command))
+    write_text(out_md.with_suffix(".json"), json.dumps({"command": command, "runs": results}, indent=1))
     return results
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mona.atomic import write_text
 from mona.bench.host import describe_host, host_line, load_average, load_line
 from mona.bench.options import SpeedConfig
 from mona.data.formats import Sample
@@ -304,11 +305,11 @@ def run_speed(config: SpeedConfig, lm: LMConfig, sae: str | None, command: str) 
     out, out_md = config.out, config.out_md
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result.as_dict(), indent=1) + "\n")
+        write_text(out, json.dumps(result.as_dict(), indent=1) + "\n")
     if out_md is not None:
         out_md.parent.mkdir(parents=True, exist_ok=True)
         json_name = out.name if out is not None and out.parent.resolve() == out_md.parent.resolve() else None
-        out_md.write_text(speed_markdown(result, command, str(config.pool), json_name))
+        write_text(out_md, speed_markdown(result, command, str(config.pool), json_name))
     return result
 
 

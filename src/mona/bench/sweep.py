@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from mona.atomic import write_text
 from mona.bench.relevance import (
     MethodRun,
     evaluate,
@@ -445,7 +446,7 @@ def write_sweep_report(results: Sequence[tuple[Variant, MethodRun]], sae_meta: d
                           "pick_length_ratio": length_ratio(r, suite.targets),
                           "generic_share": _mean_of(r, "generic_share")} for v, r in results]}
     json_path = out_dir / f"{name}.json"
-    json_path.write_text(json.dumps(data, indent=1) + "\n")
+    write_text(json_path, json.dumps(data, indent=1) + "\n")
     lines = [f"# Relevance sweep: {name}", "", f"Command: `{command}`", "", f"Machine: {machine()}", "",
              *([f"Selection model dtype: {dtype}.", ""] if dtype else []),
              f"Suite: {suite.config.get('suite', 'easy')}; pool: {len(suite.pool)} BIG-bench rows over "
@@ -476,5 +477,5 @@ def write_sweep_report(results: Sequence[tuple[Variant, MethodRun]], sae_meta: d
         lines.append(f"| {v.axis}: {v.label} | " +
                      " | ".join(f"{r.per_target[t.name]['precision']:.2f}" for t in suite.targets) + " |")
     md_path = out_dir / f"{name}.md"
-    md_path.write_text("\n".join(lines) + "\n")
+    write_text(md_path, "\n".join(lines) + "\n")
     return json_path, md_path

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from mona.atomic import write_text
 from mona.bench.options import TopMConfig
 from mona.bench.relevance import _samples, evaluate, machine
 from mona.bench.suite import Suite, build_suite
@@ -84,7 +85,7 @@ def write_top_m_report(rows: Sequence[TopMRow], suite: Suite, k: int, command: s
     """docs/benchmarks/top-m.{json,md}."""
     out_dir.mkdir(parents=True, exist_ok=True)
     n = len(suite.targets)
-    (out_dir / "top-m.json").write_text(json.dumps({"command": command, "machine": machine(), "k": k,
+    write_text(out_dir / "top-m.json", json.dumps({"command": command, "machine": machine(), "k": k,
                                                     "targets": n, "rows": [r.__dict__ for r in rows]}, indent=1))
     lines = ["# Compact storage: top-m latents per pooled vector", "", f"Command: `{command}`", "",
              f"Machine: {machine()}", "",
@@ -99,7 +100,7 @@ def write_top_m_report(rows: Sequence[TopMRow], suite: Suite, k: int, command: s
         lines.append(f"| {r.m or 'full'} | {r.mean_stored:.0f} | {r.mass_kept:.3f} | {r.overlap:.4f} | "
                      f"{r.unchanged}/{n} | {r.certified}/{n} | {r.max_gap:.1e} | {r.precision:.3f} |")
     path = out_dir / "top-m.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mona.atomic import atomic_write
+from mona.atomic import atomic_write, write_text
 from mona.errors import InputError
 from mona.fetch import fetch_verified
 from mona.paths import cache_root
@@ -95,8 +95,8 @@ def prepare_bigbench(archive: Path | None = None, *, progress: Callable[[str], N
             index[name] = len(rows)
             if progress:
                 progress(name)
-    (out / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True))
-    done.write_text("ok\n")
+    write_text(out / "index.json", json.dumps(index, indent=1, sort_keys=True))
+    write_text(done, "ok\n")
     return out
 
 

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mona.atomic import atomic_path
+from mona.atomic import atomic_path, write_text
 from mona.data.bigbench import bigbench_dir, prepare_bigbench, task_index
 from mona.data.formats import Record, to_sample
 from mona.errors import ConfigError
@@ -312,7 +312,7 @@ def train_llm2vec(out: Path, config: Llm2VecTrainConfig | None = None, *, texts:
     if run_file.exists() and json.loads(run_file.read_text()) != json.loads(json.dumps(run)):
         raise ConfigError(f"{out} holds a checkpoint of another training run (other options or texts); pass "
                           "another --out or delete it")
-    run_file.write_text(json.dumps(run, indent=1))
+    write_text(run_file, json.dumps(run, indent=1))
     mntp_order = list(texts)
     random.Random(config.seed).shuffle(mntp_order)
     simcse_order = list(texts)
@@ -350,14 +350,14 @@ def train_llm2vec(out: Path, config: Llm2VecTrainConfig | None = None, *, texts:
                           checkpoint=work / "state.pt", progress=progress() if progress else None, log=log)
         save_adapter(peft_model, out / phase, base_name)
         results[phase] = ran
-        done_file.write_text(json.dumps(ran))
+        write_text(done_file, json.dumps(ran))
     meta = {"model": base_name, "source": source, "texts": len(texts), "heldout_tasks": list(heldout),
             "config": asdict(config), "command": command,
             "seconds": {phase: round(results[phase]["seconds"]) for phase in PHASES},
             "loss": {phase: _loss_summary(results[phase]["losses"]) for phase in PHASES},
             "fingerprint": adapter_fingerprint(out)}
-    (out / TRAIN_META).write_text(json.dumps(meta, indent=1) + "\n")
-    (out / "MODEL_CARD.md").write_text(model_card(meta))
+    write_text(out / TRAIN_META, json.dumps(meta, indent=1) + "\n")
+    write_text(out / "MODEL_CARD.md", model_card(meta))
     shutil.rmtree(work)
     return meta
 
@@ -478,14 +478,14 @@ def write_evaluation(evaluation: dict[str, Any], out_dir: Path, name: str, comma
     adapter's MODEL_CARD.md rewritten with the figures too."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
-    json_path.write_text(json.dumps({**evaluation, "command": command}, indent=1) + "\n")
+    write_text(json_path, json.dumps({**evaluation, "command": command}, indent=1) + "\n")
     if card:
         adapter = Path(evaluation["adapter"])
         meta = json.loads((adapter / TRAIN_META).read_text())
-        (adapter / "MODEL_CARD.md").write_text(model_card(meta, {**evaluation, "command": command}))
+        write_text(adapter / "MODEL_CARD.md", model_card(meta, {**evaluation, "command": command}))
     c = evaluation["config"]
     k = c["rows_per_task"] - 1
-    md_path.write_text(f"""# LLM2Vec adapter vs the plain model, held-out BIG-bench tasks
+    write_text(md_path, f"""# LLM2Vec adapter vs the plain model, held-out BIG-bench tasks
 
 Adapter `{_shown(evaluation['adapter'])}` (fingerprint `{evaluation['fingerprint']}`). {evaluation['rows']} rows:
 {c['rows_per_task']} from one task file of each of {len(evaluation['tasks'])} BIG-bench tasks that its training

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mona.atomic import write_text
 from mona.data.readers import read_samples
 from mona.data.render import Rendered, render
 from mona.models import TruncatedLM, load_lm, model_fingerprint
@@ -61,7 +62,7 @@ def train_and_save(acts: np.ndarray, out: Path, *, config: SaeTrainConfig, meta:
             "fvu": round(report.fvu, 4), "l0": round(report.l0, 2),
             "dead_fraction": round(report.dead_fraction, 4), "train_config": asdict(config)}
     save_sae(sae, out, meta=meta)
-    (out / "README.md").write_text(model_card(meta, n_samples=n_samples, max_length=max_length))
+    write_text(out / "README.md", model_card(meta, n_samples=n_samples, max_length=max_length))
     return meta
 
 
