@@ -1,10 +1,12 @@
 """The atomic writers every cache and output goes through: the target appears only complete, and a failure
 leaves the old file and no temp beside it."""
 
+import os
+
 import numpy as np
 import pytest
 
-from mona.atomic import atomic_path, atomic_write, write_text
+from mona.atomic import atomic_dir, atomic_path, atomic_write, write_text
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):
@@ -66,3 +68,43 @@ def test_write_text_is_atomic_and_utf8(tmp_path, monkeypatch):
         write_text(target, "half")
     monkeypatch.setattr(atomic.os, "replace", real)
     assert target.read_text(encoding="utf-8") == "caf\u00e9\n" and list(tmp_path.iterdir()) == [target]
+
+
+def test_atomic_dir_replaces_a_folder_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "adapter"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("one")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700
+    with atomic_dir(target) as tmp:
+        (tmp / "b.txt").write_text("two")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]  # replaced whole, not merged
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "c.txt").write_text("half")
+        raise RuntimeError("killed")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+
+
+def test_atomic_dir_moves_the_old_folder_back_when_the_last_rename_fails(tmp_path, monkeypatch):
+    import mona.atomic as atomic
+
+    target = tmp_path / "sae"
+    with atomic_dir(target) as tmp:
+        (tmp / "cfg.json").write_text("{}")
+    real = atomic.os.replace
+    calls = []
+
+    def fail_second(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", fail_second)
+    with pytest.raises(OSError), atomic_dir(target) as tmp:
+        (tmp / "cfg.json").write_text('{"new": 1}')
+    monkeypatch.setattr(atomic.os, "replace", real)
+    assert (target / "cfg.json").read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == ["sae"]

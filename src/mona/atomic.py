@@ -7,20 +7,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 
+def _usual_mode(path: str, mode: int) -> None:
+    # mkstemp and mkdtemp create 0600 / 0700; give what an ordinary open() or mkdir() would (mode minus the umask)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 def temp_beside(target: Path, suffix: str = ".tmp") -> tuple[int, str]:
     """A new file `.NAME.XXXX<suffix>` beside `target` (its directory created), open for writing: (fd, path)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
-    # mkstemp creates 0600; give the file the mode an ordinary open() would (0666 minus the umask)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    _usual_mode(tmp, 0o666)
     return fd, tmp
 
 
@@ -54,3 +59,30 @@ def write_text(path: str | Path, text: str) -> None:
     """`Path.write_text`, atomically (UTF-8, "\\n" line ends)."""
     with atomic_write(path) as fh:
         fh.write(text)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """A unique temp folder beside `path` to fill in the block; once it succeeds the folder replaces `path`
+    whole. An old folder at `path` is moved aside, not deleted, until the new one is in place (and moved back if
+    the rename fails); on failure the temp folder is removed."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    _usual_mode(tmp, 0o777)
+    aside: Path | None = None
+    try:
+        yield Path(tmp)
+        if target.exists():
+            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, aside / target.name)
+        os.replace(tmp, target)
+    except BaseException:
+        if aside is not None and not target.exists():
+            os.replace(aside / target.name, target)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)

@@ -610,10 +610,11 @@ def eval_cmd(
     """The model (+ adapter) on held-out rows: NLL per answer token of the reference answers; multiple choice by
     option log-likelihood (accuracy, probability on the right option); others by exact match of a greedy answer."""
     _quiet_libraries()
-    from mona.finetune.evaluate import EvalProgress, run_eval
+    from mona.finetune.evaluate import run_eval
+    from mona.progress import RichProgress
 
     config = EvalConfig(**values_of(eval_cmd.__options__, values, EvalConfig))  # type: ignore[attr-defined]
-    _, line = run_eval(config, out, EvalProgress(err, enabled=not quiet))
+    _, line = run_eval(config, out, RichProgress(err, enabled=not quiet, unit="rows"))
     stdout.print(line, markup=False, highlight=False, soft_wrap=True)
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    ProgressColumn,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -39,21 +40,22 @@ class RichProgress:
         self._progress: Bar | None = None
         self._open: list[tuple[TaskID, float]] = []  # the started steps, innermost last, with their start times
 
-    def _columns(self) -> tuple[ProgressColumn, ...]:
-        # the label may hold a user's name for a method or file: style it, never parse it as markup
-        return (TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
-                TextColumn(self.unit + "  {task.fields[rate]}", markup=False), TimeElapsedColumn(),
-                TimeRemainingColumn())
+    def _count_column(self) -> TextColumn:
+        """What follows the count: the unit and its rate (a subclass shows other fields, see `_fields`)."""
+        return TextColumn(self.unit + "  {task.fields[rate]}", markup=False)
 
     def _fields(self) -> dict[str, str]:
-        """The extra fields `_columns` shows, at a step's start."""
+        """The extra fields `_count_column` shows, at a step's start."""
         return {"rate": ""}
 
     def start(self, label: str, total: int | None) -> None:
         if not self.enabled:
             return
         if self._progress is None:
-            self._progress = Bar(*self._columns(), console=self.console, transient=False)
+            # the label may hold a user's name for a method or file: style it, never parse it as markup
+            self._progress = Bar(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                                 MofNCompleteColumn(), self._count_column(), TimeElapsedColumn(),
+                                 TimeRemainingColumn(), console=self.console, transient=False)
             self._progress.start()
         self._open.append((self._progress.add_task(label, total=total, **self._fields()), time.perf_counter()))
 
@@ -82,3 +84,17 @@ class RichProgress:
         if not self._open:
             self._progress.stop()
             self._progress = None
+
+
+@contextlib.contextmanager
+def progress_step(progress: Progress | None, label: str, total: int | None) -> Iterator[Callable[[int, int], None]]:
+    """One step of `progress` for the duration of the block (with no progress, nothing is drawn); yields the
+    step's update(done, tokens)."""
+    if progress is None:
+        yield lambda _done, _tokens: None
+        return
+    progress.start(label, total)
+    try:
+        yield progress.update
+    finally:
+        progress.finish()

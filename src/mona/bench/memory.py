@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mona.atomic import write_text
+from mona.atomic import atomic_write, write_text
 from mona.bench.host import describe_host, host_line, load_average, load_line
 from mona.bench.options import MemoryConfig
 from mona.data.bigbench import load_task, prepare_bigbench, task_file, task_index
@@ -65,12 +65,9 @@ def pool_rows(n: int) -> Iterator[dict]:
 
 def _write_rows(path: Path, rows: Iterator[dict]) -> Path:
     """Write JSONL atomically (a killed build leaves no pool that looks complete)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w", encoding="utf-8") as fh:
+    with atomic_write(path) as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
     return path
 
 
@@ -198,9 +195,7 @@ def run_memory(config: MemoryConfig, command: str, log: Callable[[str], None] | 
     check_outputs({}, {"--out": config.out, "--out-md": config.out_md})
     methods, sizes = config.methods, config.pool_sizes
     result = run_memory_bench(methods, sizes, config.budget, config.work_dir, shlex.split(config.select_args), log)
-    config.out.parent.mkdir(parents=True, exist_ok=True)
     write_text(config.out, json.dumps({"command": command, **result}, indent=1) + "\n")
-    config.out_md.parent.mkdir(parents=True, exist_ok=True)
     json_name = config.out.name if config.out.parent.resolve() == config.out_md.parent.resolve() else None
     write_text(config.out_md, memory_markdown(result, command, json_name))
     return result

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from mona.atomic import atomic_write, write_text
+from mona.atomic import write_text
 from mona.bench.metrics import ndcg_at_k, precision_at_k, recall_at_k, target_coverage
 from mona.bench.options import RelevanceConfig
 from mona.bench.suite import Suite, TargetSet
@@ -190,9 +190,7 @@ def _read_record(path: Path) -> dict | None:
 
 
 def _write_record(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as fh:
-        fh.write(json.dumps(record, indent=1) + "\n")
+    write_text(path, json.dumps(record, indent=1) + "\n")
 
 
 @dataclass

@@ -153,7 +153,6 @@ def run_scoring(config: ScoringConfig, command: str, cache_dir: Path,
             log(f"{n:,} rows, {'full' if m is None else f'top-m {m}'}, {t} thread(s): {r['seconds']:.1f} s, "
                 f"peak RSS {r['peak_rss_mb']:,.0f} MB, {r['stored_per_row']:.0f} entries/row")
         results.append(r)
-    out_md.parent.mkdir(parents=True, exist_ok=True)
     write_text(out_md, scoring_markdown(results, command))
     write_text(out_md.with_suffix(".json"), json.dumps({"command": command, "runs": results}, indent=1))
     return results

@@ -304,10 +304,8 @@ def run_speed(config: SpeedConfig, lm: LMConfig, sae: str | None, command: str) 
                                          model=lm.model, layer=lm.layer, render=lm.render, sae=sae)
     out, out_md = config.out, config.out_md
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         write_text(out, json.dumps(result.as_dict(), indent=1) + "\n")
     if out_md is not None:
-        out_md.parent.mkdir(parents=True, exist_ok=True)
         json_name = out.name if out is not None and out.parent.resolve() == out_md.parent.resolve() else None
         write_text(out_md, speed_markdown(result, command, str(config.pool), json_name))
     return result

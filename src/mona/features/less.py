@@ -53,7 +53,7 @@ from mona.models import DtypeChoice, model_fingerprint, resolve_dtype
 from mona.models.answer_loss import attention_mask, pad_batch, row_losses
 from mona.models.dtype import autocast, parse_dtype
 from mona.models.truncated import first_and_pad_ids, length_batches
-from mona.progress import Progress
+from mona.progress import Progress, progress_step
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # AdamW's defaults, also used for the Adam gradient
 KEY_VERSION = 1
@@ -184,10 +184,8 @@ def train_warmup(model: nn.Module, encoded: Sequence[Encoded], config: LessOptio
     rng = random.Random(seed)
     usable = [e for e in encoded if any(e.loss)]
     steps, tokens = 0, 0
-    if progress is not None:
-        progress.start(f"less: LoRA warm-up on {len(usable)} rows (optimizer steps; cached after this run)",
-                       config.epochs * -(-len(usable) // config.batch_size))
-    try:
+    with progress_step(progress, f"less: LoRA warm-up on {len(usable)} rows (optimizer steps; cached after this run)",
+              config.epochs * -(-len(usable) // config.batch_size)) as stepped:
         for _ in range(config.epochs):
             order = list(range(len(usable)))
             rng.shuffle(order)
@@ -201,11 +199,7 @@ def train_warmup(model: nn.Module, encoded: Sequence[Encoded], config: LessOptio
                 optimizer.step()
                 steps += 1
                 tokens += int(attn.sum())
-                if progress is not None:
-                    progress.update(steps, tokens)
-    finally:
-        if progress is not None:
-            progress.finish()
+                stepped(steps, tokens)
     optimizer.zero_grad(set_to_none=True)
     state = {n: optimizer.state.get(p, {}) for n, p in params.items()}
     zeros = {n: torch.zeros_like(p) for n, p in params.items()}

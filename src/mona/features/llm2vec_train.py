@@ -30,7 +30,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mona.atomic import atomic_path, write_text
+from mona.atomic import atomic_dir, atomic_path, write_text
 from mona.data.bigbench import bigbench_dir, prepare_bigbench, task_index
 from mona.data.formats import Record, to_sample
 from mona.errors import ConfigError
@@ -261,20 +260,16 @@ def save_adapter(peft_model, path: Path, base: str) -> None:
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    tmp = path.with_name(path.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    state = get_peft_model_state_dict(peft_model)
-    save_file({k: v.detach().to(torch.float16).contiguous() for k, v in state.items()},
-              str(tmp / "adapter_model.safetensors"))
-    lora = copy.deepcopy(peft_model.peft_config["default"])
-    lora.base_model_name_or_path = base
-    lora.inference_mode = True
-    lora.save_pretrained(str(tmp))
-    for file in tmp.iterdir():
-        file.chmod(0o644)  # safetensors writes its file readable by its owner only; a shipped asset is for everyone
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    with atomic_dir(path) as tmp:
+        state = get_peft_model_state_dict(peft_model)
+        save_file({k: v.detach().to(torch.float16).contiguous() for k, v in state.items()},
+                  str(tmp / "adapter_model.safetensors"))
+        lora = copy.deepcopy(peft_model.peft_config["default"])
+        lora.base_model_name_or_path = base
+        lora.inference_mode = True
+        lora.save_pretrained(str(tmp))
+        for file in tmp.iterdir():
+            file.chmod(0o644)  # safetensors writes its file readable by its owner only; a shipped asset is for all
 
 
 def _mask_id(tokenizer, text: str) -> int:

@@ -49,7 +49,7 @@ from mona.features.less import Encoded, LessFeaturizer, lora_parameters, pad_enc
 from mona.features.lm import LMRunner
 from mona.features.options import HiddenOptions, LessOptions, MatesOptions, MethodSettings
 from mona.models.answer_loss import row_losses
-from mona.progress import Progress
+from mona.progress import Progress, progress_step
 
 KEY_VERSION = 1
 
@@ -94,31 +94,27 @@ class InfluenceProbe(LessFeaturizer):
         key = self.updates_key(probes)
         memo = _UPDATES.get(key)
         computed: list[torch.Tensor] = []
-        if progress is not None:
-            progress.start("mates: probing the oracle influence", len(probes))
         try:
-            # the updates a chunk at a time: each is as large as the LoRA weights
-            for start in range(0, len(probes), self.config.max_batch_size):
-                chunk = list(range(start, min(start + self.config.max_batch_size, len(probes))))
-                # Adam gradients (the role is "pool"); the same for every reference set, so kept from the last call
-                if memo is not None:
-                    updates = memo[chunk[0]: chunk[-1] + 1]
-                else:
-                    updates = self.gradients([probes[i] for i in chunk])
-                    computed.append(updates)
-                for i, update in zip(chunk, updates, strict=True):
-                    offset = 0
-                    with torch.no_grad():
-                        for name, p in params.items():
-                            step = update[offset: offset + p.numel()].view_as(p)
-                            p.copy_(warm[name] - lr * step.to(p.dtype))
-                            offset += p.numel()
-                    out[i] = before - self._reference_loss(refs)
-                    if progress is not None:
-                        progress.update(i + 1, 0)
+            with progress_step(progress, "mates: probing the oracle influence", len(probes)) as probed:
+                # the updates a chunk at a time: each is as large as the LoRA weights
+                for start in range(0, len(probes), self.config.max_batch_size):
+                    chunk = list(range(start, min(start + self.config.max_batch_size, len(probes))))
+                    # Adam gradients (the role is "pool"); the same for every reference set: kept from the last call
+                    if memo is not None:
+                        updates = memo[chunk[0]: chunk[-1] + 1]
+                    else:
+                        updates = self.gradients([probes[i] for i in chunk])
+                        computed.append(updates)
+                    for i, update in zip(chunk, updates, strict=True):
+                        offset = 0
+                        with torch.no_grad():
+                            for name, p in params.items():
+                                delta = update[offset: offset + p.numel()].view_as(p)
+                                p.copy_(warm[name] - lr * delta.to(p.dtype))
+                                offset += p.numel()
+                        out[i] = before - self._reference_loss(refs)
+                        probed(i + 1, 0)
         finally:
-            if progress is not None:
-                progress.finish()
             with torch.no_grad():
                 for name, p in params.items():
                     p.copy_(warm[name])
@@ -215,15 +211,9 @@ def mates_scores(pool: Sequence[Sample], targets: Sequence[Sample], options: Met
     params: MatesOptions = options.params
     runner = LMRunner(options.lm)
     hidden = HiddenFeaturizer(runner, pooling=HiddenOptions().pooling)
-    if progress is not None:
-        progress.start("mates: hidden states of the pool", len(pool))
-    try:
-        x = np.asarray(featurize_cached(hidden, pool, Path(cache_dir) if cache_dir else None,
-                                        progress.update if progress is not None else None, role="pool"),
+    with progress_step(progress, "mates: hidden states of the pool", len(pool)) as update:
+        x = np.asarray(featurize_cached(hidden, pool, Path(cache_dir) if cache_dir else None, update, role="pool"),
                        dtype=np.float64)
-    finally:
-        if progress is not None:
-            progress.finish()
     probe_at = _seeded_sample(len(pool), params.probes, options.seed, "probes")
     refs_at = _seeded_sample(len(targets), params.reference_rows, options.seed, "references")
     probe = InfluenceProbe(runner, LessOptions(), seed=options.seed)

@@ -30,14 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from mona.atomic import atomic_write
 from mona.data.formats import Sample
@@ -82,17 +74,6 @@ def row_options(sample: Sample, prompt: Sequence[tuple[str, str]]) -> list[str] 
 def normalise_answer(text: str) -> str:
     """Whitespace and trailing sentence punctuation stripped, case folded."""
     return text.strip().rstrip(TRAILING_PUNCTUATION + " \t\r\n").strip().casefold()
-
-
-class EvalProgress(RichProgress):
-    """RichProgress counting evaluated rows (multiple-choice rows are scored in one go, first)."""
-
-    def _columns(self) -> tuple[ProgressColumn, ...]:
-        return (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
-                TimeElapsedColumn(), TimeRemainingColumn())
-
-    def _fields(self) -> dict[str, str]:
-        return {}
 
 
 @dataclass(frozen=True)
@@ -260,7 +241,7 @@ def evaluate(data: str | Path, *, model: str | None = None, adapter: str | Path 
     rows = eval_rows(samples, path)
     t0 = time.perf_counter()
     lm, tokenizer = load_with_adapter(model, adapter)
-    progress = progress or EvalProgress(enabled=False)
+    progress = progress or RichProgress(enabled=False)
     progress.start("eval", len(rows))
     predictions: list[dict[str, Any]] = []
     seconds_gen = 0.0

@@ -40,16 +40,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import TextColumn
 
-from mona.atomic import atomic_write
+from mona.atomic import atomic_dir, atomic_write
 from mona.data.formats import Sample
 from mona.data.readers import read_samples
 from mona.errors import ConfigError, InputError
@@ -214,10 +207,8 @@ def epoch_order(n_batches: int, seed: int, epoch: int) -> list[int]:
 class TrainProgress(RichProgress):
     """RichProgress for training: optimizer steps, tokens/s and the loss of the last step."""
 
-    def _columns(self) -> tuple[ProgressColumn, ...]:
-        return (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("steps  {task.fields[rate]}  loss {task.fields[loss]}"), TimeElapsedColumn(),
-                TimeRemainingColumn())
+    def _count_column(self) -> TextColumn:
+        return TextColumn("steps  {task.fields[rate]}  loss {task.fields[loss]}")
 
     def _fields(self) -> dict[str, str]:
         return {"rate": "", "loss": "-"}
@@ -333,7 +324,7 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 def run_outputs(out: Path) -> list[Path]:
     """What a run writes (and, with overwrite, deletes) inside its directory; other files there are left
     alone."""
-    return [out / name for name in ("checkpoint", ".checkpoint.old", "adapter", ".adapter.old", "train.json")]
+    return [out / name for name in ("checkpoint", ".checkpoint.old", "adapter", "train.json")]
 
 
 def _prepare_out(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
@@ -391,18 +382,8 @@ def _restore(saved: dict[str, Any], model, optimizer, scheduler) -> TrainState:
 
 
 def _save_adapter(out: Path, model) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out))
-    try:
+    with atomic_dir(out / "adapter") as tmp:
         model.save_pretrained(str(tmp))
-        old = out / ".adapter.old"
-        if (out / "adapter").exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out / "adapter", old)
-        os.replace(tmp, out / "adapter")
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def finetune(data: str | Path, out: str | Path, config: FinetuneConfig | None = None, *, overwrite: bool = False,

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -17,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mona.atomic import atomic_dir
 from mona.sae.options import SaeTrainConfig
 from mona.sae.topk import _sparsify, as_sae, encode
 
@@ -122,25 +120,12 @@ def train_sae(acts: np.ndarray, cfg: SaeTrainConfig, *, log: Callable[[str], Non
 
 def save_sae(sae, out_dir: Path, *, meta: dict, dtype: torch.dtype = torch.float16) -> None:
     """Write the sparsify layout (cfg.json + sae.safetensors) atomically, with mona's metadata in cfg.json."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # unique names: two runs saving into one folder must not write into each other's temp folder
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         sae.to(dtype).save_to_disk(tmp)
         sae.float()
         cfg = json.loads((tmp / "cfg.json").read_text())
         cfg.update(meta)
         (tmp / "cfg.json").write_text(json.dumps(cfg, indent=1))
-        old = None
-        if out_dir.exists():  # moved aside, not deleted, until the new folder is in place
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-            os.replace(out_dir, old / out_dir.name)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def report_dict(report: SaeReport, cfg: SaeTrainConfig) -> dict:
