@@ -86,6 +86,13 @@ def main() -> None:
     lengths = chars[[t == args.task for t in probe_tasks]]
     print(f"{args.task} probes ({lengths.min()}-{lengths.max()} characters): mean |z| "
           f"{statistics.fmean(magnitude[args.task]):.2f}, the other probes {statistics.fmean(rest):.2f}")
+    blocks = [o["ranks_by_task"][args.task] for o in probed if args.task in o["ranks_by_task"]]
+    fifth = len(probes) // 5
+    top = sum(max(r) < fifth for r in blocks)
+    bottom = sum(min(r) >= len(probes) - fifth for r in blocks)
+    print(f"  their ranks span at most {max(max(r) - min(r) for r in blocks)} places in a target; all among the "
+          f"{fifth} most influential in {top} targets, all among the {fifth} least in {bottom}, "
+          f"elsewhere in {len(blocks) - top - bottom}")
     sets = Counter(tuple(o["top10_tasks"]) for o in probed)
     common, n_common = sets.most_common(1)[0]
     same = [o for o in probed if tuple(o["top10_tasks"]) == common]
