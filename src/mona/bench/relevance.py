@@ -24,7 +24,7 @@ from mona.data.formats import Record, Sample, to_sample
 from mona.errors import ConfigError
 from mona.features.cached import FeaturizeStats, prefetch_shared
 from mona.features.options import LMConfig
-from mona.progress import Progress
+from mona.progress import Progress, progress_step
 from mona.scoring.similarity import prototype
 from mona.selection.budget import rank, round_robin
 from mona.selection.diversity import diversify
@@ -301,25 +301,19 @@ def prefetch_lm_methods(options: Sequence[MethodOptions], suite: Suite, cache_di
             featurizers.append(f)
     pool = _samples(suite.pool)
     targets = [s for t in suite.targets for s in _samples(t.rows)]
-    if progress:
-        progress.start("shared LM pass", len(pool) + len(targets))
     stats = FeaturizeStats()
-    try:
+    with progress_step(progress, "shared LM pass", len(pool) + len(targets)) as step:
         # each in its own role: a pool vector may be stored compactly (top-m) under a key of its own, so targets
         # filled as pool rows would miss later and be computed again, one model load per target set
         for role, samples in (("pool", pool), ("target", targets)):
             offset = stats.samples
 
             def update(done: int, tokens: int, offset: int = offset) -> None:
-                if progress:
-                    progress.update(offset + done, stats.tokens + tokens)
+                step(offset + done, stats.tokens + tokens)
 
             part = prefetch_shared(featurizers, samples, cache_dir, update, role=role)
             for name in ("samples", "cache_hits", "computed", "tokens", "seconds"):
                 setattr(stats, name, getattr(stats, name) + getattr(part, name))
-    finally:
-        if progress:
-            progress.finish()
     return [f.name for f in featurizers], stats
 
 

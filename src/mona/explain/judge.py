@@ -28,7 +28,7 @@ from mona.data.readers import read_samples
 from mona.errors import ConfigError
 from mona.explain.options import JudgeConfig
 from mona.outputs import check_outputs, local_path
-from mona.progress import Progress
+from mona.progress import Progress, progress_step
 
 CRITERIA = {
     "semantic_similarity": "semantic similarity: how close the candidate's content and topic are to the target "
@@ -164,14 +164,8 @@ def judge_files(target: Path, selections: Sequence[Path], names: Sequence[str] |
     rater = make_judge(config)
     results = {}
     for method, rows in zip(names, rows_of, strict=True):
-        bar = progress() if progress else None
-        if bar:
-            bar.start(f"judging {method}", min(config.n, len(rows)))
-        try:
-            results[method] = judge_selection(rater, rows, targets, config, progress=bar.update if bar else None)
-        finally:
-            if bar:
-                bar.finish()
+        with progress_step(progress() if progress else None, f"judging {method}", min(config.n, len(rows))) as update:
+            results[method] = judge_selection(rater, rows, targets, config, progress=update)
     if out is not None:
         with atomic_write(out) as fh:
             fh.write(json.dumps({"judge": config.api_model or config.model or "smollm2-135m-instruct",

@@ -20,7 +20,7 @@ from mona.explain.options import LabelConfig
 from mona.models import TruncatedLM, load_lm
 from mona.outputs import check_outputs, local_path
 from mona.paths import cache_root
-from mona.progress import Progress
+from mona.progress import Progress, progress_step
 from mona.sae.build import text_items
 from mona.sae.topk import check_width, encode, load_sae, resolve_sae_path, sae_fingerprint, sae_metadata, sae_site
 
@@ -121,14 +121,8 @@ def label_latents(config: LabelConfig, out: Path | None = None, progress: Progre
     lm = TruncatedLM(model, tokenizer, config.layer if config.layer is not None else sae_layer)
     check_width(sae, lm.d_model, sae_path=sae_path, layer=lm.layers[0], sae_layer=sae_layer)
     items, texts_id = text_items(config.texts, config.samples, tokenizer)
-    if progress:
-        progress.start("labelling latents", len(items))
-    try:
-        doc = compute_labels(lm, sae, items, lm.layers[0], top_n=config.top_n,
-                             progress=progress.update if progress else None)
-    finally:
-        if progress:
-            progress.finish()
+    with progress_step(progress, "labelling latents", len(items)) as update:
+        doc = compute_labels(lm, sae, items, lm.layers[0], top_n=config.top_n, progress=update)
     doc["texts_id"] = texts_id
     save_labels(doc, path)
     return doc, path

@@ -57,7 +57,7 @@ from mona.models.bidirectional import (
     set_attention_dropout,
     tokenize_texts,
 )
-from mona.progress import Progress
+from mona.progress import Progress, progress_step
 
 LOG_EVERY = 10  # steps between log lines
 PHASES = ("mntp", "simcse")
@@ -214,12 +214,9 @@ def train_phase(phase: str, peft_model, loss_fn: Callable[[int, torch.Generator]
             start, losses, seconds = state["step"], state["losses"], state["seconds"]
             log(f"{phase}: resuming at step {start}/{steps}")
     peft_model.train()
-    if progress:
-        progress.start(f"llm2vec {phase}", steps)
     tokens = 0
-    try:
-        if progress:
-            progress.update(start, 0)
+    with progress_step(progress, f"llm2vec {phase}", steps) as update:
+        update(start, 0)
         t0 = time.perf_counter()
         for step in range(start, steps):
             torch.manual_seed(_step_seed(config.seed, phase, step))  # dropout
@@ -243,12 +240,8 @@ def train_phase(phase: str, peft_model, loss_fn: Callable[[int, torch.Generator]
                 recent = losses[-LOG_EVERY:]
                 log(f"{phase} step {done}/{steps}: loss {sum(recent) / len(recent):.4f} (mean of last "
                     f"{len(recent)}), lr {optimizer.param_groups[0]['lr']:.2e}, {elapsed:.0f} s in this phase")
-            if progress:
-                progress.update(done, tokens)
+            update(done, tokens)
         seconds += time.perf_counter() - t0
-    finally:
-        if progress:
-            progress.finish()
     peft_model.eval()
     return {"losses": losses, "seconds": seconds}
 
@@ -424,23 +417,13 @@ def evaluate_llm2vec(config: Llm2VecEvalConfig | None = None, *, progress: Calla
         t0 = time.perf_counter()
         parts = _VARIANT_PARTS[variant]
         encoder, tokenizer = load_encoder(model, adapter if parts else None, parts, bidirectional=variant != "causal")
-        bar = progress() if progress else None
-        if bar:
-            bar.start(f"embed {variant}", len(texts))
-        try:
+        with progress_step(progress() if progress else None, f"embed {variant}", len(texts)) as update:
             emb = embed_texts(encoder, tokenizer, texts, max_length=config.max_length,
-                              batch_size=config.batch_size, progress=_rows_done(bar))
-        finally:
-            if bar:
-                bar.finish()
+                              batch_size=config.batch_size, progress=lambda done: update(done, 0))
         results[variant] = {**same_task_metrics(emb, labels), "seconds": round(time.perf_counter() - t0, 1)}
         log(f"{variant}: AUC {results[variant]['auc']:.4f}, P@k {results[variant]['precision_at_k']:.4f}")
     return {"adapter": str(adapter), "fingerprint": adapter_fingerprint(adapter), "rows": len(texts),
             "tasks": sorted(set(labels)), "config": asdict(config), "variants": results}
-
-
-def _rows_done(bar: Progress | None) -> Callable[[int], None] | None:
-    return (lambda done: bar.update(done, 0)) if bar is not None else None
 
 
 def evaluation_table(evaluation: dict[str, Any]) -> str:
