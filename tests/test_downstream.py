@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import shutil
 
@@ -27,6 +28,7 @@ from mona.bench.downstream import (
 )
 from mona.bench.downstream_report import TaskStats, conclusion, write_report
 from mona.bench.options import DownstreamConfig
+from mona.claims import CLAIM_FILE, claim
 from mona.errors import ConfigError
 
 MATH_Q = ["what is two plus two ?", "what is three plus two ?", "add two numbers", "what is four minus two ?",
@@ -172,13 +174,19 @@ def test_end_to_end_resume_and_report(tmp_path, model_dir, sae_dir, cache_env, c
     assert counting["evaluate"] == len(runs) + 4 and counting["finetune"] == len(adapters) + 1
 
 
-def test_a_failing_method_leaves_the_others_running(tmp_path, monkeypatch):
+@pytest.fixture
+def fake_steps(monkeypatch):
+    """Selection, fine-tune and evaluation replaced by instant fakes (mona's selection fails); counts the
+    fine-tunes."""
+    calls = {"finetune": 0}
+
     def selection(pool, task, run, n, config, cache_dir):
         if run.method == "mona":
             raise ConfigError("no SAE here")
-        return pool[:n], 0.0
+        return pool[run.seed: run.seed + n], 0.0  # each seed its own rows, so its own fine-tune
 
     def finetune(data, out, config):
+        calls["finetune"] += 1
         (out / "adapter").mkdir(parents=True)
         (out / "adapter" / "adapter_config.json").write_text("{}")
         summary = {"finished": True, "seconds": 1.0, "tokens": 10, "rows_truncated": 0, "epoch_losses": [1.0]}
@@ -192,11 +200,38 @@ def test_a_failing_method_leaves_the_others_running(tmp_path, monkeypatch):
     monkeypatch.setattr(downstream, "_selection", selection)
     monkeypatch.setattr(downstream, "finetune", finetune)
     monkeypatch.setattr(downstream, "evaluate", evaluate)
+    return calls
+
+
+def test_a_failing_method_leaves_the_others_running(tmp_path, fake_steps):
     config = DownstreamConfig(tasks="math", settings="present", methods="mona,random", random_seeds="0",
                               second_seed="", ratio=0.25, ratio_tasks="")
     results = run_downstream(_data(), config, tmp_path / "run", log=lambda _m: None)
     assert [r["label"] for r in results["runs"]] == ["random-s0"]
     assert results["failed"] == ["present math mona: ConfigError: no SAE here"] and not results["complete"]
+
+
+def test_steps_claimed_by_another_process_are_left_to_it(tmp_path, fake_steps):
+    config = DownstreamConfig(tasks="math", settings="present", methods="random", random_seeds="0,1",
+                              second_seed="", ratio=0.25, ratio_tasks="")
+    work = tmp_path / "run"
+    # another worker on the same work dir holds random-s0's step and the math base model's evaluation
+    with claim(work / "present" / "math" / "random-s0" / CLAIM_FILE) as mine, \
+            claim(work / "tasks" / "math" / "base" / CLAIM_FILE):
+        assert mine
+        logged: list[str] = []
+        results = run_downstream(_data(), config, work, log=logged.append)
+        reported: list[str] = []  # --report-only says which missing steps are running
+        run_downstream(_data(), config, work, log=reported.append, only_finished=True)
+        assert f"present math random-s0: running now, pid {os.getpid()}" in " ".join(reported)
+    assert [r["label"] for r in results["runs"]] == ["random-s1"]
+    assert results["busy"] == ["math base", "present math random-s0"] and not results["complete"]
+    assert results["bases"] == {} and fake_steps["finetune"] == 1
+    assert any(f"random-s0: left to pid {os.getpid()}" in m for m in logged)
+    # released (the worker finished or died): a re-run does the two steps, and the finished one is only read
+    results = run_downstream(_data(), config, work, log=lambda _m: None)
+    assert [r["label"] for r in results["runs"]] == ["random-s0", "random-s1"] and results["complete"]
+    assert fake_steps["finetune"] == 2 and "math" in results["bases"]
 
 
 def _summary(row_nll, tokens) -> dict:

@@ -5,6 +5,8 @@ records."""
 from __future__ import annotations
 
 import json
+import shutil
+import threading
 
 import pytest
 
@@ -13,6 +15,7 @@ from mona.bench.options import RelevanceConfig
 from mona.bench.relevance import record_dir, run_method, run_relevance
 from mona.bench.suite import Suite, TargetSet
 from mona.bench.sweep import SweepConfig
+from mona.claims import claim
 from mona.errors import ConfigError
 from mona.selection.config import MethodOptions
 
@@ -29,7 +32,7 @@ def test_a_rerun_reads_finished_targets_and_scores_only_the_missing(tmp_path, mo
     suite, options = _suite(), MethodOptions(method="bm25")
     records = record_dir(tmp_path / "work", "bm25", options, suite, 2, "fp32")
     first = run_method("bm25", options, suite, 2, tmp_path / "cache", log=lambda _: None, records=records)
-    assert sorted(p.name for p in records.iterdir()) == ["k__add.json", "k__cake.json"]
+    assert sorted(p.name for p in records.glob("*.json")) == ["k__add.json", "k__cake.json"]
     assert {p[0] for p in first.picks["k/add"]} == {"d"} and {p[0] for p in first.picks["k/cake"]} == {"c"}
     # a text scorer is charged its wall time and the pool rows it scored, once per target
     assert first.featurize_seconds > 0 and first.computed == 2 * len(suite.pool)
@@ -45,6 +48,40 @@ def test_a_rerun_reads_finished_targets_and_scores_only_the_missing(tmp_path, mo
     assert again.computed == first.computed
     assert "from the work dir" in lines[0] and "from the work dir" not in lines[1]
     assert json.loads((records / "k__cake.json").read_text())["picks"] == first.picks["k/cake"]
+
+
+def test_invocations_on_one_work_dir_share_the_targets(tmp_path, monkeypatch):
+    suite, options = _suite(), MethodOptions(method="bm25")
+    records = record_dir(tmp_path / "work", "bm25", options, suite, 2, "fp32")
+    reference = run_method("bm25", options, suite, 2, tmp_path / "cache", log=lambda _: None,
+                           records=tmp_path / "reference")
+    calls = []
+    real = relevance.compute_scores
+    monkeypatch.setattr(relevance, "compute_scores", lambda *a, **kw: calls.append(a[1]) or real(*a, **kw))
+    holding, left = threading.Event(), threading.Event()
+
+    def other_process() -> None:  # holds k/add until this one has moved past it, then leaves its record
+        with claim(records / "k__add.claim"):
+            holding.set()
+            left.wait(30)
+            shutil.copy(tmp_path / "reference" / "k__add.json", records / "k__add.json")
+
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if "left to" in line:
+            left.set()
+
+    thread = threading.Thread(target=other_process)
+    thread.start()
+    assert holding.wait(10)
+    run = run_method("bm25", options, suite, 2, tmp_path / "cache", log=log, records=records)
+    thread.join(10)
+    assert [c[0].text for c in calls] == ["bake a cake"]  # k/add was the other's: waited for, then read
+    assert "k/add" in lines[0] and "left to" in lines[0] and "k/cake" in lines[1]
+    assert "k/add" in lines[2] and "from the work dir" in lines[2]
+    assert run.per_target == reference.per_target and list(run.per_target) == ["k/add", "k/cake"]
 
 
 def test_records_of_other_options_budgets_dtypes_or_suites_lie_apart(tmp_path):

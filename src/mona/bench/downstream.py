@@ -20,13 +20,16 @@ selection-ratio figure).
 Resumable and splittable: every selection, evaluation and fine-tune lands in its own directory under the work dir
 and a re-run skips what is finished (an interrupted fine-tune resumes from its checkpoint), so `--tasks` and
 `--settings` subsets can run in separate sessions into the same work dir and `--report-only` reports whatever has
-finished. Fine-tunes are keyed by the selected rows and the fine-tune seed, so identical selections (random's in
+finished. Several processes may run on one work dir at once (one per core, say, each with the same
+command): each step is claimed (mona.claims) by the process that does it and the others move on to the next.
+Fine-tunes are keyed by the selected rows and the fine-tune seed, so identical selections (random's in
 the present setting, whose pool is the same for every task) are trained once. The work dir's default name hashes
 what decides the results (the design, budget, model, SAE, fine-tuning and evaluation settings), not which parts run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -42,6 +45,7 @@ from mona.bench.hard_suite import ALPACA, BBH_TASKS, few_shot, lettered, ni_spli
 from mona.bench.options import DownstreamConfig
 from mona.bench.relevance import _samples
 from mona.bench.suite import _group_of
+from mona.claims import CLAIM_FILE, claim, held, holder
 from mona.errors import ConfigError
 from mona.features.lm import LMConfig
 from mona.finetune.evaluate import evaluate, parse_options
@@ -573,9 +577,13 @@ def _run_one(work_dir: Path, rdir: Path, name: str, pool: list[dict], task: Down
         ft_dir = _adapter_dir(work_dir, sel_path, run.ft_seed)
         summary = _finished_training(ft_dir)
         if summary is None:
-            clock(f"{name}: fine-tuning on {meta['rows']} rows ({ft_dir.name})")
-            summary = finetune(sel_path, ft_dir, finetune_config(config, run.ft_seed))
-            clock(f"{name}: fine-tuned, loss {summary['epoch_losses'][0]:.3f} ({summary['seconds']:.0f} s)")
+            # another run with the same selection (random's, in another task) may be training it: wait for it
+            with claim(ft_dir.with_name(ft_dir.name + CLAIM_FILE), wait=True):
+                summary = _finished_training(ft_dir)
+                if summary is None:
+                    clock(f"{name}: fine-tuning on {meta['rows']} rows ({ft_dir.name})")
+                    summary = finetune(sel_path, ft_dir, finetune_config(config, run.ft_seed))
+                    clock(f"{name}: fine-tuned, loss {summary['epoch_losses'][0]:.3f} ({summary['seconds']:.0f} s)")
         train = _train_record(ft_dir, summary)
         _write_json(train_path, train)
         _evaluated(rdir / "eval.json", ft_dir / "adapter", name, work_dir / "tasks" / task.name / "eval.jsonl",
@@ -599,6 +607,21 @@ def _task_files(tdir: Path, task: DownstreamTask) -> None:
         elif [json.loads(line) for line in path.open(encoding="utf-8")] != list(rows):
             raise ConfigError(f"{path} differs from the design's {task.name} rows built here: the work dir was "
                               "made from other data; use another --work-dir")
+
+
+@contextlib.contextmanager
+def _claimed(rdir: Path, finished: bool, name: str, busy: list[str], clock: _Clock) -> Iterator[bool]:
+    """Whether this process does the step in `rdir`: a finished step is only read (no claim); an unfinished one
+    is this process's if it takes the step's claim, else it is left to the process holding it (and noted in
+    `busy`). So several invocations on one work dir share the steps."""
+    if finished:
+        yield True
+        return
+    with claim(rdir / CLAIM_FILE) as mine:
+        if not mine:
+            clock(f"{name}: left to {holder(rdir / CLAIM_FILE)}")
+            busy.append(name)
+        yield mine
 
 
 def _steps(data: DownstreamData, config: DownstreamConfig) -> Iterator[tuple[str, DownstreamTask, list[Run]]]:
@@ -629,30 +652,40 @@ def run_downstream(data: DownstreamData, config: DownstreamConfig, work_dir: Pat
     runs_out: list[dict] = []
     missing: list[str] = []
     failed: list[str] = []
+    busy: list[str] = []  # steps another process holds (their records come from it)
     for setting, task, runs in _steps(data, config):
         tdir = work_dir / "tasks" / task.name
         _task_files(tdir, task)
-        if task.name not in bases and f"{task.name} base" not in missing:  # once per task, not per setting
+        base_name = f"{task.name} base"
+        if task.name not in bases and base_name not in missing and base_name not in busy:  # once per task
             base_path = tdir / "base" / "eval.json"
             if only_finished and not base_path.exists():
-                missing.append(f"{task.name} base")
+                missing.append(base_name)
             else:
-                bases[task.name] = _evaluated(base_path, None, f"{task.name} base model", tdir / "eval.jsonl",
-                                              config, clock)
+                with _claimed(base_path.parent, base_path.exists(), base_name, busy, clock) as mine:
+                    if mine:
+                        bases[task.name] = _evaluated(base_path, None, f"{task.name} base model",
+                                                      tdir / "eval.jsonl", config, clock)
         pool = data.pool_for(setting, task)
         for run in runs:
             name = f"{setting} {task.name} {run.label}"
             rdir = work_dir / setting / task.name / run.label
-            if only_finished and not (rdir / "eval.json").exists():
+            finished = (rdir / "eval.json").exists() and (rdir / "train.json").exists()
+            if only_finished and not finished:
                 missing.append(name)
+                if held(rdir / CLAIM_FILE):
+                    clock(f"{name}: running now, {holder(rdir / CLAIM_FILE)}")
                 continue
             n = main_budget if run.ratio == config.ratio else budget(config, len(data.pool), run.ratio)
-            try:
-                runs_out.append({"setting": setting, "task": task.name, **asdict(run),
-                                 **_run_one(work_dir, rdir, name, pool, task, run, n, config, cache_dir, clock)})
-            except Exception as exc:  # one method failing must not stop the others of a long background run
-                clock(f"{name}: FAILED: {type(exc).__name__}: {exc}")
-                failed.append(f"{name}: {type(exc).__name__}: {exc}")
+            with _claimed(rdir, finished, name, busy, clock) as mine:
+                if not mine:
+                    continue
+                try:
+                    runs_out.append({"setting": setting, "task": task.name, **asdict(run),
+                                     **_run_one(work_dir, rdir, name, pool, task, run, n, config, cache_dir, clock)})
+                except Exception as exc:  # one method failing must not stop the others of a long background run
+                    clock(f"{name}: FAILED: {type(exc).__name__}: {exc}")
+                    failed.append(f"{name}: {type(exc).__name__}: {exc}")
     results = {"work_dir": str(work_dir), "design": data.config, "pool_rows": len(data.pool),
                "budget": main_budget, "config": asdict(config), "finetune": asdict(finetune_config(config)),
                "started": _started(work_dir), "span_seconds": _span(work_dir),
@@ -662,9 +695,10 @@ def run_downstream(data: DownstreamData, config: DownstreamConfig, work_dir: Pat
                           "related_rows_in_pool": sum(r["group"] in set(t.spec.related) for r in data.pool),
                           "eval_answers": dict(Counter(r["output"] for r in t.eval_rows).most_common())}
                          for t in data.tasks],
-               "bases": bases, "runs": runs_out, "missing": missing, "failed": failed,
-               "complete": not missing and not failed}
+               "bases": bases, "runs": runs_out, "missing": missing, "failed": failed, "busy": busy,
+               "complete": not missing and not failed and not busy}
     if not only_finished:
         _write_json(work_dir / "results.json", results)
-    clock("all steps done" if not missing else f"report from the finished steps: {len(missing)} missing")
+    clock(f"{len(busy)} steps left to the other processes on this work dir" if busy else
+          "all steps done" if not missing else f"report from the finished steps: {len(missing)} missing")
     return results

@@ -3,6 +3,7 @@ suite; precision@k, recall@k and nDCG@k per target set and on average, and featu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import time
@@ -20,6 +21,7 @@ from mona.atomic import write_text
 from mona.bench.metrics import ndcg_at_k, precision_at_k, recall_at_k, target_coverage
 from mona.bench.options import RelevanceConfig
 from mona.bench.suite import Suite, TargetSet
+from mona.claims import CLAIM_FILE, claim, holder
 from mona.data.formats import Record, Sample, to_sample
 from mona.errors import ConfigError
 from mona.features.cached import FeaturizeStats, prefetch_shared
@@ -223,19 +225,42 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
                progress: Progress | None = None, log: Callable[[str], None] = print,
                records: Path | None = None) -> MethodRun:
     """Score every target set with one method configuration. With `records` (record_dir), each finished target
-    is written there and a rerun reads it instead of scoring again, so a long run resumes where it stopped.
-    A method without a featurizer (a text scorer: bm25, dsir, mates, ...) is charged its scoring wall time and
-    the pool rows it scored, once per target."""
+    is written there and a rerun reads it instead of scoring again, so a long run resumes where it stopped;
+    several invocations on one work dir share the targets (each claims the one it scores, see mona.claims) and
+    each waits for the others' at the end. A method without a featurizer (a text scorer: bm25, dsir, mates, ...)
+    is charged its scoring wall time and the pool rows it scored, once per target."""
     view = _PoolView.build(options, suite, cache_dir)
+    done: dict[str, tuple[dict, str]] = {}
+
+    def score(target: TargetSet, wait: bool) -> None:
+        t0 = time.perf_counter()
+        path = _record_path(records, target) if records is not None else None
+        record = _read_record(path) if path is not None else None
+        if record is not None:
+            done[target.name] = record, "(from the work dir)"
+            return
+        with contextlib.ExitStack() as stack:
+            if path is not None and not stack.enter_context(claim(path.with_suffix(CLAIM_FILE), wait=wait)):
+                log(f"{label:<24} {target.name:<44} left to {holder(path.with_suffix(CLAIM_FILE))}")
+                return
+            record = _read_record(path) if path is not None else None  # finished while this one waited
+            if record is None:
+                record = _score_target(options, view, target, k, cache_dir, progress)
+                if path is not None:
+                    _write_record(path, record)
+            done[target.name] = record, f"({time.perf_counter() - t0:.1f} s)"
+
+    for target in suite.targets:
+        score(target, wait=False)
+        if target.name in done:
+            _log_target(label, target.name, k, *done[target.name], log)
+    for target in suite.targets:  # those another process held: its record once it lets go (or score it here)
+        if target.name not in done:
+            score(target, wait=True)
+            _log_target(label, target.name, k, *done[target.name], log)
     run = MethodRun(label)
     for target in suite.targets:
-        t0 = time.perf_counter()
-        record = _read_record(_record_path(records, target)) if records is not None else None
-        resumed = record is not None
-        if record is None:
-            record = _score_target(options, view, target, k, cache_dir, progress)
-            if records is not None:
-                _write_record(_record_path(records, target), record)
+        record = done[target.name][0]
         run.picks[target.name] = record["picks"]
         run.per_target[target.name] = record["metrics"]
         stats = record["stats"]
@@ -245,9 +270,11 @@ def run_method(label: str, options: MethodOptions, suite: Suite, k: int, cache_d
         run.cache_hits += stats["cache_hits"]
         where = stats.get("machine", "not recorded")
         run.machines[where] = run.machines.get(where, 0) + 1
-        log(f"{label:<24} {target.name:<44} P@{k} {run.per_target[target.name]['precision']:.3f} "
-            + ("(from the work dir)" if resumed else f"({time.perf_counter() - t0:.1f} s)"))
     return run
+
+
+def _log_target(label: str, target: str, k: int, record: dict, how: str, log: Callable[[str], None]) -> None:
+    log(f"{label:<24} {target:<44} P@{k} {record['metrics']['precision']:.3f} {how}")
 
 
 def _score_target(options: MethodOptions, view: _PoolView, target: TargetSet, k: int, cache_dir: Path | None,
