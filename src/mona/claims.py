@@ -57,7 +57,9 @@ def claim(path: str | Path, wait: bool = False) -> Iterator[bool]:
 
 def held(path: str | Path) -> bool:
     """Whether a live process holds the claim at `path` now (creates nothing: no file, no claim)."""
-    if fcntl is None or not Path(path).exists():  # pragma: no cover - Windows
+    if fcntl is None:  # pragma: no cover - Windows
+        return False
+    if not Path(path).exists():
         return False
     fd = os.open(path, os.O_RDONLY)
     try:
