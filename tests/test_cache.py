@@ -262,3 +262,48 @@ def test_a_file_system_without_hard_links_still_gets_its_shard(tmp_path, monkeyp
     cache.write([text_hash("yy")], np.stack([_vector("yy")]))
     assert len(list(cache.dir.glob("shard-*.npz"))) == 2 and not list(cache.dir.glob(".tmp-*"))
     np.testing.assert_allclose(FeatureCache(tmp_path, "fake", {"v": 1}).lookup([text_hash("yy")])[0], _vector("yy"))
+
+
+class GatedFeaturizer(CountingFeaturizer):
+    """A CountingFeaturizer that signals `started` when it begins computing, then waits for `release`."""
+
+    def __init__(self, started, release) -> None:
+        super().__init__()
+        self.started, self.release = started, release
+
+    def featurize(self, samples: Sequence[Sample]) -> Iterator[FeatureBlock]:
+        self.started.set()
+        assert self.release.wait(10)
+        yield from super().featurize(samples)
+
+
+def test_a_second_caller_of_the_same_request_waits_and_reads_the_first_ones_rows(tmp_path):
+    # One command started twice on one cache: the second must not compute what the first is computing.
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+    first = GatedFeaturizer(started, release)
+    samples = _samples(TEXTS)
+    worker = threading.Thread(target=featurize_cached, args=(first, samples, tmp_path), kwargs={"role": "pool"})
+    worker.start()
+    assert started.wait(10)  # the first caller holds the claim and is computing
+
+    # a different request is not held up by it
+    other = CountingFeaturizer()
+    featurize_cached(other, _samples(["something else"]), tmp_path, role="pool")
+    assert other.computed == ["0"] and worker.is_alive()
+
+    second = CountingFeaturizer()
+    stats = FeaturizeStats()
+    result = {}
+    waiter = threading.Thread(target=lambda: result.setdefault(
+        "out", featurize_cached(second, samples, tmp_path, stats=stats, role="pool")))
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive()  # waiting on the first caller's claim
+    release.set()
+    worker.join(10)
+    waiter.join(10)
+    assert first.computed == [s.id for s in samples]
+    assert second.calls == 0 and (stats.cache_hits, stats.computed) == (5, 0)
+    np.testing.assert_allclose(_dense(result["out"]), _expected(samples))

@@ -55,6 +55,10 @@ class FeatureCache:
                     self._index[str(h)] = (shard.name, row)
         return self._index
 
+    def refresh(self) -> None:
+        """Forget the index, so that the next lookup also sees the shards other processes wrote since."""
+        self._index = None
+
     def lookup(self, hashes: Sequence[str]) -> dict[int, Any]:
         """Cached vectors for the given hashes: {position in `hashes`: row (CSR 1-row or 1-D array)}."""
         index = self.index()

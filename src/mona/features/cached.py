@@ -3,18 +3,24 @@ block to the cache as it arrives), and return the vectors in input order."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from mona.claims import CLAIM_FILE, claim
 from mona.data.formats import Sample
 from mona.features.base import FeatureBlock, Featurizer, Matrix, ProgressFn, stack
 from mona.features.cache import FeatureCache, text_hash
+
+if TYPE_CHECKING:
+    from mona.features.lm import LMFeaturizer
 
 # Computes the vectors of samples the cache lacks, in blocks (positions index the list it was given), for a role
 # ("pool" or "target", see Featurizer.role). The default is the featurizer's own `featurize`; a distributed
@@ -54,7 +60,42 @@ def _featurize_cached(featurizer: Featurizer, samples: Sequence[Sample], cache_d
     t0 = time.perf_counter()
     hashes = [text_hash(featurizer.text_key(s)) for s in samples]
     cache = FeatureCache(cache_dir, featurizer.name, featurizer.key_config()) if cache_dir else None
-    found = cache.lookup(hashes) if cache else {}
+    with ExitStack() as claims:
+        found = _lookup_claimed(claims, cache, hashes) if cache else {}
+        matrix = _compute_rest(featurizer, samples, hashes, found, cache, progress, stats, compute)
+    stats.seconds += time.perf_counter() - t0
+    return matrix
+
+
+def _lookup_claimed(claims: ExitStack, cache: FeatureCache, hashes: Sequence[str]) -> dict[int, Any]:
+    """The cached rows of `hashes` (as FeatureCache.lookup); when some are missing, this process first claims
+    computing them (see _claim_request)."""
+    found = cache.lookup(hashes)
+    if len(found) < len(hashes) and _claim_request(claims, cache, hashes):
+        cache.refresh()
+        found = cache.lookup(hashes)
+    return found
+
+
+def _claim_request(claims: ExitStack, cache: FeatureCache, hashes: Sequence[str]) -> bool:
+    """Take the claim on computing the rows of `hashes` in `cache` (mona.claims; held on `claims` while this
+    process computes them), so that a second process asked for the same rows of the same representation (one
+    command started twice on one cache, say) waits for the first and reads its rows instead of computing them
+    again; different requests do not wait for each other. True if another process held it: what it wrote since
+    is only seen after `cache.refresh()`."""
+    request = hashlib.sha256("".join(sorted(set(hashes))).encode()).hexdigest()[:20]
+    path = cache.dir / "claims" / f"{request}{CLAIM_FILE}"
+    if claims.enter_context(claim(path)):
+        return False
+    claims.enter_context(claim(path, wait=True))
+    return True
+
+
+def _compute_rest(featurizer: Featurizer, samples: Sequence[Sample], hashes: Sequence[str],
+                  found: dict[int, Any], cache: FeatureCache | None, progress: ProgressFn | None,
+                  stats: FeaturizeStats, compute: ComputeFn | None) -> Matrix:
+    """Compute the rows `found` lacks (each distinct input once), write them to `cache`, and return every row in
+    input order."""
     # identical inputs inside one call are computed once
     first_of: dict[str, int] = {}
     for i, h in enumerate(hashes):
@@ -91,7 +132,6 @@ def _featurize_cached(featurizer: Featurizer, samples: Sequence[Sample], cache_d
     for i, h in enumerate(hashes):
         if i not in found and first_of[h] != i:  # a repeat of an input computed once
             where[i] = where[first_of[h]]
-    stats.seconds += time.perf_counter() - t0
     matrix = stack(parts)
     return matrix if np.array_equal(where, np.arange(matrix.shape[0])) else matrix[where]
 
@@ -109,7 +149,7 @@ def prefetch_shared(featurizers: Sequence[Featurizer], samples: Sequence[Sample]
 
 def _prefetch_shared(featurizers: Sequence[Featurizer], samples: Sequence[Sample], cache_dir: Path,
                      progress: ProgressFn | None) -> FeaturizeStats:
-    from mona.features.lm import LMFeaturizer, run_lm_featurizers_multi
+    from mona.features.lm import LMFeaturizer
 
     stats = FeaturizeStats(samples=len(samples))
     t0 = time.perf_counter()
@@ -122,6 +162,22 @@ def _prefetch_shared(featurizers: Sequence[Featurizer], samples: Sequence[Sample
     for i, h in enumerate(hashes):
         first.setdefault(h, i)
     unique = sorted(first.values())
+    with ExitStack() as claims:
+        # claims taken in one global order (by folder), so that two processes never wait on each other
+        for cache in sorted(caches, key=lambda c: str(c.dir)):
+            if any(hashes[i] not in cache.index() for i in unique) and _claim_request(claims, cache, hashes):
+                cache.refresh()
+        _prefetch_missing(lm_feats, caches, samples, hashes, unique, progress, stats)
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def _prefetch_missing(lm_feats: Sequence[LMFeaturizer], caches: Sequence[FeatureCache], samples: Sequence[Sample],
+                      hashes: Sequence[str], unique: Sequence[int], progress: ProgressFn | None,
+                      stats: FeaturizeStats) -> None:
+    """One shared forward pass over the distinct samples (`unique` positions) that some cache lacks."""
+    from mona.features.lm import run_lm_featurizers_multi
+
     missing_per = [{i for i in unique if hashes[i] not in c.index()} for c in caches]
     union = sorted(set().union(*missing_per))
     stats.cache_hits = len(samples) - len(union)
@@ -138,5 +194,3 @@ def _prefetch_shared(featurizers: Sequence[Featurizer], samples: Sequence[Sample
             done += len(positions)
             if progress:
                 progress(done, stats.tokens)
-    stats.seconds = time.perf_counter() - t0
-    return stats
