@@ -255,6 +255,9 @@ def test_paired_differences_intervals_and_verdicts():
     wobble = [rng.gauss(-0.5, 6) * t for t in tokens]
     runs.append(_run("bm25", "bm25", [m + w for m, w in zip(mean_rows, wobble, strict=True)], tokens))
     runs.append(_run("dense", "dense", [m + 0.3 * t for m, t in zip(mean_rows, tokens, strict=True)], tokens))
+    # a second fine-tune seed of mona's selection, 0.05 per token off the first
+    runs.append(_run("mona-ft1", "mona", [m - 0.45 * t for m, t in zip(mean_rows, tokens, strict=True)], tokens,
+                     ft_seed=1))
     s = TaskStats("present", "math", runs, _summary(mean_rows, tokens))
     d, verdict = s.verdict("mona")
     assert d.value == pytest.approx(-0.5) and d.lo == pytest.approx(-0.5) and d.hi == pytest.approx(-0.5)
@@ -268,10 +271,17 @@ def test_paired_differences_intervals_and_verdicts():
     spread = [_run(f"random-s{i}", "random", [m + sh * t for m, t in zip(mean_rows, tokens, strict=True)], tokens)
               for i, sh in enumerate((-0.4, 0.0, 0.4))]
     wide = TaskStats("present", "math", [*spread, runs[3]], None)
+    assert s.diff("mona-ft1", "mona").value == pytest.approx(0.05)
     assert wide.verdict("mona")[1] == "tie"
     results = {"config": {"methods": "mona,bm25,dense,random", "ratio_tasks": ""}, "tasks": [{"name": "math"}],
                "runs": [{**r, "setting": "present", "task": "math"} for r in runs], "bases": {}, "missing": []}
-    text = " ".join(conclusion(results))
+    lines = conclusion(results)
+    assert lines[0].startswith("In short: fine-tuning on mona's selection gave a lower NLL than random beyond noise "
+                               "on 1 of 1 task-settings and a higher one on 0; no other method did so on more "
+                               "task-settings. Of mona's 2 differences with a baseline, 0 are smaller than the "
+                               "0.050 that a second fine-tune seed alone moves the NLL on average, and 2 larger than "
+                               "the most it moved (0.050).")
+    text = " ".join(lines)
     assert "mona on 1 of 1 (math (present))" in text and "dense on 0 of 1, worse on 1" in text
     assert "MoNA against each baseline, task-settings won-tied-lost (paired 95 % interval of the NLL difference): " \
            "bm25 0-1-0, dense 1-0-0." in text

@@ -147,14 +147,14 @@ def _ratio_points(results: dict) -> dict[str, dict[str, dict[float, list[float]]
 
 
 def conclusion(results: dict) -> list[str]:
-    """Sentences derived from the numbers: each method against random beyond noise, MoNA against each baseline,
-    training noise, the selection ratio, and what is missing."""
+    """Sentences derived from the numbers: a one-sentence answer, each method against random beyond noise, MoNA
+    against each baseline, training noise, the selection ratio, and what is missing."""
     stats = task_stats(results)
     if not stats:
         return ["No run has finished yet."]
     methods = _main_methods(results)
-    lines = []
     verdicts = _vs_random(stats, methods)
+    lines = _in_short(stats, methods, verdicts)
     parts = []
     for m, rows in verdicts.items():
         if rows:
@@ -179,14 +179,8 @@ def conclusion(results: dict) -> list[str]:
         if wtl:
             lines.append("MoNA against each baseline, task-settings won-tied-lost (paired 95 % interval of the NLL "
                          "difference): " + ", ".join(f"{b} {w}-{t}-{lo}" for b, (w, t, lo) in wtl) + ".")
-    noise = []
-    for s in stats:
-        for label, r in s.runs.items():
-            base_label = label.removesuffix("-ft1")
-            if r["ft_seed"] == 1 and s.has(base_label):
-                noise.append((r["method"], s, s.diff(label, base_label)))
-    if noise:
-        spread = [d for _, _, d in noise]
+    spread = _training_noise(stats)
+    if spread:
         outside = sum(d.sign != 0 for d in spread)
         stds = [v for v in (s.seed_std() for s in stats) if v is not None]
         sizes = [abs(d.value) for d in spread]
@@ -211,6 +205,37 @@ def conclusion(results: dict) -> list[str]:
         lines.append(f"The run is not complete ({len(results['missing'])} of the design's runs missing): this covers "
                      f"{len(stats)} task-settings of {len(SETTINGS) * len(results['tasks'])}, some of them in part.")
     return lines
+
+
+def _training_noise(stats: Sequence[TaskStats]) -> list[Diff]:
+    """Each second-fine-tune-seed run against the same selection's first seed."""
+    return [s.diff(label, label.removesuffix("-ft1")) for s in stats for label, r in s.runs.items()
+            if r["ft_seed"] == 1 and s.has(label.removesuffix("-ft1"))]
+
+
+def _in_short(stats: Sequence[TaskStats], methods: Sequence[str],
+              verdicts: dict[str, list[tuple[TaskStats, Diff, str]]]) -> list[str]:
+    """The answer to "does selecting with mona train a better model?" in one sentence, from the figures below it:
+    mona against random, how the other methods rank on the same count, and how many of mona's differences with
+    the baselines are smaller than what a second fine-tune seed alone changes."""
+    rows = verdicts.get("mona")
+    if not rows:
+        return []
+    better = {m: sum(v == "better" for _, _, v in r) for m, r in verdicts.items()}
+    worse = sum(v == "worse" for _, _, v in rows)
+    ahead = [m for m in methods if m != "mona" and better.get(m, 0) > better["mona"]]
+    text = (f"In short: fine-tuning on mona's selection gave a lower NLL than random beyond noise on "
+            f"{better['mona']} of {len(rows)} task-settings and a higher one on {worse}; "
+            + (f"{', '.join(ahead)} did so on more task-settings" if ahead else
+               "no other method did so on more task-settings"))
+    noise = [abs(d.value) for d in _training_noise(stats)]
+    gaps = [abs(s.diff("mona", b).value) for b in methods if b != "mona" for s in stats if s.has("mona") and s.has(b)]
+    if noise and gaps:
+        size, largest = statistics.fmean(noise), max(noise)
+        text += (f". Of mona's {len(gaps)} differences with a baseline, {sum(g < size for g in gaps)} are smaller "
+                 f"than the {size:.3f} that a second fine-tune seed alone moves the NLL on average, and "
+                 f"{sum(g > largest for g in gaps)} larger than the most it moved ({largest:.3f})")
+    return [text + "."]
 
 
 def _answer_form_correlation(stats: Sequence[TaskStats], ratio: float, min_runs: int = 5
