@@ -507,7 +507,8 @@ def write_report(results: dict, command: str, wall_seconds: float, out_dir: Path
              "`mona/bench/downstream.py` and `mona/bench/downstream_report.py`.", "",
              f"Command: `{command}` (the whole design; it runs in pieces with `--tasks` and `--settings` into the same "
              "work dir, and `--report-only` writes this report from whatever has finished).", "",
-             f"Machine: {machine()}; dtype {dtype}.", "",
+             f"Machine: {machine()}; dtype {dtype} (one dtype for every piece: bf16 against fp32 fine-tuning, in "
+             "speed and in NLL, is measured in docs/benchmarks/speed.md).", "",
              (f"Wall time: {span} from the run's first start ({results['started']}) to its last evaluation, over "
               "every resumed invocation (the machine was shared with other work at times); "
               if results["started"] else "Wall time: no piece has started in this work dir yet; ")
