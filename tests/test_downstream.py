@@ -163,7 +163,8 @@ def test_end_to_end_resume_and_report(tmp_path, model_dir, sae_dir, cache_env, c
     json_path, md_path = write_report(partial, "mona bench downstream --test", 3.0, tmp_path / "out",
                                       tmp_path / "fig", "partial")
     md = md_path.read_text()
-    assert f": {len(partial['runs'])} fine-tunes." in md  # the dtype the runs trained in, with its count
+    # the dtype the runs trained in, with its count
+    assert f": {len(partial['runs'])} fine-tunes (one dtype for every piece" in md
     assert "Partial report" in md and "- absent cook: random-s1" in md and "(1 of 2 seeds)" in md
     assert "## Against random" in md and "## MoNA against each baseline" not in md  # no baseline but random
     assert (tmp_path / "fig" / "partial.png").stat().st_size > 0 and (tmp_path / "fig" / "partial-ratio.png").exists()
