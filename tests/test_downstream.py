@@ -312,6 +312,24 @@ def test_answer_form_counts_exact_and_other_case_answers_and_enters_the_conclusi
     assert "-1.00 on yn (present, 5 runs)" in " ".join(conclusion(results))
 
 
+def test_the_conclusion_says_where_finding_the_task_raised_the_nll():
+    tokens = [1] * 10
+
+    def results(nll_per_share):
+        # five runs at the main budget, the i-th with i/10 of its rows from the task and i/10 from related tasks
+        runs = [{**_run(f"m{i}", f"m{i}", [nll_per_share(i)] * 10, tokens), "ratio": 0.05,
+                 "task_share": i / 10, "related_share": i / 10} for i in range(5)]
+        return {"config": {"methods": ",".join(f"m{i}" for i in range(5)), "ratio_tasks": "", "ratio": 0.05},
+                "tasks": [{"name": "t"}], "runs": [{**r, "setting": "absent", "task": "t"} for r in runs],
+                "bases": {}, "missing": []}
+
+    hurt = " ".join(conclusion(results(lambda i: 1.0 + 0.3 * i)))
+    assert "+1.00 on t (absent, 5 runs)" in hurt
+    assert "the more of the task a selection found the worse it did: t (absent, +1.00)" in hurt
+    helped = " ".join(conclusion(results(lambda i: 3.0 - 0.3 * i)))
+    assert "-1.00 on t (absent, 5 runs)" in helped and "found the worse" not in helped
+
+
 def test_target_formats():
     rows = [{"id": f"r{i}", "instruction": f"Is {i} even?\nOptions:\n- Yes\n- No", "output": "Yes"} for i in range(15)]
     letter = TaskSpec("x", "x", "mc-letter", related=())

@@ -17,7 +17,7 @@ import os
 import statistics
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,12 +187,21 @@ def conclusion(results: dict) -> list[str]:
         lines.append(f"Training noise: a second fine-tune seed moved the NLL by {statistics.fmean(sizes):.3f} on "
                      f"average (largest {max(sizes):.3f}, {len(spread)} runs; {outside} with an interval excluding 0)"
                      + (f"; random's seed spread averages {statistics.fmean(stds):.3f}" if stds else "") + ".")
-    form = _answer_form_correlation(stats, results["config"].get("ratio"))
+    ratio = results["config"].get("ratio")
+    form = _share_correlation(stats, ratio, _exact_answers)
     if form:
         lines.append("Answer form, where the answers are a closed set: Spearman correlation over the runs of the "
                      "selection's share of exact answers with the NLL (negative: more exact answers, lower NLL) "
                      + ", ".join(f"{rho:+.2f} on {s.task} ({s.setting}, {n} runs)"
                                                                  for s, rho, n in form) + ".")
+    found = _share_correlation(stats, ratio, _found)
+    if found:
+        hurt = [f"{s.task} ({s.setting}, {rho:+.2f})" for s, rho, _ in found if rho > 0.5]
+        lines.append("Relevance against the NLL: Spearman correlation over the runs of the selection's share of the "
+                     "task's own and related rows with the NLL (negative: finding the task lowers the NLL) "
+                     + ", ".join(f"{rho:+.2f} on {s.task} ({s.setting}, {n} runs)" for s, rho, n in found) + "."
+                     + (f" Above +0.5, so the more of the task a selection found the worse it did: "
+                        f"{', '.join(hurt)}." if hurt else ""))
     points = _ratio_points(results)
     for task, by_method in points.items():
         if len(by_method.get("mona", {})) > 1 and by_method.get("random"):
@@ -238,22 +247,34 @@ def _in_short(stats: Sequence[TaskStats], methods: Sequence[str],
     return [text + "."]
 
 
-def _answer_form_correlation(stats: Sequence[TaskStats], ratio: float, min_runs: int = 5
-                             ) -> list[tuple[TaskStats, float, int]]:
-    """Per task-setting with a closed answer set and at least `min_runs` runs at the main budget `ratio` (first
-    fine-tune seed): the Spearman correlation of the runs' share of exact answers in their selections with their
+def _share_correlation(stats: Sequence[TaskStats], ratio: float, share: Callable[[dict], float | None],
+                       min_runs: int = 5) -> list[tuple[TaskStats, float, int]]:
+    """Per task-setting with at least `min_runs` runs at the main budget `ratio` (first fine-tune seed) for which
+    `share` gives a value: the Spearman correlation over those runs of that share of their selections with their
     NLL."""
     from scipy.stats import spearmanr
 
     out = []
     for s in stats:
-        pairs = [(r["answer_form"]["exact"], s.nll(label)) for label, r in s.runs.items()
-                 if r.get("answer_form") and r.get("ratio") == ratio and r.get("ft_seed") == 0]
+        pairs = [(v, s.nll(label)) for label, r in s.runs.items()
+                 if r.get("ratio") == ratio and r.get("ft_seed") == 0 and (v := share(r)) is not None]
         if len(pairs) >= min_runs:
             rho = spearmanr(*zip(*pairs, strict=True)).statistic
             if np.isfinite(rho):
                 out.append((s, float(rho), len(pairs)))
     return out
+
+
+def _exact_answers(run: dict) -> float | None:
+    """The selection's share of rows whose answer is one of the task's closed set exactly (None: open answers)."""
+    return run["answer_form"]["exact"] if run.get("answer_form") else None
+
+
+def _found(run: dict) -> float | None:
+    """The selection's share of rows from the task itself or from its related tasks."""
+    if run.get("task_share") is None:
+        return None
+    return run["task_share"] + run.get("related_share", 0.0)
 
 
 # ---------------------------------------------------------------- figures
