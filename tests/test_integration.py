@@ -113,3 +113,41 @@ def test_sae_for_another_layer_is_refused(split_files):
     assert proc.returncode == 4
     assert "layer" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp / "bad.jsonl").exists()
+
+
+def _readme_python_block() -> str:
+    """The code of the README's "From Python" section, as a user would paste it."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## From Python\n", 1)[1]
+    lines = []
+    for line in section.splitlines()[1:]:
+        if line and not line.startswith("    "):
+            break
+        lines.append(line[4:])
+    return "\n".join(lines).strip() + "\n"
+
+
+def test_the_readme_python_example_runs_as_written(tmp_path):
+    # the README's paths, on the first 80 rows of the bundled pool; the model comes from the user cache, the
+    # features go to a fresh one
+    examples = Path(__file__).parents[1] / "examples"
+    (tmp_path / "examples").mkdir()
+    pool = examples.joinpath("pool.jsonl").read_text().splitlines(keepends=True)[:80]
+    (tmp_path / "examples" / "pool.jsonl").write_text("".join(pool))
+    (tmp_path / "examples" / "target.jsonl").write_text(examples.joinpath("target.jsonl").read_text())
+    from mona.paths import cache_root
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    models = cache_root() / "models"
+    models.mkdir(parents=True, exist_ok=True)  # on a fresh machine the run fetches the model into it
+    (cache / "models").symlink_to(models, target_is_directory=True)
+    code = _readme_python_block()
+    assert "mona.select(" in code and "mona.Selector(" in code
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MONA_CACHE": str(cache)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=1200)
+    assert proc.returncode == 0, proc.stderr
+    selected = (tmp_path / "out" / "selected.jsonl").read_text().splitlines()
+    scores = (tmp_path / "out" / "scores.jsonl").read_text().splitlines()
+    assert len(selected) == 4 and len(scores) == 80  # 5 % of 80 rows; a score per pool row
