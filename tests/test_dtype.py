@@ -75,6 +75,13 @@ def test_the_probe_runs_once_per_machine_and_is_cached(machine):
     assert resolve_dtype("auto", "cpu").dtype == "bf16" and len(machine["timed"]) == 4
 
 
+def test_auto_on_mps_is_fp32_without_probing_the_cpu(machine):
+    machine["flags"] = frozenset({"amx_bf16"})  # the CPU's bf16 says nothing about the Mac's GPU
+    choice = resolve_dtype("auto", "mps")
+    assert choice.dtype == "fp32" and "MPS" in choice.reason and machine["timed"] == []
+    assert resolve_dtype("bf16", "mps").dtype == "bf16"
+
+
 def test_explicit_dtypes_pass_through_in_canonical_spelling(machine):
     assert resolve_dtype("float32", "cpu") == DtypeChoice("fp32", "asked for")
     assert resolve_dtype("BF16", "cpu").dtype == "bf16" and resolve_dtype("int8", "cpu").dtype == "int8"

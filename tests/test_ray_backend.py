@@ -151,6 +151,12 @@ def test_device_auto_selection(monkeypatch):
         resolve_device("cuda")
     with pytest.raises(ConfigError, match="unknown device"):
         resolve_device("tpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the choice only: nothing runs on it
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="no Apple-silicon GPU"):
+        resolve_device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)  # the choice only: nothing runs on it
+    assert resolve_device("mps") == "mps"
+    assert resolve_device("auto") == "cpu"  # auto does not pick mps while that path is unmeasured
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == "cuda"
     assert resolve_device("cuda:1") == "cuda:1"

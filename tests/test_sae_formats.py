@@ -500,12 +500,18 @@ def test_features_label_reads_the_layer_from_the_sae_and_checks_it(tmp_path, mod
     assert result.exit_code == 0, result.output
 
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none here)")
+# the accelerators torch may see: each test runs where its device exists and says why it skipped elsewhere
+ACCELERATORS = [
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                  reason="needs a CUDA GPU (torch sees none here)")),
+    pytest.param("mps", marks=pytest.mark.skipif(not torch.backends.mps.is_available(),
+                                                 reason="needs an Apple-silicon MPS GPU (torch sees none here)")),
+]
 
 
-@needs_cuda
+@pytest.mark.parametrize("device", ACCELERATORS)
 @pytest.mark.parametrize("architecture", ["topk", "jumprelu"])
-def test_encode_on_the_gpu_matches_the_cpu(tmp_path, architecture):
+def test_encode_on_the_gpu_matches_the_cpu(tmp_path, architecture, device):
     w = _weights(14)
     cfg = {"architecture": "topk", "k": K, "rescale_acts_by_decoder_norm": True} if architecture == "topk" else {
         "architecture": "jumprelu"}
@@ -513,14 +519,14 @@ def test_encode_on_the_gpu_matches_the_cpu(tmp_path, architecture):
                         "jumprelu" else None)
     for x in (_x(256), _x(256).bfloat16()):  # fp32, and bf16 as a bf16 model on the GPU hands it over
         cpu = _dense(*encode(load_sae(path), x))
-        gpu = _dense(*encode(load_sae(path, device="cuda"), x.cuda()))  # codes come back on the CPU
+        gpu = _dense(*encode(load_sae(path, device=device), x.to(device)))  # codes come back on the CPU
         torch.testing.assert_close(gpu, cpu, rtol=1e-4, atol=1e-4)
 
 
-@needs_cuda
-def test_mona_select_on_cuda_agrees_with_the_cpu(tmp_path, model_dir):
-    # the GPU path end to end: the model in bf16 (dtype auto on a bf16 GPU), the MLP output captured there,
-    # the SAE on the GPU; scores within bf16 rounding of the CPU's fp32 run
+@pytest.mark.parametrize("device", ACCELERATORS)
+def test_mona_select_on_the_gpu_agrees_with_the_cpu(tmp_path, model_dir, device):
+    # the GPU path end to end: the model in the dtype auto picks there (bf16 on a bf16 CUDA GPU, fp32 on MPS),
+    # the MLP output captured there, the SAE on the GPU; scores within bf16 rounding of the CPU's fp32 run
     pool, target = tmp_path / "pool.jsonl", tmp_path / "target.jsonl"
     pool.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(
         ["add two numbers", "bake a cake with flour", "the cat sat on the mat", "what is three plus four ?"])))
@@ -528,7 +534,7 @@ def test_mona_select_on_cuda_agrees_with_the_cpu(tmp_path, model_dir):
     sae = _layouts(tmp_path / "saes")["sparsify-mlp"]
     (tmp_path / "gpu").mkdir()
     (tmp_path / "cpu").mkdir()
-    on_gpu = _select(tmp_path / "gpu", pool, target, sae, 1, "--model", str(model_dir), "--device", "cuda")
+    on_gpu = _select(tmp_path / "gpu", pool, target, sae, 1, "--model", str(model_dir), "--device", device)
     on_cpu = _select(tmp_path / "cpu", pool, target, sae, 1, "--model", str(model_dir), "--device", "cpu",
                      "--dtype", "fp32")
     np.testing.assert_allclose(on_gpu, on_cpu, atol=0.05)

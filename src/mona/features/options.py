@@ -59,7 +59,7 @@ class LMConfig:
                                   "change).")
     # Not in the cache key: vectors agree up to rounding on either device
     device: str = opt("auto", "Where the selection model runs: auto (cuda if torch sees a GPU, else cpu), cpu, "
-                              "cuda, ...")
+                              "cuda, cuda:N or mps (Apple silicon; untested so far).")
 
     def check(self) -> None:
         """Refuse values no model run accepts (before any model is loaded)."""

@@ -9,6 +9,7 @@ faster, else fp32.
   around every kernel, which is several times slower than fp32 (docs/benchmarks/speed.md has the figures).
   The timing is cached per machine (CPU model, flags, torch version) under the cache root. The environment
   variable MONA_NO_CPU_BF16 (set to anything) keeps `auto` at fp32 on every CPU.
+- MPS (Apple silicon): fp32. bf16 there needs macOS 14 and has not been measured; `--dtype bf16` asks for it.
 
 Whatever the dtype, mona converts the residual stream to fp32 before SAE encoding and pooling
 (`TruncatedLM.forward`), so only the decoder layers run in bf16."""
@@ -142,6 +143,8 @@ def _auto(device: str) -> DtypeChoice:
         if torch.cuda.is_bf16_supported(including_emulation=False):
             return DtypeChoice("bf16", f"auto: {name} runs bf16 natively")
         return DtypeChoice("fp32", f"auto: {name} has no native bf16")
+    if device == "mps":
+        return DtypeChoice("fp32", "auto: fp32 on MPS (bf16 there is unmeasured; --dtype bf16 asks for it)")
     if os.environ.get(NO_CPU_BF16):
         return DtypeChoice("fp32", f"auto: {NO_CPU_BF16} is set")
     flags = cpu_flags()
@@ -156,7 +159,7 @@ def _auto(device: str) -> DtypeChoice:
 
 
 def resolve_dtype(requested: str, device: str) -> DtypeChoice:
-    """The dtype to run in on `device` ('cpu', 'cuda', 'cuda:N'; see loader.resolve_device) and why: `auto` as
+    """The dtype to run in on `device` ('cpu', 'cuda', 'cuda:N', 'mps'; see loader.resolve_device) and why: `auto` as
     this module's docstring says, any other name as asked for (canonical spelling)."""
     dtype = canonical_dtype(requested)
     if dtype == "auto":
@@ -171,4 +174,4 @@ def autocast(dtype: str, device: str) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
     if dtype not in TORCH_DTYPES:
         raise ConfigError(f"training runs in fp32, bf16 or fp16, not {dtype}")
-    return torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=TORCH_DTYPES[dtype])
+    return torch.autocast(torch.device(device).type, dtype=TORCH_DTYPES[dtype])

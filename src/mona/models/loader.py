@@ -34,8 +34,9 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def resolve_device(name: str = "auto") -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'cpu', 'cuda' and 'cuda:N' are taken as given (a GPU
-    that is not there is refused here rather than failing deep inside the first forward pass)."""
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'cpu', 'cuda', 'cuda:N' and 'mps' (Apple silicon) are
+    taken as given (a GPU that is not there is refused here rather than failing deep inside the first forward
+    pass). `auto` never picks mps: mona's MPS path has not been run on a Mac yet (docs/models.md)."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
@@ -44,7 +45,12 @@ def resolve_device(name: str = "auto") -> str:
         if not torch.cuda.is_available():
             raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU (torch {torch.__version__})")
         return name
-    raise ConfigError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N")
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"device 'mps' asked for, but torch sees no Apple-silicon GPU (torch "
+                              f"{torch.__version__}; MPS needs macOS 12.3 or later on an M-series Mac)")
+        return name
+    raise ConfigError(f"unknown device {name!r}; expected auto, cpu, cuda, cuda:N or mps")
 
 
 def model_fingerprint(spec: str | None) -> str:
