@@ -2,8 +2,9 @@
 # The GPU checks of mona's bring-your-own-model path, in one go, on a machine with a CUDA GPU:
 #   1. the tests that skip where torch sees no GPU: SAE encode on the GPU (fp32 and bf16 inputs) against the CPU,
 #      the truncated model's residual stream and MLP / attention outputs in bf16 on the GPU against fp32 on the
-#      CPU, `mona select --device cuda` (dtype auto: bf16) against `--device cpu --dtype fp32`; with them, the CPU
-#      tests of the same files, which check the GPU machine's transformers too;
+#      CPU, `mona select --device cuda` (dtype auto: bf16) against `--device cpu --dtype fp32`, `mona finetune` and
+#      `mona eval` on the GPU against the CPU (a GPU checkpoint resumed on the CPU); with them, the CPU tests of
+#      the same files, which check the GPU machine's transformers and peft too;
 #   2. scripts/gpu_bench.py: a LLaMA-3-8B-shaped model truncated at layer 30 plus the paper's SAE shape (131,072
 #      latents, k = 192), seconds per million tokens.
 #
@@ -42,7 +43,7 @@ print('torch', torch.__version__, '| transformers', transformers.__version__, '|
 '| bf16', torch.cuda.is_bf16_supported())"
 
 status=0
-python3 -m pytest -q -p no:cacheprovider -m "not integration" -rs tests/test_sae_formats.py tests/test_truncated.py \
+python3 -m pytest -q -p no:cacheprovider -m "not integration" -rs tests/test_sae_formats.py tests/test_truncated.py tests/test_finetune.py \
     2>&1 | tee "$out/pytest.log" || status=1
 grep -E "^SKIPPED.*CUDA" "$out/pytest.log" && { echo "a CUDA test was skipped on a CUDA machine"; status=1; }
 python3 scripts/gpu_bench.py --json "$out/bench.json" 2>&1 | grep -v FutureWarning || status=1

@@ -37,6 +37,14 @@ PUNCT = [".", ",", "?", "!", ":"]
 WORDS = sorted(set(ROLES + MATH + COOK + MISC + PUNCT))
 CHAT_TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
 
+# the accelerators torch may see: a test parametrised over them runs where its device exists and says why it
+# skipped elsewhere
+ACCELERATORS = [
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                  reason="needs a CUDA GPU (torch sees none here)")),
+    pytest.param("mps", marks=pytest.mark.skipif(not torch.backends.mps.is_available(),
+                                                 reason="needs an Apple-silicon MPS GPU (torch sees none here)")),
+]
 N_LAYERS = 3
 HIDDEN = 32
 SAE_LAYER = N_LAYERS - 2  # the default (penultimate) layer

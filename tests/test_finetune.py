@@ -4,6 +4,7 @@ multiple-choice scoring, exact-match generation and the errors."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from conftest import write_jsonl
+from conftest import ACCELERATORS, write_jsonl
 from mona.data.readers import read_samples
 from mona.errors import ConfigError, DependencyError
 from mona.finetune.evaluate import normalise_answer, parse_options, run_lm_eval
@@ -220,7 +221,7 @@ def test_finetune_cli_then_eval_with_the_adapter(model_dir, tmp_path):
 def test_lm_eval_without_the_package_names_the_extra(monkeypatch, model_dir):
     monkeypatch.setitem(sys.modules, "lm_eval", None)  # `import lm_eval` raises ImportError
     with pytest.raises(DependencyError, match=r"pip install mona\[lm-eval\]"):
-        run_lm_eval(["gsm8k"], model=str(model_dir))
+        run_lm_eval(["gsm8k"], model=str(model_dir), device="cpu")
     result = _cli("eval", "--lm-eval-tasks", "gsm8k,mmlu", "--model", str(model_dir))
     assert result.exit_code == 5 and "pip install mona[lm-eval]" in result.output
 
@@ -235,3 +236,47 @@ def test_smollm2_template_labels_only_the_answer():
         enc = encode_sample(sample, tok, 4096, path=str(path))
         kept = [i for i, label in zip(enc.ids, enc.labels, strict=True) if label != IGNORE]
         assert tok.decode(kept) == sample.messages[-1][1] + "<|im_end|>"
+
+
+def test_an_absent_gpu_is_refused_before_any_work(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    data = write_jsonl(tmp_path / "train.jsonl", REPETITIVE)
+    result = _cli("finetune", "--data", str(data), "--out", str(tmp_path / "run"), "--model", str(model_dir),
+                  "--device", "cuda", "--quiet")
+    assert result.exit_code == 4 and "sees no CUDA GPU" in result.output
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    result = _cli("eval", "--data", str(data), "--model", str(model_dir), "--device", "cuda", "--out",
+                  str(tmp_path / "res.json"), "--quiet")
+    assert result.exit_code == 4 and "sees no CUDA GPU" in result.output and not (tmp_path / "res.json").exists()
+
+
+def test_where_a_run_trains_is_not_part_of_what_it_resumes_from(tmp_path):
+    from mona.finetune.sft import run_fingerprint
+
+    data = write_jsonl(tmp_path / "train.jsonl", REPETITIVE)
+    # a run checkpointed on a GPU resumes on the CPU (its checkpoint loads onto the CPU, see sft._restore)
+    assert run_fingerprint(FinetuneConfig(device="cuda"), data, "fp32") == \
+        run_fingerprint(FinetuneConfig(device="cpu"), data, "fp32")
+
+
+@pytest.mark.parametrize("device", ACCELERATORS)
+def test_finetune_and_eval_on_the_gpu_agree_with_the_cpu(model_dir, tmp_path, device):
+    # fp32 on both: the GPU run follows the CPU's losses up to float rounding, its checkpoint resumes on the CPU,
+    # and its adapter evaluates to the CPU's NLL
+    from mona.finetune.evaluate import evaluate
+
+    data = write_jsonl(tmp_path / "train.jsonl", REPETITIVE)
+    config = FinetuneConfig(model=str(model_dir), epochs=2, lr=1e-2, lora_r=4, batch_tokens=64, save_every=2,
+                            dtype="fp32", device="cpu")
+    cpu = finetune(data, tmp_path / "cpu", config)
+    gpu = finetune(data, tmp_path / "gpu", dataclasses.replace(config, device=device),
+                   stop_after_steps=3)
+    assert gpu["finished"] is False
+    resumed = finetune(data, tmp_path / "gpu", config)  # on the CPU
+    assert resumed["resumed_from_step"] == 2 and resumed["final_loss"] == pytest.approx(cpu["final_loss"], rel=1e-3)
+    on_cpu = evaluate(data, model=str(model_dir), adapter=tmp_path / "cpu" / "adapter", max_new_tokens=3,
+                      device="cpu")
+    on_gpu = evaluate(data, model=str(model_dir), adapter=tmp_path / "cpu" / "adapter", max_new_tokens=3,
+                      device=device)
+    assert on_gpu["nll"] == pytest.approx(on_cpu["nll"], rel=1e-3)
+    assert [p.get("prediction") for p in on_gpu["predictions"]] == [p.get("prediction") for p in on_cpu["predictions"]]

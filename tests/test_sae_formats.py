@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
+from conftest import ACCELERATORS
 from mona.errors import ConfigError
 from mona.sae.spec import parse_hookpoint
 from mona.sae.topk import check_width, encode, load_sae, resolve_sae_path, sae_fingerprint, sae_k, sae_metadata
@@ -498,15 +499,6 @@ def test_features_label_reads_the_layer_from_the_sae_and_checks_it(tmp_path, mod
                                                              "hook_name": "blocks.1.hook_mlp_out"})
     result = label(mlp)  # labelled on the MLP output of layer 1, which it reads
     assert result.exit_code == 0, result.output
-
-
-# the accelerators torch may see: each test runs where its device exists and says why it skipped elsewhere
-ACCELERATORS = [
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                  reason="needs a CUDA GPU (torch sees none here)")),
-    pytest.param("mps", marks=pytest.mark.skipif(not torch.backends.mps.is_available(),
-                                                 reason="needs an Apple-silicon MPS GPU (torch sees none here)")),
-]
 
 
 @pytest.mark.parametrize("device", ACCELERATORS)

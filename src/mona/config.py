@@ -12,6 +12,8 @@ from mona.errors import ConfigError
 
 T = TypeVar("T")
 REQUIRED: Any = dataclasses.MISSING  # `opt(REQUIRED, ...)`: an option without a default
+# what every --device takes (mona.models.loader.resolve_device), for their help lines
+DEVICES = "auto (cuda if torch sees a GPU, else cpu), cpu, cuda, cuda:N or mps (Apple silicon; untested so far)"
 
 
 def opt(default: Any, help: str, *, cli: str | None = None) -> Any:

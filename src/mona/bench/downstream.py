@@ -168,7 +168,7 @@ def random_seeds(config: DownstreamConfig) -> list[int]:
 def finetune_config(config: DownstreamConfig, seed: int = 0) -> FinetuneConfig:
     """The fine-tuning settings every run shares (`seed`: the fine-tune seed)."""
     return FinetuneConfig(model=config.model, epochs=config.epochs, lr=config.lr, max_length=config.max_length,
-                          batch_tokens=config.batch_tokens, seed=seed, dtype=config.dtype)
+                          batch_tokens=config.batch_tokens, seed=seed, dtype=config.dtype, device=config.device)
 
 
 # ---------------------------------------------------------------- data
@@ -377,6 +377,7 @@ def run_key(data: DownstreamData, config: DownstreamConfig) -> str:
     pool_ids = hashlib.sha256("\n".join(r["id"] for r in data.pool).encode()).hexdigest()
     ft = asdict(finetune_config(config))
     ft.pop("seed")
+    ft.pop("device")
     args = {"data": data.config, "pool_ids": pool_ids, "ratio": config.ratio, "model": config.model,
             "sae": config.sae, "finetune": ft, "max_new_tokens": config.max_new_tokens}
     return hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -473,7 +474,8 @@ def _evaluated(path: Path, adapter: Path | None, label: str, eval_path: Path, co
     if path.exists():
         return _read_json(path)
     clock(f"{label}: evaluating")
-    result = evaluate(eval_path, model=config.model, adapter=adapter, max_new_tokens=config.max_new_tokens)
+    result = evaluate(eval_path, model=config.model, adapter=adapter, max_new_tokens=config.max_new_tokens,
+                      device=config.device)
     _write_json(path.with_name("predictions.json"), result["predictions"])
     summary = eval_summary(result) | {"finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     _write_json(path, summary)
@@ -511,8 +513,8 @@ def _selection(pool: list[dict], task: DownstreamTask, run: Run, n: int, config:
                cache_dir: Path | None) -> tuple[list[dict], float]:
     """The `n` rows `run`'s method ranks highest for the task's targets, and the seconds it took."""
     t0 = time.perf_counter()
-    options = MethodOptions(method=run.method, seed=run.seed, lm=LMConfig(model=config.model, dtype=config.dtype),
-                            sae=config.sae)
+    lm = LMConfig(model=config.model, dtype=config.dtype, device=config.device)
+    options = MethodOptions(method=run.method, seed=run.seed, lm=lm, sae=config.sae)
     samples = _samples(pool)
     scores = compute_scores(samples, _samples(task.targets), options, cache_dir)[0]
     chosen = [pool[int(i)] for i in rank([s.id for s in samples], scores)[:n]]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mona.config import comma_ints, opt
+from mona.config import DEVICES, comma_ints, opt
 from mona.errors import ConfigError
 from mona.features.options import LAYER_HELP, LMConfig
 
@@ -87,6 +87,8 @@ class DownstreamConfig:
     dtype: str = opt("fp32", "Selection model and fine-tuning dtype. Not auto: the pieces of one design run on "
                              "whichever machines a user has, and `auto` resolves per machine, so runs would "
                              "train in different dtypes (bf16 moves the fine-tuning loss by a few percent).")
+    # not in the run key, so one design may be finished on another machine: in fp32 devices differ by rounding
+    device: str = opt("auto", f"Where selection, fine-tuning and evaluation run: {DEVICES}.")
     name: str = opt("downstream", "Report name (<name>.md, <name>.json; figures <name>.png, <name>-ratio.png).")
 
 

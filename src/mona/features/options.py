@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from mona.config import opt
+from mona.config import DEVICES, opt
 from mona.errors import ConfigError
 
 POOLINGS = ("mean", "sum", "max")
@@ -58,8 +58,7 @@ class LMConfig:
     batch_tokens: int = opt(8192, "Padded tokens per forward batch (memory vs. speed; the selection does not "
                                   "change).")
     # Not in the cache key: vectors agree up to rounding on either device
-    device: str = opt("auto", "Where the selection model runs: auto (cuda if torch sees a GPU, else cpu), cpu, "
-                              "cuda, cuda:N or mps (Apple silicon; untested so far).")
+    device: str = opt("auto", f"Where the selection model runs: {DEVICES}.")
 
     def check(self) -> None:
         """Refuse values no model run accepts (before any model is loaded)."""

@@ -14,8 +14,8 @@ it. Any other row is also scored by exact match of a greedy generation (chat tem
 (. , ; : ! ?) and compared case-insensitively.
 
 lm-evaluation-harness: `run_lm_eval(tasks)` merges the adapter into the model, saves the merged model to a
-temporary directory and runs `lm_eval.simple_evaluate(model="hf", ...)` on it (CPU, fp32). It needs the optional
-dependency (`pip install mona[lm-eval]`) and the tasks' data sets (downloaded by lm-eval from the hub).
+temporary directory and runs `lm_eval.simple_evaluate(model="hf", ...)` on it (fp32, on `--device`). It needs the
+optional dependency (`pip install mona[lm-eval]`) and the tasks' data sets (downloaded by lm-eval from the hub).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from mona.errors import DependencyError, InputError, MissingFileError
 from mona.finetune.options import EvalConfig
 from mona.finetune.sft import conversation_tokens, render_chat
 from mona.models.answer_loss import pad_batch
-from mona.models.loader import DEFAULT_MODEL, load_lm
+from mona.models.loader import DEFAULT_MODEL, load_lm, resolve_device
 from mona.outputs import check_outputs, local_path
 from mona.progress import RichProgress
 
@@ -137,17 +137,17 @@ def score_answers(model, tokenizer, rows: Sequence[EvalRow], candidates: Sequenc
         # the shared run must stop one token short of every candidate's first answer token it does not hold, so
         # the logits that predict that token come from it: positions p-1 for answer tokens p <= shared
         wanted = sorted({p - 1 for _, pos in seqs for p in pos if p <= shared})
-        prefix = torch.tensor([seqs[0][0][:shared]])
+        prefix = torch.tensor([seqs[0][0][:shared]], device=model.device)
         res = model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=len(seqs) > 1,
-                    logits_to_keep=torch.tensor(wanted, dtype=torch.long))
+                    logits_to_keep=torch.tensor(wanted, dtype=torch.long, device=model.device))
         prefix_lp = dict(zip(wanted, torch.log_softmax(res.logits[0].float(), dim=-1), strict=True))
         rest = [i for i, (ids, _) in enumerate(seqs) if len(ids) > shared]
         rest_lp: dict[int, torch.Tensor] = {}
         if rest:
             width = max(len(seqs[i][0]) - shared for i in rest)
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-            ids = pad_batch([seqs[i][0][shared:] for i in rest], pad_id)
-            attention = torch.zeros((len(rest), shared + width), dtype=torch.long)
+            ids = pad_batch([seqs[i][0][shared:] for i in rest], pad_id).to(model.device)
+            attention = torch.zeros((len(rest), shared + width), dtype=torch.long, device=model.device)
             for b, i in enumerate(rest):
                 attention[b, : len(seqs[i][0])] = 1
             cache = res.cache
@@ -169,7 +169,7 @@ def generate_answer(model, tokenizer, prompt: Sequence[tuple[str, str]], max_new
                     path: str | None = None, line: int | None = None) -> str:
     """Greedy answer after the chat-templated prompt (special tokens dropped)."""
     text = render_chat(tokenizer, prompt, generation_prompt=True, path=path, line=line)
-    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]], device=model.device)
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     new = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
@@ -178,12 +178,13 @@ def generate_answer(model, tokenizer, prompt: Sequence[tuple[str, str]], max_new
     return tokenizer.decode(new, skip_special_tokens=True).strip()
 
 
-def load_with_adapter(model_spec: str | None, adapter: str | Path | None):
-    """(model, tokenizer): the base model, with the LoRA adapter merged in when one is given."""
+def load_with_adapter(model_spec: str | None, adapter: str | Path | None, device: str = "cpu"):
+    """(model, tokenizer): the base model on `device` (see loader.resolve_device), with the LoRA adapter merged
+    in when one is given."""
     if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
         raise MissingFileError("no LoRA adapter here (expected adapter_config.json, as written by mona finetune "
                                "into DIR/adapter)", path=str(adapter))
-    model, tokenizer = load_lm(model_spec, "fp32")
+    model, tokenizer = load_lm(model_spec, "fp32", device)
     if adapter is not None:
         from peft import PeftModel
 
@@ -228,7 +229,7 @@ def _mc_prediction(row: EvalRow, scores: Sequence[tuple[float, int]]) -> dict[st
 
 
 def evaluate(data: str | Path, *, model: str | None = None, adapter: str | Path | None = None,
-             max_new_tokens: int, limit: int | None = None,
+             max_new_tokens: int, device: str, limit: int | None = None,
              progress: RichProgress | None = None) -> dict[str, Any]:
     """The model (with the adapter) on the held-out rows of `data`: the mean NLL per answer token of the
     reference answers (every row); for rows with options, accuracy by option log-likelihood and the probability
@@ -240,7 +241,7 @@ def evaluate(data: str | Path, *, model: str | None = None, adapter: str | Path 
         samples = samples[: max(0, limit)]
     rows = eval_rows(samples, path)
     t0 = time.perf_counter()
-    lm, tokenizer = load_with_adapter(model, adapter)
+    lm, tokenizer = load_with_adapter(model, adapter, resolve_device(device))
     progress = progress or RichProgress(enabled=False)
     progress.start("eval", len(rows))
     predictions: list[dict[str, Any]] = []
@@ -315,18 +316,20 @@ def write_results(path: str | Path, result: dict[str, Any]) -> None:
 
 
 def run_lm_eval(tasks: Sequence[str], *, model: str | None = None, adapter: str | Path | None = None,
-                limit: int | None = None, batch_size: int = 1) -> dict[str, Any]:
-    """lm-evaluation-harness tasks on the model (adapter merged), saved to a temp dir and loaded as `hf`."""
+                device: str, limit: int | None = None, batch_size: int = 1) -> dict[str, Any]:
+    """lm-evaluation-harness tasks on the model (adapter merged on the CPU), saved to a temp dir and loaded as
+    `hf` on `device`."""
     try:
         import lm_eval
     except ImportError:
         raise DependencyError("the lm-evaluation-harness adapter needs lm-eval: pip install mona[lm-eval]") from None
+    device = resolve_device(device)
     lm, tokenizer = load_with_adapter(model, adapter)
     with tempfile.TemporaryDirectory(prefix="mona-lm-eval-") as tmp:
         lm.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         results = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={tmp},dtype=float32",
-                                          tasks=list(tasks), limit=limit, batch_size=batch_size, device="cpu")
+                                          tasks=list(tasks), limit=limit, batch_size=batch_size, device=device)
     results = results or {}
     return {"model": model or DEFAULT_MODEL, "adapter": str(adapter) if adapter is not None else None,
             "tasks": list(tasks), "limit": limit, "results": results.get("results"),
@@ -342,12 +345,14 @@ def run_eval(config: EvalConfig, out: Path | None = None, progress: RichProgress
                   {"--out": out})
     if config.lm_eval_tasks is not None:
         tasks = [t.strip() for t in config.lm_eval_tasks.split(",") if t.strip()]
-        result = run_lm_eval(tasks, model=config.model, adapter=config.adapter, limit=config.limit)
+        result = run_lm_eval(tasks, model=config.model, adapter=config.adapter, device=config.device,
+                             limit=config.limit)
         line = json.dumps(result["results"], default=str)
     else:
         assert config.data is not None
         result = evaluate(config.data, model=config.model, adapter=config.adapter,
-                          max_new_tokens=config.max_new_tokens, limit=config.limit, progress=progress)
+                          max_new_tokens=config.max_new_tokens, device=config.device, limit=config.limit,
+                          progress=progress)
         line = summary_line(result)
     if out is not None:
         write_results(out, result)

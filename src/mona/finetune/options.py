@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mona.config import opt
+from mona.config import DEVICES, opt
 from mona.errors import ConfigError
 
 
@@ -25,9 +25,11 @@ class FinetuneConfig:
     seed: int = opt(0, "Seed of the LoRA init and the batch order.")
     save_every: int = opt(50, "Checkpoint every N optimizer steps (and at the end).")
     text_field: str | None = opt(None, "Train on this field as plain text (loss on all tokens).")
-    dtype: str = opt("auto", "Training precision: auto (bf16 autocast where the CPU runs bf16 faster, as `mona "
-                             "select --dtype auto` decides; else fp32), fp32 or bf16. Weights and optimizer stay "
+    dtype: str = opt("auto", "Training precision: auto (bf16 autocast where the device runs bf16 faster, as "
+                             "`mona select --dtype auto` decides; else fp32), fp32 or bf16. Weights and optimizer stay "
                              "fp32.")
+    # where it runs does not decide the result (run_fingerprint leaves it out, as it does save_every)
+    device: str = opt("auto", f"Where training runs: {DEVICES}.")
 
     def check(self) -> None:
         for name in ("epochs", "lora_r", "max_length", "batch_tokens", "grad_accum", "save_every"):
@@ -49,6 +51,7 @@ class EvalConfig:
     limit: int | None = opt(None, "Evaluate only the first N rows (per task for lm-eval).")
     lm_eval_tasks: str | None = opt(None, "Run these lm-evaluation-harness tasks instead (comma-separated; needs "
                                           "mona\\[lm-eval]).")
+    device: str = opt("auto", f"Where the model runs: {DEVICES}. Scores are fp32 on every device.")
 
     def check(self) -> None:
         """Refuse a run that names both kinds of evaluation data, or neither."""

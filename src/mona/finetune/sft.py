@@ -49,7 +49,7 @@ from mona.errors import ConfigError, InputError
 from mona.finetune.options import FinetuneConfig
 from mona.models.answer_loss import IGNORE, batch_loss_sum
 from mona.models.dtype import autocast, parse_dtype, resolve_dtype
-from mona.models.loader import DEFAULT_MODEL, load_lm, model_fingerprint
+from mona.models.loader import DEFAULT_MODEL, load_lm, model_fingerprint, resolve_device
 from mona.models.truncated import length_batches
 from mona.outputs import check_output_dir, check_outputs, local_path
 from mona.progress import RichProgress
@@ -260,6 +260,7 @@ def run_fingerprint(config: FinetuneConfig, data: Path, dtype: str) -> dict[str,
     resolved (auto on another machine may train in another precision)."""
     args = asdict(config)
     args.pop("save_every")
+    args.pop("device")
     args["dtype"] = dtype
     args["model"] = model_fingerprint(config.model)
     args["data"] = data_digest(data)
@@ -271,7 +272,8 @@ def _write_checkpoint(out: Path, model, optimizer, scheduler, state: TrainState,
 
     tmp = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=out))
     try:
-        weights = {n: p.detach().clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+        weights = {n: p.detach().to("cpu", copy=True).contiguous() for n, p in model.named_parameters()
+                   if p.requires_grad}
         save_file(weights, str(tmp / "adapter.safetensors"))
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "torch_rng": torch.get_rng_state()}, tmp / "trainer.pt")
@@ -365,7 +367,8 @@ def _restore(saved: dict[str, Any], model, optimizer, scheduler) -> TrainState:
     with torch.no_grad():
         for name, p in params.items():
             p.copy_(weights[name])
-    trainer = torch.load(ckpt / "trainer.pt", weights_only=True)
+    # on the CPU: the optimizer moves its state to the parameters' device, and a run saved on a GPU resumes anywhere
+    trainer = torch.load(ckpt / "trainer.pt", weights_only=True, map_location="cpu")
     optimizer.load_state_dict(trainer["optimizer"])
     scheduler.load_state_dict(trainer["scheduler"])
     torch.set_rng_state(trainer["torch_rng"])
@@ -402,7 +405,8 @@ def finetune(data: str | Path, out: str | Path, config: FinetuneConfig | None = 
                   writable=False)
     check_output_dir("--out", out)
     samples = read_samples(data, text_field=config.text_field)
-    precision = resolve_dtype(config.dtype, "cpu")  # training runs on the CPU
+    device = resolve_device(config.device)  # a GPU that is not there is refused before any work
+    precision = resolve_dtype(config.dtype, device)
     parse_dtype(precision.dtype)  # int8 (no backward) is refused before any work
     fingerprint = run_fingerprint(config, data, precision.dtype)
     saved = _prepare_out(out, fingerprint, overwrite)
@@ -428,6 +432,7 @@ def finetune(data: str | Path, out: str | Path, config: FinetuneConfig | None = 
     targets = lora_targets(model)
     model = get_peft_model(model, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
                                              target_modules=targets, task_type="CAUSAL_LM"))
+    model.to(device)  # after the LoRA init, which draws from the CPU's generator: one seed, one init on any device
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
@@ -450,7 +455,7 @@ def finetune(data: str | Path, out: str | Path, config: FinetuneConfig | None = 
             optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
             for batch in batches:
-                with autocast(precision.dtype, "cpu"):
+                with autocast(precision.dtype, device):
                     loss = batch_loss_sum(model, [r.ids for r in batch], [r.labels for r in batch], pad_id)
                 (loss / n_targets).backward()
                 loss_sum += float(loss.detach())
@@ -491,6 +496,7 @@ def finetune(data: str | Path, out: str | Path, config: FinetuneConfig | None = 
         "fingerprint": fingerprint,
         "lora_targets": targets,
         "dtype": str(precision),
+        "device": device,
         "rows": len(samples),
         "rows_trained": len(rows),
         "rows_truncated": sum(e.truncated for e in encoded),

@@ -51,7 +51,9 @@ def head_path(model: torch.nn.Module) -> tuple[Callable, torch.nn.Module] | None
 def selected_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     select: torch.Tensor) -> torch.Tensor:
     """Logits [n, vocab] (fp32) at the positions where `select` [B, T] is true (the head runs only there when
-    the model allows it)."""
+    the model allows it). The inputs move to the model's device; the logits stay there."""
+    device = next(model.parameters()).device
+    input_ids, attention_mask, select = input_ids.to(device), attention_mask.to(device), select.to(device)
     path = head_path(model)
     if path is None:
         logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
@@ -74,16 +76,18 @@ def batch_loss_sum(model: torch.nn.Module, ids: Sequence[Sequence[int]], labels:
     input_ids = pad_batch(ids, pad_id)
     targets = pad_batch(labels, pad_id, fill_labels=True)[:, 1:]
     logits = selected_logits(model, input_ids, attention_mask(ids), _predicting(targets != IGNORE))
-    return torch.nn.functional.cross_entropy(logits, targets[targets != IGNORE], reduction="sum")
+    return torch.nn.functional.cross_entropy(logits, targets[targets != IGNORE].to(logits.device), reduction="sum")
 
 
 def row_losses(model: torch.nn.Module, ids: torch.Tensor, attn: torch.Tensor, loss_mask: torch.Tensor
                ) -> torch.Tensor:
     """Mean next-token cross-entropy over each row's loss tokens ([B]; 0 for a row without any); `loss_mask`
-    [B, T] marks the tokens predicted and counted."""
+    [B, T] marks the tokens predicted and counted. On the model's device."""
+    device = next(model.parameters()).device
+    ids, attn, loss_mask = ids.to(device), attn.to(device), loss_mask.to(device)
     targets = loss_mask[:, 1:]
     logits = selected_logits(model, ids, attn, _predicting(targets))
     ce = torch.nn.functional.cross_entropy(logits, ids[:, 1:][targets], reduction="none")
     rows = torch.nonzero(targets, as_tuple=True)[0]
-    totals = torch.zeros(ids.shape[0], dtype=ce.dtype).index_add(0, rows, ce)
+    totals = torch.zeros(ids.shape[0], dtype=ce.dtype, device=device).index_add(0, rows, ce)
     return totals / targets.sum(dim=1).clamp(min=1)
