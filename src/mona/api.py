@@ -144,7 +144,7 @@ class Selector:
         scorer = pipeline.PoolScorer(targets, config.options, self._cache_dir, method=self._run,
                                      stats=(self.pool_stats, FeaturizeStats()))
         result = scorer.score(self._pool) if self._matrix is None else scorer.score_matrix(self._matrix)
-        pool = pipeline.PoolScores.of(self._pool, *result)
+        pool = pipeline.PoolScores.of(self._pool, *result, dedup=config.options.dedup)
         matrix = self._matrix
         n, order = pipeline.choose(pool, ratio=ratio, budget=budget, every_row=scores is not None,
                                    diversity=config.options.diversity,
@@ -154,7 +154,8 @@ class Selector:
                               time.perf_counter() - t0, self._run.truncated, self.rejected + (rejects or []),
                               None, scorer.truncation_report(pool.scores, order, n),
                               pool.skipped_parts + sum(t.skipped_parts for t in targets), pool.id_kinds,
-                              config.options.lm.max_length)
+                              config.options.lm.max_length, self._run.dtype,
+                              notes=(*scorer.notes, *pipeline.dedup_notes(pool)))
         if out is not None or scores is not None:
             selection.write(out, scores)
         return selection

@@ -3,6 +3,7 @@ Sample (a conversation or a plain text)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,14 @@ class Sample:
         if self.messages is None:
             return self.text or ""
         return "\n\n".join(content for _, content in self.messages)
+
+
+def content_key(sample: Sample) -> int:
+    """A 64-bit hash of what a row says: its roles and texts with runs of whitespace collapsed, so rows that
+    differ only in id, in other fields or in spacing share it (`--dedup`)."""
+    turns = [("", sample.text or "")] if sample.messages is None else sample.messages
+    canon = json.dumps([[role, " ".join(text.split())] for role, text in turns])  # ASCII: lone surrogates escaped
+    return int.from_bytes(hashlib.blake2b(canon.encode(), digest_size=8).digest(), "little")
 
 
 def json_line(row: Any) -> str:

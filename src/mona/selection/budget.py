@@ -92,3 +92,13 @@ def round_robin(ids: Sequence[str], group_scores: np.ndarray) -> np.ndarray:
                 taken[pos] = True
                 out.append(pos)
     return np.asarray(out, dtype=np.int64)
+
+
+def distinct_first(order: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """(`order` with each row whose key a better-ranked row has moved after all the distinct ones, both parts in
+    their ranked order; the number of distinct rows). `keys`: one per pool position (data.formats.content_key)."""
+    order = np.asarray(order, dtype=np.int64)
+    _, first = np.unique(np.asarray(keys)[order], return_index=True)  # the first occurrence in ranked order
+    keep = np.zeros(len(order), dtype=bool)
+    keep[first] = True
+    return np.concatenate([order[keep], order[~keep]]), int(keep.sum())

@@ -49,6 +49,8 @@ class MethodOptions:
     diversity: float = opt(0.0, "Weight W in [0, 1] of redundancy against relevance: maximal marginal relevance "
                                 "over the method's own vectors re-picks among its best 4n rows, so the budget is "
                                 "not spent on near-duplicates (0: the plain ranking; mona.selection.diversity).")
+    dedup: bool = opt(False, "Pick at most one of the rows that say the same (same roles and texts, whitespace "
+                             "aside): the best-ranked one; the others rank after the selection, unselected.")
     params: Any = None  # the method's own options: an instance of its options class (registry.MethodSpec.options)
 
     def check(self) -> None:

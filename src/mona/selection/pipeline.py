@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from mona.data.formats import Rejected, Sample, id_kind, raw_row
+from mona.data.formats import Rejected, Sample, content_key, id_kind, raw_row
 from mona.data.ids import IdColumn, scan_samples
 from mona.data.readers import iter_samples, read_samples, row_records, samples_of, validate_samples
 from mona.errors import ConfigError, InputError, Interrupted, MissingFileError
@@ -21,7 +21,7 @@ from mona.features.lm import LMRunner
 from mona.outputs import OutputSet, check_output_dir, check_outputs, write_quarantine, write_scores, write_selection
 from mona.paths import cache_root
 from mona.scoring.similarity import jaccard_upper_bound, prototype
-from mona.selection.budget import rank, resolve_budget, round_robin, top_order
+from mona.selection.budget import distinct_first, rank, resolve_budget, round_robin, top_order
 from mona.selection.config import BACKENDS, MethodOptions, SelectConfig
 from mona.selection.diversity import candidate_count, diversify
 from mona.selection.registry import get_method, with_defaults
@@ -255,12 +255,16 @@ class PoolScores:
     groups: np.ndarray | None
     skipped_parts: int = 0
     id_kinds: np.ndarray | None = None  # JSON type of each id (mona.data.formats.id_kind); None: all strings
+    content: np.ndarray | None = None  # uint64 content_key of each row (--dedup); None: not taken
 
     @classmethod
-    def of(cls, samples: Sequence[Sample], scores: np.ndarray, groups: np.ndarray | None) -> PoolScores:
-        """The scores of a pool held in memory."""
+    def of(cls, samples: Sequence[Sample], scores: np.ndarray, groups: np.ndarray | None, *,
+           dedup: bool = False) -> PoolScores:
+        """The scores of a pool held in memory (with each row's content key under `dedup`)."""
         return cls([s.id for s in samples], np.asarray([s.record.line for s in samples], dtype=np.int64), scores,
-                   groups, sum(s.skipped_parts for s in samples), _kinds(id_kind(s.record.row) for s in samples))
+                   groups, sum(s.skipped_parts for s in samples), _kinds(id_kind(s.record.row) for s in samples),
+                   np.fromiter((content_key(s) for s in samples), dtype=np.uint64, count=len(samples))
+                   if dedup else None)
 
 
 def stream_scores(config: SelectConfig, scorer: PoolScorer, n_rows: int, rejects: list[Rejected] | None,
@@ -273,6 +277,8 @@ def stream_scores(config: SelectConfig, scorer: PoolScorer, n_rows: int, rejects
     ids = IdColumn()
     lines = array("q")  # 8 bytes a row, not a Python int's 36
     kinds = array("b")  # 1 byte a row: the JSON type of the id, so that SCORES gives it back
+    content = array("Q")  # --dedup: 8 bytes a row, the content key
+    dedup = config.options.dedup
     skipped_parts = 0
     parts: list[np.ndarray] = []
     group_parts: list[np.ndarray] = []
@@ -296,6 +302,8 @@ def stream_scores(config: SelectConfig, scorer: PoolScorer, n_rows: int, rejects
             lines.extend(s.record.line for s in chunk)
             skipped_parts += sum(s.skipped_parts for s in chunk)
             kinds.extend(id_kind(s.record.row) for s in chunk)
+            if dedup:
+                content.extend(content_key(s) for s in chunk)
             parts.append(scores)
             if groups is not None:
                 group_parts.append(groups)
@@ -305,7 +313,8 @@ def stream_scores(config: SelectConfig, scorer: PoolScorer, n_rows: int, rejects
     if not ids:
         raise InputError("no rows left within --max-length", path=str(config.pool))
     return PoolScores(ids, np.frombuffer(lines, dtype=np.int64), np.concatenate(parts),
-                      np.concatenate(group_parts) if group_parts else None, skipped_parts, _kinds(kinds))
+                      np.concatenate(group_parts) if group_parts else None, skipped_parts, _kinds(kinds),
+                      np.frombuffer(content, dtype=np.uint64) if dedup else None)
 
 
 def choose(pool: PoolScores, *, ratio: float | None, budget: int | None, every_row: bool = False,
@@ -313,19 +322,34 @@ def choose(pool: PoolScores, *, ratio: float | None, budget: int | None, every_r
            ) -> tuple[int, np.ndarray]:
     """(rows to select, pool positions best first): round-robin over subtasks when there are groups, else by
     score with ties broken by id; the order covers every row with `every_row` (SCORES ranks them all), else at
-    least the selected ones. With `diversity` > 0 its first rows are re-picked by maximal marginal relevance
-    (mona.selection.diversity) over the vectors `vectors_of(pool positions)` gives."""
+    least the selected ones. When the pool has content keys (--dedup), a row saying what a better-ranked one says
+    moves after all the distinct rows (and the budget shrinks to their number if it is larger). With
+    `diversity` > 0 the first rows are then re-picked by maximal marginal relevance (mona.selection.diversity)
+    over the vectors `vectors_of(pool positions)` gives."""
     n = resolve_budget(len(pool.ids), ratio=ratio, budget=budget)
     if pool.groups is not None:
         order = round_robin(pool.ids, pool.groups)
-    elif every_row:
+    elif every_row or pool.content is not None:
         order = rank(pool.ids, pool.scores)
     else:
         order = top_order(pool.ids, pool.scores, candidate_count(n, len(pool.ids)) if diversity else n)
-    if diversity:
+    distinct = len(order)
+    if pool.content is not None:
+        order, distinct = distinct_first(order, pool.content)
+        n = min(n, distinct)
+    if diversity:  # among the distinct rows only
         assert vectors_of is not None, "diversity needs the method's vectors"
-        order = diversify(order, n, diversity, vectors_of)
+        order = np.concatenate([diversify(order[:distinct], n, diversity, vectors_of), order[distinct:]])
     return n, order
+
+
+def dedup_notes(pool: PoolScores) -> tuple[str, ...]:
+    """The summary's line on --dedup: how many rows repeat what a better-ranked row says (none of them picked)."""
+    if pool.content is None:
+        return ()
+    repeats = len(pool.content) - len(np.unique(pool.content))
+    rows = "1 row repeats" if repeats == 1 else f"{repeats} rows repeat"
+    return (f"dedup: {rows} a better-ranked row's text, none selected",)
 
 
 def _kinds(kinds) -> np.ndarray | None:
@@ -457,7 +481,7 @@ def _select(config: SelectConfig, progress: Progress | None, run: _Run, pool_row
     else:
         if not whole:
             raise InputError("no rows left within --max-length", path=str(config.pool))
-        pool = PoolScores.of(whole, *scorer.score(whole))
+        pool = PoolScores.of(whole, *scorer.score(whole), dedup=config.options.dedup)
 
     def vectors_of(positions: np.ndarray) -> Matrix:  # the candidates' vectors again, from the cache
         rows = [whole[int(i)] for i in positions] if whole is not None else read_selected(config, pool, positions)
@@ -484,4 +508,5 @@ def _select(config: SelectConfig, progress: Progress | None, run: _Run, pool_row
                      scorer.target_stats, time.perf_counter() - t0, scorer.truncated, rejects or [], quarantine,
                      scorer.truncation_report(pool.scores, order, n),
                      pool.skipped_parts + sum(s.skipped_parts for s in targets), pool.id_kinds,
-                     config.options.lm.max_length, scorer.method.dtype, notes=tuple(scorer.notes))
+                     config.options.lm.max_length, scorer.method.dtype,
+                     notes=(*scorer.notes, *dedup_notes(pool)))
