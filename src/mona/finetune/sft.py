@@ -399,13 +399,13 @@ def finetune(data: str | Path, out: str | Path, config: FinetuneConfig | None = 
     written to train.json (with `finished` False after such a stop)."""
     config = config or FinetuneConfig()
     config.check()
+    device = resolve_device(config.device)  # a GPU that is not there is refused before any work
     data, out = Path(data), Path(out)
     # before any work: nothing the run writes (or clears with overwrite) may be an input
     check_outputs({"--data": data, "--model": local_path(config.model)}, {"--out": run_outputs(out)},
                   writable=False)
     check_output_dir("--out", out)
     samples = read_samples(data, text_field=config.text_field)
-    device = resolve_device(config.device)  # a GPU that is not there is refused before any work
     precision = resolve_dtype(config.dtype, device)
     parse_dtype(precision.dtype)  # int8 (no backward) is refused before any work
     fingerprint = run_fingerprint(config, data, precision.dtype)
