@@ -43,7 +43,8 @@ print('torch', torch.__version__, '| transformers', transformers.__version__, '|
 '| bf16', torch.cuda.is_bf16_supported())"
 
 status=0
-python3 -m pytest -q -p no:cacheprovider -m "not integration" -rs tests/test_sae_formats.py tests/test_truncated.py tests/test_finetune.py \
+python3 -m pytest -q -p no:cacheprovider -m "not integration" -rs \
+    tests/test_sae_formats.py tests/test_truncated.py tests/test_finetune.py \
     2>&1 | tee "$out/pytest.log" || status=1
 grep -E "^SKIPPED.*CUDA" "$out/pytest.log" && { echo "a CUDA test was skipped on a CUDA machine"; status=1; }
 python3 scripts/gpu_bench.py --json "$out/bench.json" 2>&1 | grep -v FutureWarning || status=1

@@ -234,14 +234,15 @@ def evaluate(data: str | Path, *, model: str | None = None, adapter: str | Path 
     """The model (with the adapter) on the held-out rows of `data`: the mean NLL per answer token of the
     reference answers (every row); for rows with options, accuracy by option log-likelihood and the probability
     mass on the right option; for the others, exact match of a greedy answer (`max_new_tokens` 0: none).
-    Overall and per kind (mc, generation), with one prediction per row."""
+    Overall and per kind (mc, generation), with one prediction per row. The model runs on `device`
+    (loader.resolve_device), in fp32."""
     path = str(data)
     samples = read_samples(data)
     if limit is not None:
         samples = samples[: max(0, limit)]
     rows = eval_rows(samples, path)
     t0 = time.perf_counter()
-    lm, tokenizer = load_with_adapter(model, adapter, resolve_device(device))
+    lm, tokenizer = load_with_adapter(model, adapter, device)
     progress = progress or RichProgress(enabled=False)
     progress.start("eval", len(rows))
     predictions: list[dict[str, Any]] = []
